@@ -1,0 +1,199 @@
+"""Reading, validating and atomically writing H&E tiles.
+
+Every entry point of the project goes through :func:`as_rgb_uint8` (arrays) or :func:`load_rgb` (files), so bad
+input fails early with an :class:`InvalidImageError` that names the problem instead of deep inside numpy.
+
+Documented fallbacks (everything else raises):
+
+* RGBA whose alpha channel is fully opaque: the alpha channel is dropped.
+* 16-bit RGB: rescaled to 8 bit (``value // 257``).
+* float RGB in ``[0, 1]``: scaled by 255; float RGB in ``[0, 255]``: rounded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "MIN_SIZE",
+    "IMAGE_SUFFIXES",
+    "InvalidImageError",
+    "as_rgb_uint8",
+    "load_rgb",
+    "load_instance_map",
+    "list_images",
+    "atomic_path",
+    "save_png",
+    "save_tiff",
+]
+
+#: smallest tile side we accept: below this there is no room for a nucleus and its context
+MIN_SIZE = 32
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+class InvalidImageError(ValueError):
+    """The input is not an RGB H&E tile this project can process; the message says why."""
+
+
+def as_rgb_uint8(image: np.ndarray | torch.Tensor, channel_first: bool | None = None, name: str = "image") -> np.ndarray:
+    """Validate an RGB tile and return it as a channel-last ``(H, W, 3)`` uint8 array.
+
+    Args:
+        image: ``(H, W, C)`` or ``(C, H, W)`` array or tensor, C in {3, 4}.
+        channel_first: layout of ``image``; ``None`` guesses from where the size-3/4 axis is.
+        name: used in error messages (a file name, for example).
+
+    Returns:
+        ``(H, W, 3)`` uint8 array (a copy when a conversion was needed).
+
+    Raises:
+        InvalidImageError: grey, non-opaque RGBA, NaN/inf, negative or out-of-range values, unsupported dtype, or a
+            side shorter than :data:`MIN_SIZE`.
+    """
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.ndim == 2 or (arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]) and 3 not in (arr.shape[0], arr.shape[-1])):
+        raise InvalidImageError(f"{name}: greyscale image of shape {arr.shape}; an RGB H&E tile is required")
+    if arr.ndim != 3:
+        raise InvalidImageError(f"{name}: expected a 2D RGB image (H, W, 3) or (3, H, W), got shape {arr.shape}")
+    if channel_first is None:
+        channel_first = arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4)
+    if channel_first:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.shape[-1] not in (3, 4):
+        raise InvalidImageError(f"{name}: expected 3 (RGB) or 4 (RGBA) channels, got {arr.shape[-1]}")
+    if min(arr.shape[:2]) < MIN_SIZE:
+        raise InvalidImageError(
+            f"{name}: image of {arr.shape[0]}x{arr.shape[1]} pixels is too small; both sides must be >= {MIN_SIZE}"
+        )
+    arr = _to_uint8(arr, name)
+    if arr.shape[-1] == 4:
+        if arr[..., 3].min() < 255:
+            raise InvalidImageError(f"{name}: RGBA image with transparent pixels; flatten it onto white first")
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
+
+
+def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "uif":
+        raise InvalidImageError(f"{name}: unsupported pixel type {arr.dtype}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise InvalidImageError(f"{name}: image contains NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 255:
+            raise InvalidImageError(f"{name}: float image values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}]")
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return np.rint(arr * scale).astype(np.uint8)
+    if arr.dtype == np.uint16:
+        return (arr // 257).astype(np.uint8)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 255:
+        raise InvalidImageError(f"{name}: {arr.dtype} image values must lie in [0, 255], got [{lo}, {hi}]")
+    return arr.astype(np.uint8)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB tile (png/tif/jpg) as ``(H, W, 3)`` uint8; see :func:`as_rgb_uint8` for what is accepted."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    arr = _read_array(path)
+    return as_rgb_uint8(arr, channel_first=False, name=str(path))
+
+
+def load_instance_map(path: str | os.PathLike) -> np.ndarray:
+    """Read an instance label map (16-bit PNG or TIFF) as a 2D int64 array, 0 = background."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label map not found: {path}")
+    arr = _read_array(path)
+    if arr.ndim != 2 or arr.dtype.kind not in "ui":
+        raise InvalidImageError(f"{path}: an instance map must be a 2D integer image, got {arr.shape} {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _read_array(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(im).astype(np.uint16)
+            return np.asarray(im)
+    except InvalidImageError:
+        raise
+    except Exception as exc:  # PIL/tifffile raise a zoo of types for truncated or non-image files
+        raise InvalidImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})") from exc
+
+
+def list_images(directory: str | os.PathLike) -> list[Path]:
+    """Sorted image files (png/tif/tiff/jpg/jpeg) directly inside ``directory``.
+
+    Raises:
+        FileNotFoundError: the directory does not exist.
+        ValueError: it holds no image.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"image directory not found: {directory}")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    return files
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed.
+
+    Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Atomically write a uint8 (grey or RGB) or uint16 (grey) array as PNG."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"PNG output must be uint8 or uint16, got {array.dtype}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_tiff(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Atomically write an array as a zlib-compressed TIFF."""
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+    return Path(path)

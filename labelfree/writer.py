@@ -1,0 +1,60 @@
+"""Writes the project's output contract for one image, flat in an output folder.
+
+``<stem>_inst.tif`` (uint16, or uint32 above 65,535 instances; 0 = background), ``<stem>_seg.png`` (0/255, or the class
+map for multi-class output) and ``<stem>_overlay.png`` (contours on the image). Every array is computed before the
+first file is written and every file is written atomically, so a failure never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from labelfree.imageio import save_png, save_tiff
+from labelfree.overlay import contour_overlay
+
+__all__ = ["output_paths", "write_segmentation"]
+
+
+def output_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The three output paths of image ``stem``."""
+    out = Path(out_dir)
+    return {
+        "inst": out / f"{stem}_inst.tif",
+        "seg": out / f"{stem}_seg.png",
+        "overlay": out / f"{stem}_overlay.png",
+    }
+
+
+def write_segmentation(
+    out_dir: str | os.PathLike,
+    stem: str,
+    image: np.ndarray,
+    instances: np.ndarray,
+    seg: np.ndarray | None = None,
+) -> dict[str, Path]:
+    """Write the three outputs of one image.
+
+    Args:
+        out_dir: output folder (created if missing).
+        stem: input file name without suffix.
+        image: ``(H, W, 3)`` uint8 RGB.
+        instances: ``(H, W)`` instance map.
+        seg: ``(H, W)`` uint8 segmentation to save as ``_seg.png``; default: ``255 * (instances > 0)``.
+
+    Returns:
+        the written paths by kind (``inst``, ``seg``, ``overlay``).
+    """
+    inst = np.squeeze(np.asarray(instances))
+    if inst.shape != image.shape[:2]:
+        raise ValueError(f"instance map {inst.shape} does not match the image {image.shape[:2]}")
+    inst = inst.astype(np.uint16 if inst.max() <= np.iinfo(np.uint16).max else np.uint32)
+    seg_arr = (inst > 0).astype(np.uint8) * 255 if seg is None else np.squeeze(np.asarray(seg)).astype(np.uint8)
+    overlay = contour_overlay(image, inst)
+    paths = output_paths(out_dir, stem)
+    save_tiff(paths["inst"], inst)
+    save_png(paths["seg"], seg_arr)
+    save_png(paths["overlay"], overlay)
+    return paths

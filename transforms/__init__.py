@@ -1,0 +1,1 @@
+"""MONAI-style transforms for label-free H&E segmentation."""

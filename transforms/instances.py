@@ -1,0 +1,124 @@
+"""Probability or binary nuclei map → instance map, by marker-controlled watershed on the distance transform.
+
+Markers are the h-maxima of the (lightly smoothed) Euclidean distance to the background: two touching round nuclei
+give two distance peaks separated by a saddle deeper than ``h`` and are split; the ripples of one irregular nucleus
+are shallower than ``h`` and are not. MONAI's ``DistanceTransformEDT`` and pathology ``Watershed`` do the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.apps.pathology.transforms.post.array import Watershed
+from monai.config import KeysCollection
+from monai.transforms import DistanceTransformEDT, MapTransform, Transform
+from monai.utils import TransformBackends
+from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
+
+from labelfree.transforms.contour import remove_small_objects
+
+__all__ = ["instances_from_map", "NucleiInstances", "NucleiInstancesd", "NucleiInstancesD", "NucleiInstancesDict"]
+
+
+def instances_from_map(
+    prob: np.ndarray | torch.Tensor,
+    threshold: float = 0.5,
+    min_size: int = 30,
+    h: float = 2.0,
+    sigma: float = 1.0,
+    fill_holes: bool = True,
+) -> np.ndarray:
+    """Split a foreground map into nuclei instances.
+
+    Args:
+        prob: ``(H, W)`` or ``(1, H, W)`` foreground probability in [0, 1] or a binary mask.
+        threshold: foreground = ``prob > threshold``.
+        min_size: instances (and foreground components) smaller than this many pixels are dropped.
+        h: minimal depth (pixels of distance) of a saddle between two markers.
+        sigma: Gaussian smoothing of the distance map before the markers are taken (0 = none).
+        fill_holes: fill holes in the foreground first.
+
+    Returns:
+        ``(H, W)`` int32 instance map, 0 = background, ids ``1..n``.
+    """
+    p = np.asarray(prob.detach().cpu() if isinstance(prob, torch.Tensor) else prob)
+    p = np.squeeze(p, axis=0) if p.ndim == 3 and p.shape[0] == 1 else p
+    if p.ndim != 2:
+        raise ValueError(f"expected a (H, W) or (1, H, W) map, got shape {p.shape}")
+    if p.dtype.kind == "f" and not np.isfinite(p).all():
+        raise ValueError("the probability map contains NaN or infinite values")
+    fg = p > threshold
+    if fill_holes:
+        fg = ndi.binary_fill_holes(fg)
+    fg = remove_small_objects(fg, min_size)
+    if not fg.any():
+        return np.zeros(fg.shape, dtype=np.int32)
+    dist = np.asarray(DistanceTransformEDT()(fg[None].astype(np.float32)))[0]
+    relief = (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
+    markers, _ = ndi.label(_h_maxima_per_component(relief, fg, h))
+    inst = np.asarray(Watershed(connectivity=1, dtype=np.int32)(-relief[None], mask=fg[None], markers=markers[None]))[0]
+    # components too thin to hold an h-maximum get no marker: keep them whole rather than lose them
+    orphans, n_orph = ndi.label(fg & (inst == 0))
+    if n_orph:
+        inst = np.where(orphans > 0, orphans + inst.max(), inst)
+    inst = np.where(_large_enough(inst, min_size), inst, 0)
+    _, seq = np.unique(inst, return_inverse=True)
+    return seq.reshape(inst.shape).astype(np.int32)
+
+
+def _h_maxima_per_component(relief: np.ndarray, fg: np.ndarray, h: float) -> np.ndarray:
+    """``skimage.morphology.h_maxima`` run on each component's bounding box: the same maxima (components are
+    separated by zero relief), at a fraction of the cost of one reconstruction over the whole tile."""
+    lab, _ = ndi.label(fg)
+    out = np.zeros(fg.shape, dtype=bool)
+    for i, box in enumerate(ndi.find_objects(lab), start=1):
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        own = lab[box] == i
+        out[box] |= h_maxima(np.where(own, relief[box], 0.0), h).astype(bool) & own
+    return out
+
+
+def _large_enough(inst: np.ndarray, min_size: int) -> np.ndarray:
+    sizes = np.bincount(inst.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[inst]
+
+
+class NucleiInstances(Transform):
+    """Array transform ``(1, H, W)`` probability or mask → ``(1, H, W)`` int32 instances; see :func:`instances_from_map`."""
+
+    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
+
+    def __init__(
+        self, threshold: float = 0.5, min_size: int = 30, h: float = 2.0, sigma: float = 1.0, fill_holes: bool = True
+    ):
+        self.kwargs = dict(threshold=threshold, min_size=min_size, h=h, sigma=sigma, fill_holes=fill_holes)
+
+    def __call__(self, prob: np.ndarray | torch.Tensor) -> np.ndarray:
+        return instances_from_map(prob, **self.kwargs)[None]
+
+
+class NucleiInstancesd(MapTransform):
+    """Dictionary twin of :class:`NucleiInstances`: reads each key, writes ``output_key`` (default ``{key}_inst``)."""
+
+    backend = NucleiInstances.backend
+
+    def __init__(
+        self, keys: KeysCollection, output_key: str | None = None, allow_missing_keys: bool = False, **kwargs
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.output_key = output_key
+        self.op = NucleiInstances(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key or f"{key}_inst"] = self.op(d[key])
+        return d
+
+
+NucleiInstancesD = NucleiInstancesDict = NucleiInstancesd
