@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+import torch
+
+from labelfree.synthetic import synthetic_tile
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tile():
+    """A 256×256 synthetic H&E tile with exact instances (seeded)."""
+    return synthetic_tile(256, n_nuclei=30, touching_pairs=4, seed=1)
+
+
+@pytest.fixture(scope="session")
+def blank():
+    """An all-white tile with sensor noise and no tissue."""
+    rng = np.random.default_rng(0)
+    return np.clip(250 + rng.normal(scale=2, size=(128, 128, 3)), 0, 255).astype(np.uint8)

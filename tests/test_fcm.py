@@ -1,0 +1,28 @@
+import numpy as np
+import torch
+
+from labelfree.metrics import pixel_scores
+from labelfree.transforms.fcm import FuzzyCMeansNuclei, FuzzyCMeansNucleid, fcm_memberships, fuzzy_cmeans
+from labelfree.transforms.stain import separate_stains
+
+
+def test_two_blobs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(500, 3, generator=g), torch.randn(300, 3, generator=g) + 6])
+    centers, u = fuzzy_cmeans(x, 2, seed=0)
+    order = centers[:, 0].argsort()
+    assert torch.allclose(centers[order], torch.tensor([[0.0] * 3, [6.0] * 3]), atol=0.3)
+    assert torch.allclose(u.sum(1), torch.ones(800))
+    assert torch.equal(fcm_memberships(x, centers).argmax(1), u.argmax(1))
+    c2, _ = fuzzy_cmeans(x, 2, seed=0)
+    assert torch.equal(centers, c2)
+
+
+def test_nuclei_cluster_is_the_dark_one(tile):
+    hema = separate_stains(tile.image).haematoxylin_rgb
+    mask, memb, light = FuzzyCMeansNuclei(n_clusters=2)(hema)
+    assert mask.shape == memb.shape == light.shape == (1, 256, 256)
+    assert pixel_scores(tile.instances, mask[0])["dice"] > 0.9
+    assert light[mask].mean() < light[~mask].mean()
+    d = FuzzyCMeansNucleid("hema", mask_key="m")({"hema": hema})
+    assert np.array_equal(d["m"], mask) and "m_membership" in d and "m_lightness" in d

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from labelfree.imageio import InvalidImageError, as_rgb_uint8, atomic_path, list_images, load_instance_map, load_rgb
+
+
+def rgb(h=64, w=48):
+    return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_channel_first_and_last_agree():
+    a = rgb()
+    assert np.array_equal(as_rgb_uint8(a), a)
+    assert np.array_equal(as_rgb_uint8(a.transpose(2, 0, 1)), a)
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (np.zeros((64, 64), np.uint8), "greyscale"),
+        (np.zeros((64, 64, 1), np.uint8), "greyscale"),
+        (np.zeros((10, 10, 3), np.uint8), "too small"),
+        (np.full((64, 64, 3), np.nan, np.float32), "NaN"),
+        (np.full((64, 64, 3), 300.0), "[0, 1] or [0, 255]"),
+        (np.full((64, 64, 3), -1, np.int16), "[0, 255]"),
+        (np.zeros((64, 64, 5), np.uint8), "channels"),
+        (np.zeros((64, 64, 3), bool), "unsupported pixel type"),
+    ],
+)
+def test_bad_arrays_name_the_problem(bad, words):
+    with pytest.raises(InvalidImageError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        as_rgb_uint8(bad)
+
+
+def test_documented_fallbacks():
+    a = rgb()
+    rgba = np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    assert np.array_equal(as_rgb_uint8(rgba), a)
+    assert np.array_equal(as_rgb_uint8(a.astype(np.uint16) * 257), a)
+    assert np.array_equal(as_rgb_uint8(a / 255.0), a)
+    rgba[0, 0, 3] = 10
+    with pytest.raises(InvalidImageError, match="transparent"):
+        as_rgb_uint8(rgba)
+
+
+def test_files(tmp_path):
+    a = rgb()
+    Image.fromarray(a).save(tmp_path / "ok.png")
+    assert np.array_equal(load_rgb(tmp_path / "ok.png"), a)
+    tifffile.imwrite(tmp_path / "ok16.tif", a.astype(np.uint16) * 257)
+    assert np.array_equal(load_rgb(tmp_path / "ok16.tif"), a)
+    Image.fromarray(a[..., 0]).save(tmp_path / "grey.png")
+    with pytest.raises(InvalidImageError, match="greyscale"):
+        load_rgb(tmp_path / "grey.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    with pytest.raises(InvalidImageError, match="cannot be read"):
+        load_rgb(tmp_path / "corrupt.png")
+    with pytest.raises(FileNotFoundError):
+        load_rgb(tmp_path / "missing.png")
+    assert [p.name for p in list_images(tmp_path)] == ["corrupt.png", "grey.png", "ok.png", "ok16.tif"]
+
+
+def test_instance_map_roundtrip(tmp_path):
+    lab = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    Image.fromarray(lab).save(tmp_path / "lab.png")
+    assert np.array_equal(load_instance_map(tmp_path / "lab.png"), lab)
+    Image.fromarray(rgb()).save(tmp_path / "rgb.png")
+    with pytest.raises(InvalidImageError, match="2D integer"):
+        load_instance_map(tmp_path / "rgb.png")
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no images"):
+        list_images(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        list_images(tmp_path / "nope")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_text("done")
+    assert target.read_text() == "done" and len(list(tmp_path.iterdir())) == 1

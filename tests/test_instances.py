@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from labelfree.transforms.instances import NucleiInstances, NucleiInstancesd, instances_from_map
+
+
+def disc(m, cy, cx, r):
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = True
+
+
+def test_touching_pair_is_split_single_is_not():
+    m = np.zeros((80, 120), bool)
+    disc(m, 40, 30, 10)
+    disc(m, 40, 48, 10)  # overlapping discs: one blob with a waist
+    disc(m, 40, 95, 12)
+    inst = instances_from_map(m)
+    assert inst.max() == 3 and inst.dtype == np.int32
+    assert inst[40, 30] != inst[40, 48]
+    assert (inst > 0).sum() == m.sum()
+
+
+def test_small_objects_holes_and_empty():
+    m = np.zeros((60, 60), bool)
+    disc(m, 30, 30, 10)
+    m[30, 30] = False  # a hole
+    m[2:4, 2:4] = True  # 4 px speck
+    inst = instances_from_map(m, min_size=30)
+    assert inst.max() == 1 and inst[30, 30] == 1 and inst[2, 2] == 0
+    assert not instances_from_map(np.zeros((30, 30))).any()
+
+
+def test_probability_input_and_wrappers():
+    p = np.zeros((1, 60, 60), np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    p[0] = np.exp(-((yy - 30) ** 2 + (xx - 30) ** 2) / 100.0)
+    a = NucleiInstances(threshold=0.5)(p)
+    assert a.shape == (1, 60, 60) and a.max() == 1
+    d = NucleiInstancesd("prob", output_key="inst", threshold=0.5)({"prob": p})
+    assert np.array_equal(d["inst"], a)
+    with pytest.raises(ValueError, match="NaN"):
+        instances_from_map(np.full((10, 10), np.nan))

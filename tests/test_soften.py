@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from labelfree.transforms.soften import SoftenLabel, SoftenLabeld, soften_mask
+
+
+def peel(mask, stop=0.975):
+    """Literal eq. 4: one erosion loop per component."""
+    out = np.zeros(mask.shape, np.float32)
+    lab, n = ndi.label(mask, structure=np.ones((3, 3)))
+    for i in range(1, n + 1):
+        s = lab == i
+        area = s.sum()
+        while s.any():
+            v = 1 - s.sum() / (2 * area)
+            if v > stop:
+                out[s] = v
+                break
+            e = ndi.binary_erosion(s, np.ones((3, 3)), border_value=0)
+            out[s & ~e] = v
+            s = e
+    return out
+
+
+def test_hand_computed_square():
+    m = np.zeros((9, 9), bool)
+    m[2:7, 2:7] = True  # A = 25: rings of 16, 8 and the centre pixel
+    out = soften_mask(m)
+    assert out[2, 2] == pytest.approx(0.5)  # outer ring
+    assert out[3, 3] == pytest.approx(1 - 9 / 50)  # second ring: 9 pixels were left
+    assert out[4, 4] == pytest.approx(1 - 1 / 50)  # 0.98 > 0.975: peeling stops, the core takes it
+    assert out[0, 0] == 0
+
+
+def test_matches_erosion_loop_on_random_blobs():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:150, :150]
+    m = np.zeros((150, 150), bool)
+    for _ in range(25):
+        cy, cx, r = rng.integers(0, 150), rng.integers(0, 150), rng.integers(2, 18)
+        m |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+    assert np.allclose(soften_mask(m), peel(m))
+    assert np.allclose(soften_mask(m, stop=0.9), peel(m, stop=0.9))
+
+
+def test_wrappers_and_empty():
+    m = np.zeros((1, 20, 20), np.uint8)
+    assert not SoftenLabel()(m).any()
+    m[0, 5:15, 5:15] = 1
+    d = SoftenLabeld("p")({"p": m})
+    assert d["p_soft"].shape == (1, 20, 20) and d["p_soft"].max() > 0.9
+    with pytest.raises(ValueError):
+        SoftenLabel()(m[0])
