@@ -43,7 +43,9 @@ class InvalidImageError(ValueError):
     """The input is not an RGB H&E tile this project can process; the message says why."""
 
 
-def as_rgb_uint8(image: np.ndarray | torch.Tensor, channel_first: bool | None = None, name: str = "image") -> np.ndarray:
+def as_rgb_uint8(
+    image: np.ndarray | torch.Tensor, channel_first: bool | None = None, name: str = "image"
+) -> np.ndarray:
     """Validate an RGB tile and return it as a channel-last ``(H, W, 3)`` uint8 array.
 
     Args:
@@ -59,7 +61,9 @@ def as_rgb_uint8(image: np.ndarray | torch.Tensor, channel_first: bool | None = 
             side shorter than :data:`MIN_SIZE`.
     """
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if arr.ndim == 2 or (arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]) and 3 not in (arr.shape[0], arr.shape[-1])):
+    if arr.ndim == 2 or (
+        arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]) and 3 not in (arr.shape[0], arr.shape[-1])
+    ):
         raise InvalidImageError(f"{name}: greyscale image of shape {arr.shape}; an RGB H&E tile is required")
     if arr.ndim != 3:
         raise InvalidImageError(f"{name}: expected a 2D RGB image (H, W, 3) or (3, H, W), got shape {arr.shape}")

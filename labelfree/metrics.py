@@ -242,7 +242,10 @@ class InstanceSegmentationMetric(CumulativeIterationMetric):
     """
 
     def __init__(
-        self, metric_name: str = "aji", reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False
+        self,
+        metric_name: str = "aji",
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        get_not_nans: bool = False,
     ):
         super().__init__()
         if metric_name not in INSTANCE_METRICS:
@@ -257,7 +260,9 @@ class InstanceSegmentationMetric(CumulativeIterationMetric):
         vals = [instance_scores(g[0], p[0])[self.metric_name] for p, g in zip(y_pred, y)]
         return torch.tensor(vals, dtype=torch.float32).reshape(-1, 1)
 
-    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def aggregate(
+        self, reduction: MetricReduction | str | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         data = self.get_buffer()
         if not isinstance(data, torch.Tensor):
             raise ValueError("the data to aggregate must be a PyTorch Tensor")

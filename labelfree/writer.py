@@ -21,19 +21,11 @@ __all__ = ["output_paths", "write_segmentation"]
 def output_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
     """The three output paths of image ``stem``."""
     out = Path(out_dir)
-    return {
-        "inst": out / f"{stem}_inst.tif",
-        "seg": out / f"{stem}_seg.png",
-        "overlay": out / f"{stem}_overlay.png",
-    }
+    return {"inst": out / f"{stem}_inst.tif", "seg": out / f"{stem}_seg.png", "overlay": out / f"{stem}_overlay.png"}
 
 
 def write_segmentation(
-    out_dir: str | os.PathLike,
-    stem: str,
-    image: np.ndarray,
-    instances: np.ndarray,
-    seg: np.ndarray | None = None,
+    out_dir: str | os.PathLike, stem: str, image: np.ndarray, instances: np.ndarray, seg: np.ndarray | None = None
 ) -> dict[str, Path]:
     """Write the three outputs of one image.
 

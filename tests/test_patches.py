@@ -3,7 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from labelfree.transforms.patches import USMIPatchSelection, USMIPatchSelectiond, grid_patch_locations, select_patches, usmi
+from labelfree.transforms.patches import (
+    USMIPatchSelection,
+    USMIPatchSelectiond,
+    grid_patch_locations,
+    select_patches,
+    usmi,
+)
 
 
 def test_grid_matches_the_papers_sampling():
@@ -74,7 +80,9 @@ def test_dict_version_crops_every_key():
         y, x = rng.integers(0, 290, 2)
         m[0, y : y + 6, x : x + 6] = 1
     img = rng.integers(0, 255, (3, 300, 300), dtype=np.uint8)
-    out = USMIPatchSelectiond(["image", "mask"], mask_key="mask", patch_size=128, n_per_axis=3)({"image": img, "mask": m, "name": "t"})
+    out = USMIPatchSelectiond(["image", "mask"], mask_key="mask", patch_size=128, n_per_axis=3)(
+        {"image": img, "mask": m, "name": "t"}
+    )
     assert len(out) >= 1
     for p in out:
         y, x = p["patch_location"]

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from labelfree.transforms.voronoi import IGNORE_INDEX, VoronoiTriLabel, VoronoiTriLabeld, component_centres, voronoi_trilabel
+from labelfree.transforms.voronoi import (
+    IGNORE_INDEX,
+    VoronoiTriLabel,
+    VoronoiTriLabeld,
+    component_centres,
+    voronoi_trilabel,
+)
 
 
 def blobs(centres, shape=(64, 64), r=3):

@@ -155,7 +155,9 @@ class ActiveContour(Transform):
         g = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
         if m.ndim != 3 or m.shape[0] != 1 or g.shape != m.shape:
             raise ValueError(f"mask and image must both be (1, H, W), got {m.shape} and {g.shape}")
-        out = morphological_chan_vese(g[0], m[0].astype(bool), self.num_iter, self.smoothing, self.lambda1, self.lambda2)
+        out = morphological_chan_vese(
+            g[0], m[0].astype(bool), self.num_iter, self.smoothing, self.lambda1, self.lambda2
+        )
         out = remove_small_objects(out, self.min_size)
         if self.fill_holes:
             out = ndi.binary_fill_holes(out)

@@ -41,12 +41,7 @@ def fcm_memberships(x: torch.Tensor, centers: torch.Tensor, m: float = 2.0) -> t
 
 
 def fuzzy_cmeans(
-    x: torch.Tensor,
-    n_clusters: int = 2,
-    m: float = 2.0,
-    max_iter: int = 100,
-    tol: float = 1e-5,
-    seed: int = 0,
+    x: torch.Tensor, n_clusters: int = 2, m: float = 2.0, max_iter: int = 100, tol: float = 1e-5, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuzzy c-means (Bezdek) on ``x``.
 

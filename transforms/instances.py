@@ -107,9 +107,7 @@ class NucleiInstancesd(MapTransform):
 
     backend = NucleiInstances.backend
 
-    def __init__(
-        self, keys: KeysCollection, output_key: str | None = None, allow_missing_keys: bool = False, **kwargs
-    ):
+    def __init__(self, keys: KeysCollection, output_key: str | None = None, allow_missing_keys: bool = False, **kwargs):
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
         self.op = NucleiInstances(**kwargs)

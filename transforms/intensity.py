@@ -14,7 +14,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import TransformBackends
-from monai.utils.type_conversion import convert_to_tensor
+from monai.data.meta_obj import get_track_meta
+from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
 
 __all__ = [
     "rgb_to_hsv",
@@ -38,11 +39,7 @@ def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     delta = v - mn
     s = torch.where(v > 0, delta / v.clamp_min(1e-12), torch.zeros_like(v))
     safe = delta.clamp_min(1e-12)
-    h = torch.where(
-        v == r,
-        ((g - b) / safe) % 6.0,
-        torch.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
-    )
+    h = torch.where(v == r, ((g - b) / safe) % 6.0, torch.where(v == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
     h = torch.where(delta > 0, h / 6.0, torch.zeros_like(h)) % 1.0
     return torch.stack([h, s, v])
 
@@ -64,7 +61,7 @@ class MinMaxNormalize(Transform):
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, img: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = convert_to_tensor(img, dtype=torch.float32)
+        x = convert_to_tensor(img, dtype=torch.float32, track_meta=get_track_meta())
         if x.ndim < 2:
             raise ValueError(f"expected a channel-first image (C, H, W), got shape {tuple(x.shape)}")
         if not torch.isfinite(x).all():
@@ -72,7 +69,7 @@ class MinMaxNormalize(Transform):
         flat = x.reshape(x.shape[0], -1)
         lo = flat.min(dim=1).values.reshape(-1, *([1] * (x.ndim - 1)))
         hi = flat.max(dim=1).values.reshape(-1, *([1] * (x.ndim - 1)))
-        return (x - lo) / (hi - lo).clamp_min(1e-8)
+        return convert_to_dst_type((x - lo) / (hi - lo).clamp_min(1e-8), dst=x)[0]
 
 
 class MinMaxNormalized(MapTransform):
@@ -117,7 +114,7 @@ class RandHueSaturation(RandomizableTransform):
         self._factor = float(self.R.uniform(*self.saturation))
 
     def __call__(self, img: np.ndarray | torch.Tensor, randomize: bool = True) -> torch.Tensor:
-        x = convert_to_tensor(img, dtype=torch.float32)
+        x = convert_to_tensor(img, dtype=torch.float32, track_meta=get_track_meta())
         if x.ndim != 3 or x.shape[0] != 3:
             raise ValueError(f"expected a (3, H, W) RGB image, got shape {tuple(x.shape)}")
         if randomize:
@@ -128,7 +125,7 @@ class RandHueSaturation(RandomizableTransform):
             raise ValueError("hue/saturation augmentation needs non-negative RGB values")
         hsv = rgb_to_hsv(x)
         hsv = torch.stack([(hsv[0] + self._shift) % 1.0, (hsv[1] * self._factor).clamp(0.0, 1.0), hsv[2]])
-        return hsv_to_rgb(hsv)
+        return convert_to_dst_type(hsv_to_rgb(hsv.as_tensor() if hasattr(hsv, "as_tensor") else hsv), dst=x)[0]
 
 
 class RandHueSaturationd(RandomizableTransform, MapTransform):

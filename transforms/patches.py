@@ -68,11 +68,7 @@ def usmi(mask: np.ndarray, min_components: int = 3) -> float:
 
 
 def select_patches(
-    mask: np.ndarray,
-    patch_size: int = 256,
-    n_per_axis: int = 4,
-    alpha: float = 0.7,
-    min_components: int = 3,
+    mask: np.ndarray, patch_size: int = 256, n_per_axis: int = 4, alpha: float = 0.7, min_components: int = 3
 ) -> list[tuple[int, int, float]]:
     """Grid patches of ``mask`` ranked by USMI, the lowest ``alpha`` fraction kept.
 
@@ -102,7 +98,12 @@ class USMIPatchSelection(Transform):
     backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
 
     def __init__(self, patch_size: int = 256, n_per_axis: int = 4, alpha: float = 0.7, min_components: int = 3):
-        self.patch_size, self.n_per_axis, self.alpha, self.min_components = patch_size, n_per_axis, alpha, min_components
+        self.patch_size, self.n_per_axis, self.alpha, self.min_components = (
+            patch_size,
+            n_per_axis,
+            alpha,
+            min_components,
+        )
 
     def __call__(self, mask: np.ndarray | torch.Tensor) -> list[tuple[int, int, float]]:
         m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)

@@ -189,12 +189,7 @@ def macenko_stain_matrix(rgb: np.ndarray, tli: int = 240, alpha: float = 1.0, be
 
 
 def separate_stains(
-    rgb: np.ndarray,
-    method: str = "vahadane",
-    lambda1: float = 0.1,
-    lambda_conc: float = 0.01,
-    seed: int = 0,
-    **kwargs,
+    rgb: np.ndarray, method: str = "vahadane", lambda1: float = 0.1, lambda_conc: float = 0.01, seed: int = 0, **kwargs
 ) -> StainSeparationResult:
     """Estimate the stain matrix, solve the concentrations of every pixel and rebuild the haematoxylin-only image.
 

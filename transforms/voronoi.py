@@ -42,7 +42,9 @@ def component_centres(mask: np.ndarray) -> np.ndarray:
         ``(n, 2)`` int array.
     """
     m = np.asarray(mask)
-    inst = m.astype(np.int64) if m.dtype.kind in "ui" and m.max() > 1 else ndi.label(m > 0, structure=np.ones((3, 3)))[0]
+    inst = (
+        m.astype(np.int64) if m.dtype.kind in "ui" and m.max() > 1 else ndi.label(m > 0, structure=np.ones((3, 3)))[0]
+    )
     ids = np.unique(inst)
     ids = ids[ids > 0]
     if ids.size == 0:

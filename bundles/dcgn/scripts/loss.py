@@ -1,0 +1,129 @@
+"""DCGN loss: Gaussian-mixture negative log-likelihood of the pixel colours, with the mixture read off the softmax.
+
+The network's softmax γ (N pixels × K) is the E-step posterior; the M-step is closed form and differentiable in γ:
+``N_k = Σ γ_nk``, ``α_k = N_k / N``, ``μ_k = Σ γ_nk x_n / N_k``, ``Σ_k = Σ γ_nk (x_n − μ_k)(x_n − μ_k)ᵀ / N_k``. The loss
+is then, as the official code trains it (``objective="marginal"``):
+
+    − mean_n log Σ_k (α_k 𝒩(x_n; μ_k, Σ_k) + ε)   +   λ Σ_k Σ_c |μ_kc − X̄_c| / s_c
+
+with X̄ and s the batch mean and standard deviation of each channel (the "centralised constraint"; ``normaliser=
+"variance"`` divides by s² as the paper writes it). ``objective="elbo"`` is the paper's eq. 3 instead, an ablation:
+``− mean_n Σ_k γ_nk [log α_k − log γ_nk + log 𝒩(x_n; μ_k, Σ_k)]``.
+
+Full covariances go through a Cholesky factorisation with a jitter that grows until it succeeds, and every division
+and logarithm is guarded, so a component with (almost) no mass gives a finite loss and finite gradients. The μ-shift of
+the paper's eq. 8 is left out: it is divided by N_k and is of order 1e-8 (see the project's research notes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn.modules.loss import _Loss
+
+__all__ = ["DCGNLoss", "gmm_parameters"]
+
+
+def gmm_parameters(
+    x: torch.Tensor, gamma: torch.Tensor, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form mixture weights, means and covariances from responsibilities.
+
+    Args:
+        x: ``(N, C)`` pixels.
+        gamma: ``(N, K)`` responsibilities (rows sum to 1).
+
+    Returns:
+        ``alpha (K,)``, ``mu (K, C)``, ``sigma (K, C, C)``.
+    """
+    nk = gamma.sum(dim=0)
+    nk_safe = nk.clamp_min(eps)
+    alpha = nk / x.shape[0]
+    mu = (gamma.T @ x) / nk_safe[:, None]
+    diff = x[:, None, :] - mu[None]  # (N, K, C)
+    sigma = torch.einsum("nk,nkc,nkd->kcd", gamma, diff, diff) / nk_safe[:, None, None]
+    return alpha, mu, sigma
+
+
+def _stable_cholesky(sigma: torch.Tensor, jitter: float, tries: int = 6) -> torch.Tensor:
+    eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
+    j = jitter
+    for _ in range(tries):
+        chol, info = torch.linalg.cholesky_ex(sigma + j * eye)
+        if not bool((info > 0).any()):
+            return chol
+        j *= 10.0
+    raise RuntimeError(f"covariance not positive definite even with jitter {j:g}")
+
+
+class DCGNLoss(_Loss):
+    """Deep constrained Gaussian network loss.
+
+    Args:
+        lam: weight λ of the centralised constraint (official code 0.05 with ``normaliser="std"``).
+        normaliser: ``"std"`` (code) or ``"variance"`` (paper) for the constraint.
+        objective: ``"marginal"`` (the official code's marginal log-likelihood) or ``"elbo"`` (paper eq. 3).
+        component_eps: added to every component density inside the log, as the official code does (1e-5).
+        jitter: initial diagonal jitter of the covariances (grown ×10 on failure).
+
+    ``forward(logits, image)``: ``logits`` ``(B, K, H, W)`` network output (the softmax is taken here), ``image``
+    ``(B, C, H, W)`` the normalised image the mixture models. All pixels of the batch form one mixture.
+    """
+
+    def __init__(
+        self,
+        lam: float = 0.05,
+        normaliser: str = "std",
+        objective: str = "marginal",
+        component_eps: float = 1e-5,
+        jitter: float = 1e-6,
+    ):
+        super().__init__()
+        if normaliser not in ("std", "variance"):
+            raise ValueError(f"normaliser must be 'std' or 'variance', got {normaliser!r}")
+        if objective not in ("marginal", "elbo"):
+            raise ValueError(f"objective must be 'marginal' or 'elbo', got {objective!r}")
+        self.lam, self.normaliser, self.objective = lam, normaliser, objective
+        self.component_eps, self.jitter = component_eps, jitter
+
+    def log_densities(self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``(N, K)`` log 𝒩(x_n; μ_k, Σ_k)."""
+        chol = _stable_cholesky(sigma, self.jitter)
+        diff = (x[:, None, :] - mu[None]).permute(1, 2, 0)  # (K, C, N)
+        z = torch.linalg.solve_triangular(chol, diff, upper=False)
+        maha = z.pow(2).sum(dim=1).T  # (N, K)
+        logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        return -0.5 * (x.shape[1] * math.log(2 * math.pi) + logdet[None] + maha)
+
+    def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        if (
+            logits.ndim != 4
+            or image.ndim != 4
+            or logits.shape[0] != image.shape[0]
+            or logits.shape[2:] != image.shape[2:]
+        ):
+            raise ValueError(
+                f"expected (B, K, H, W) logits and (B, C, H, W) image, got {tuple(logits.shape)}, {tuple(image.shape)}"
+            )
+        k, c = logits.shape[1], image.shape[1]
+        gamma = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, k)
+        x = image.detach().float().permute(0, 2, 3, 1).reshape(-1, c)
+        alpha, mu, sigma = gmm_parameters(x, gamma)
+        logp = self.log_densities(x, mu, sigma)
+        log_alpha = torch.log(alpha.clamp_min(1e-12))
+        if self.objective == "marginal":
+            joint = logp + log_alpha[None]
+            if self.component_eps > 0:
+                eps = torch.full_like(joint[:, :1], math.log(k * self.component_eps))
+                joint = torch.cat([joint, eps], dim=1)  # Σ_k (p_nk + ε) = Σ_k p_nk + Kε
+            nll = -torch.logsumexp(joint, dim=1).mean()
+        else:
+            log_gamma = torch.log(gamma.clamp_min(1e-12))
+            nll = -(gamma * (log_alpha[None] - log_gamma + logp)).sum(dim=1).mean()
+        mean = x.mean(dim=0)
+        scale = x.std(dim=0, unbiased=False).clamp_min(1e-6)
+        if self.normaliser == "variance":
+            scale = scale**2
+        penalty = ((mu - mean[None]).abs() / scale[None]).sum()
+        return nll + self.lam * penalty

@@ -1,0 +1,179 @@
+"""DCGN network: a MobileNetV2 encoder (written here, no torchvision) with the official DCGN U-Net decoder.
+
+Encoder: MobileNetV2 (Sandler et al. 2018), width 1.0. The module tree mirrors torchvision's ``mobilenet_v2``
+(``features.0`` stem, ``features.1``–``features.17`` inverted residual blocks, each with a ``conv`` sequence), so a
+local ImageNet state dict of that model loads by name with :meth:`MobileNetV2UNet.load_encoder_weights`; nothing is
+downloaded. The 1280-channel head (``features.18``) and the classifier are not used.
+
+Skip taps, as in the official TensorFlow code (Keras layer names; Keras block k is ``features[k + 1]`` here):
+``block_1_expand_relu`` (H/2, 96 ch), ``block_3_expand_relu`` (H/4, 144), ``block_6_expand_relu`` (H/8, 192),
+``block_13_expand_relu`` (H/16, 576), and ``block_16_expand_relu`` (H/32, 960) as the bottleneck.
+
+Decoder: four blocks of nearest ×2 upsampling → 3×3 conv → BatchNorm → ReLU at 256/128/64/32 channels, each followed
+by concatenation with the next skip tap, then a K-channel block (upsample → 3×3 conv). The official code ends that
+last block with BatchNorm + ReLU too (``final_bn_relu=True``), which makes the softmax act on non-negative values.
+The network returns K-channel logits; the softmax is applied by the loss and the post-processing. He initialisation.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+__all__ = ["MobileNetV2UNet", "TAPS"]
+
+# (expansion t, output channels c, repeats n, first stride s) of MobileNetV2
+_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+#: Keras block index of every tap (the expand-ReLU6 output of that block), shallow to deep
+TAPS = (1, 3, 6, 13, 16)
+
+
+class _ConvBNReLU6(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = [] if expand == 1 else [_ConvBNReLU6(cin, hidden, 1)]
+        layers += [
+            _ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.has_expand = expand != 1
+
+    def forward(self, x: torch.Tensor, tap: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if tap is not None:
+            if not self.has_expand:
+                raise ValueError("this block has no expansion layer to tap")
+            h = self.conv[0](x)
+            tap.append(h)
+            out = self.conv[1:](h)
+        else:
+            out = self.conv(x)
+        return x + out if self.use_res else out
+
+
+class _UpBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, bn_relu: bool = True):
+        layers: list[nn.Module] = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1)]
+        if bn_relu:
+            layers += [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+class MobileNetV2UNet(nn.Module):
+    """MobileNetV2-UNet of DCGN (Nan et al., IEEE TMI 2022).
+
+    Args:
+        in_channels: input channels (3 for RGB).
+        out_channels: K, the number of mixture components / classes.
+        final_bn_relu: end the last block with BatchNorm + ReLU before the softmax, as the official code does.
+        decoder_channels: channels of the four decoder blocks (official: 256, 128, 64, 32).
+        pretrained_path: optional local file with ImageNet MobileNetV2 weights (a torchvision-layout state dict);
+            see :meth:`load_encoder_weights`.
+
+    Input ``(B, in_channels, H, W)`` with H and W multiples of 32; output ``(B, K, H, W)`` logits.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 2,
+        final_bn_relu: bool = False,
+        decoder_channels: tuple[int, int, int, int] = (256, 128, 64, 32),
+        pretrained_path: str | None = None,
+    ):
+        super().__init__()
+        features: list[nn.Module] = [_ConvBNReLU6(in_channels, 32, 3, 2)]
+        cin = 32
+        for t, c, n, s in _SETTINGS:
+            for i in range(n):
+                features.append(_InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        # only the expansion of the last block (Keras block 16) feeds the decoder; its depthwise and projection
+        # would be parameters without gradients, so they are not built (the official model has 4.91 M parameters
+        # with K = 3, and so does this one)
+        last = features[-1]
+        last.conv = nn.Sequential(last.conv[0])
+        last.use_res = False
+        self.features = nn.Sequential(*features)
+        skip_ch = [96, 144, 192, 576]  # expand widths of Keras blocks 1, 3, 6, 13
+        d1, d2, d3, d4 = decoder_channels
+        self.up1 = _UpBlock(960, d1)
+        self.up2 = _UpBlock(d1 + skip_ch[3], d2)
+        self.up3 = _UpBlock(d2 + skip_ch[2], d3)
+        self.up4 = _UpBlock(d3 + skip_ch[1], d4)
+        self.head = _UpBlock(d4 + skip_ch[0], out_channels, bn_relu=final_bn_relu)
+        self._init_weights()
+        if pretrained_path:
+            self.load_encoder_weights(pretrained_path)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def load_encoder_weights(self, path: str | os.PathLike) -> list[str]:
+        """Load ImageNet MobileNetV2 weights from a local torchvision-layout state dict (``features.*`` keys; a
+        ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is accepted). The head (``features.18``) and classifier
+        are skipped.
+
+        Returns:
+            the encoder keys that were loaded.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: the file does not hold MobileNetV2 encoder weights of matching shapes.
+        """
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"MobileNetV2 weights not found: {path}")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        for wrapper in ("state_dict", "model"):
+            if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict):
+                sd = sd[wrapper]
+        own = self.features.state_dict()
+        picked = {k[len("features.") :]: v for k, v in sd.items() if k.startswith("features.") and k[9:] in own}
+        bad = [k for k, v in picked.items() if v.shape != own[k].shape]
+        if not picked or bad or len(picked) != len(own):
+            missing = sorted(set(own) - set(picked))[:5]
+            raise ValueError(
+                f"{path} does not match the MobileNetV2 encoder (missing e.g. {missing}, wrong shapes {bad[:5]})"
+            )
+        self.features.load_state_dict(picked)
+        return sorted("features." + k for k in picked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(f"height and width must be multiples of 32, got {tuple(x.shape[-2:])}")
+        taps: list[torch.Tensor] = []
+        h = self.features[0](x)
+        for k in range(17):  # Keras blocks 0..16 = features[1..17]
+            block = self.features[k + 1]
+            if k == 16:
+                # the bottleneck is block 16's expand output; its depthwise and projection are not used
+                h = block.conv[0](h)
+                break
+            h = block(h, taps if k in TAPS else None)
+        s1, s3, s6, s13 = taps
+        y = self.up1(h)
+        y = self.up2(torch.cat([y, s13], dim=1))
+        y = self.up3(torch.cat([y, s6], dim=1))
+        y = self.up4(torch.cat([y, s3], dim=1))
+        return self.head(torch.cat([y, s1], dim=1))

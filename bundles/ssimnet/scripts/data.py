@@ -1,0 +1,152 @@
+"""SSimNet training data: purified pseudo-label patches, computed once per image and cached on disk.
+
+For every tile: pseudo labels (``labelfree.transforms.pseudolabel``) → soft label of the whole hard mask (eq. 4) and
+Voronoi tri-label of the whole tile (centres of the pseudo-label instances) → grid patches ranked by USMI, the best
+``alpha`` kept → crops of image, soft label and tri-label. Soft and Voronoi labels are made on the whole tile and then
+cropped, so nuclei cut by a patch border keep their true softness and their neighbours' Voronoi edges. No ground
+truth is read anywhere here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from labelfree.imageio import atomic_path, list_images, load_rgb
+from labelfree.transforms.patches import select_patches
+from labelfree.transforms.pseudolabel import PseudoLabel
+from labelfree.transforms.soften import soften_mask
+from labelfree.transforms.voronoi import voronoi_trilabel
+
+__all__ = ["image_patches", "patch_datalist", "image_datalist"]
+
+CACHE_VERSION = 1
+
+
+def image_patches(
+    rgb: np.ndarray, patch_size: int = 256, n_per_axis: int = 4, alpha: float = 0.7, n_clusters: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Purified pseudo-label patches of one tile.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8.
+        patch_size, n_per_axis, alpha: patch grid and USMI purification (see ``labelfree.transforms.patches``).
+        n_clusters: FCM clusters of the pseudo labels.
+        seed: pseudo-label seed.
+
+    Returns:
+        ``image`` ``(n, 3, P, P)`` uint8, ``soft`` ``(n, 1, P, P)`` float32, ``voronoi`` ``(n, 1, P, P)`` uint8,
+        ``location`` ``(n, 2)`` and ``usmi`` ``(n,)``; ``n`` may be 0 (blank tile, or no regular patch).
+    """
+    p = patch_size
+    res = PseudoLabel(n_clusters=n_clusters, seed=seed)(rgb.transpose(2, 0, 1))
+    kept = select_patches(res.instances, p, n_per_axis, alpha) if res.has_tissue else []
+    soft = soften_mask(res.mask)
+    vor = voronoi_trilabel(res.instances)
+    chw = rgb.transpose(2, 0, 1)
+    return {
+        "image": (
+            np.stack([chw[:, y : y + p, x : x + p] for y, x, _ in kept]).astype(np.uint8)
+            if kept
+            else np.zeros((0, 3, p, p), np.uint8)
+        ),
+        "soft": (
+            np.stack([soft[None, y : y + p, x : x + p] for y, x, _ in kept]).astype(np.float32)
+            if kept
+            else np.zeros((0, 1, p, p), np.float32)
+        ),
+        "voronoi": (
+            np.stack([vor[None, y : y + p, x : x + p] for y, x, _ in kept]).astype(np.uint8)
+            if kept
+            else np.zeros((0, 1, p, p), np.uint8)
+        ),
+        "location": np.array([(y, x) for y, x, _ in kept], dtype=np.int64).reshape(-1, 2),
+        "usmi": np.array([u for *_, u in kept], dtype=np.float64),
+    }
+
+
+def _cache_key(path: Path, params: dict) -> str:
+    h = hashlib.sha1(path.read_bytes())
+    h.update(json.dumps({**params, "version": CACHE_VERSION}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def patch_datalist(
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    patch_size: int = 256,
+    n_per_axis: int = 4,
+    alpha: float = 0.7,
+    n_clusters: int = 3,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict]:
+    """Training items ``{"image", "soft", "voronoi", "source"}`` of every tile in ``dataset_dir``.
+
+    Patches are cached in ``cache_dir`` (one ``.npz`` per tile, keyed by the file's content and the parameters), so
+    the pseudo labels are computed once, not every epoch or every run.
+
+    Raises:
+        FileNotFoundError / ValueError: missing or empty ``dataset_dir``.
+        RuntimeError: no tile yielded a usable patch (all blank, or all smaller than the patch size).
+    """
+    files = list_images(dataset_dir)
+    params = dict(patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, seed=seed)
+    cache = Path(cache_dir) if cache_dir else None
+    items: list[dict] = []
+    skipped: list[str] = []
+    iterator = files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="pseudo labels", unit="tile")
+    for path in iterator:
+        npz = cache / f"{path.stem}-{_cache_key(path, params)}.npz" if cache else None
+        if npz is not None and npz.is_file():
+            with np.load(npz) as z:
+                data = {k: z[k] for k in z.files}
+        else:
+            rgb = load_rgb(path)
+            if min(rgb.shape[:2]) < patch_size:
+                skipped.append(f"{path.name} (smaller than {patch_size} px)")
+                continue
+            data = image_patches(rgb, **params)
+            if npz is not None:
+                with atomic_path(npz) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.savez(fh, **data)
+        for i in range(len(data["image"])):
+            items.append(
+                {"image": data["image"][i], "soft": data["soft"][i], "voronoi": data["voronoi"][i], "source": path.name}
+            )
+    if not items:
+        raise RuntimeError(
+            f"no training patch from the {len(files)} tiles in {dataset_dir}: they are blank, have no nucleus-like "
+            f"structure, or are smaller than {patch_size} px" + (f" ({', '.join(skipped)})" if skipped else "")
+        )
+    return items
+
+
+def image_datalist(dataset_dir: str | os.PathLike, labels_dir: str | os.PathLike | None = None) -> list[dict]:
+    """``[{"image": path}]`` for every tile of ``dataset_dir`` (plus ``"label"`` when ``labels_dir`` is given).
+
+    Raises:
+        FileNotFoundError: a label map named like an image is missing.
+    """
+    items = []
+    for p in list_images(dataset_dir):
+        item = {"image": str(p)}
+        if labels_dir is not None:
+            lab = Path(labels_dir) / p.name
+            if not lab.is_file():
+                candidates = sorted(Path(labels_dir).glob(p.stem + ".*"))
+                if not candidates:
+                    raise FileNotFoundError(f"no label map for {p.name} in {labels_dir}")
+                lab = candidates[0]
+            item["label"] = str(lab)
+        items.append(item)
+    return items

@@ -1,0 +1,136 @@
+"""Ignite handlers the bundles share: resuming training, optional TensorBoard, and the evaluation report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from monai.handlers import CheckpointLoader
+
+from labelfree.imageio import atomic_path
+from labelfree.metrics import INSTANCE_METRICS
+
+__all__ = [
+    "latest_checkpoint",
+    "ResumeFromLatest",
+    "ResumableCheckpointSaver",
+    "optional_tensorboard",
+    "EvaluationReport",
+]
+
+log = logging.getLogger(__name__)
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoint") -> Path | None:
+    """The checkpoint of the highest epoch (``<prefix>_epoch=N.pt``, as MONAI's CheckpointSaver names them)."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return None
+    best, best_n = None, -1
+    for p in d.glob(f"{prefix}*.pt"):
+        m = re.search(r"=(\d+)\.pt$", p.name)
+        if m and int(m.group(1)) > best_n:
+            best, best_n = p, int(m.group(1))
+    return best
+
+
+class ResumeFromLatest:
+    """Resume training from the latest checkpoint in ``ckpt_dir``, if there is one (and ``enabled``).
+
+    Args:
+        ckpt_dir: folder written by :class:`ResumableCheckpointSaver`.
+        load_dict: objects to restore, e.g. ``{"model": net, "optimizer": opt, "lr_scheduler": s}``; the engine it is
+            attached to is restored as ``"trainer"`` (epoch and iteration), which a config cannot reference without
+            a circular reference.
+        enabled: False makes this a no-op (train from scratch even if checkpoints exist).
+    """
+
+    def __init__(self, ckpt_dir: str, load_dict: dict, enabled: bool = True, map_location: object = None):
+        self.ckpt_dir, self.load_dict, self.enabled, self.map_location = ckpt_dir, load_dict, enabled, map_location
+
+    def attach(self, engine) -> None:
+        path = latest_checkpoint(self.ckpt_dir) if self.enabled else None
+        if path is None:
+            return
+        log.info("resuming from %s", path)
+        load_dict = {**self.load_dict, "trainer": engine}
+        CheckpointLoader(load_path=str(path), load_dict=load_dict, map_location=self.map_location).attach(engine)
+
+
+class ResumableCheckpointSaver:
+    """Every ``save_interval`` epochs, save ``save_dict`` plus the engine's own state (as ``"trainer"``) to
+    ``save_dir/checkpoint_epoch=N.pt``, keeping the ``n_saved`` latest; :class:`ResumeFromLatest` reads them back."""
+
+    def __init__(self, save_dir: str, save_dict: dict, save_interval: int = 5, n_saved: int = 1):
+        self.save_dir, self.save_dict, self.save_interval, self.n_saved = save_dir, save_dict, save_interval, n_saved
+
+    def attach(self, engine) -> None:
+        from monai.handlers import CheckpointSaver
+
+        CheckpointSaver(
+            save_dir=self.save_dir,
+            save_dict={**self.save_dict, "trainer": engine},
+            save_interval=self.save_interval,
+            n_saved=self.n_saved,
+        ).attach(engine)
+
+
+def optional_tensorboard(log_dir: str, tag_name: str = "train_loss") -> list:
+    """``[TensorBoardStatsHandler]`` when tensorboard is installed, else ``[]`` (it is not a dependency)."""
+    from monai.utils import optional_import
+
+    _, has_tb = optional_import("torch.utils.tensorboard", name="SummaryWriter")
+    if not has_tb:
+        return []
+    from monai.handlers import TensorBoardStatsHandler, from_engine
+
+    return [
+        TensorBoardStatsHandler(log_dir=log_dir, tag_name=tag_name, output_transform=from_engine(["loss"], first=True))
+    ]
+
+
+class EvaluationReport:
+    """Collects per-image scores (``engine.state.output[i][scores_key]``) and, when the run completes, writes
+    ``metrics_per_image.csv`` and ``metrics.json`` (per image and mean) to ``output_dir`` and prints the means."""
+
+    def __init__(self, output_dir: str, scores_key: str = "scores", metrics: tuple[str, ...] = INSTANCE_METRICS):
+        self.output_dir, self.scores_key, self.metrics = Path(output_dir), scores_key, metrics
+        self.rows: list[dict] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _collect(self, engine) -> None:
+        out = engine.state.output
+        for item in out if isinstance(out, list) else [out]:
+            if isinstance(item, dict) and self.scores_key in item:
+                self.rows.append(dict(item[self.scores_key]))
+
+    def summary(self) -> dict[str, float]:
+        return {m: float(np.mean([r[m] for r in self.rows])) for m in self.metrics} if self.rows else {}
+
+    def _write(self, engine) -> None:
+        if not self.rows:
+            raise RuntimeError("no image was scored: does every image have a label map?")
+        mean = self.summary()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["image", *self.metrics])
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: r[k] for k in ["image", *self.metrics]})
+        writer.writerow({"image": "mean", **mean})
+        with atomic_path(self.output_dir / "metrics_per_image.csv") as tmp:
+            tmp.write_text(buf.getvalue())
+        with atomic_path(self.output_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps({"mean": mean, "n_images": len(self.rows), "per_image": self.rows}, indent=2))
+        print(f"mean over {len(self.rows)} images: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))

@@ -1,0 +1,99 @@
+"""DCGN network and loss (bundles/dcgn/scripts): shapes, gradients, weight loading, mixture fitting, empty classes."""
+
+import pytest
+import torch
+
+from bundle_runner import import_bundle_module
+
+_loss = import_bundle_module("dcgn", "loss")
+DCGNLoss = _loss.DCGNLoss
+gmm_parameters = _loss.gmm_parameters
+_network = import_bundle_module("dcgn", "network")
+MobileNetV2UNet = _network.MobileNetV2UNet
+
+
+@pytest.fixture(scope="module")
+def two_colour_image():
+    g = torch.Generator().manual_seed(0)
+    img = torch.zeros(1, 3, 32, 32)
+    img[..., :16] = torch.tensor([0.2, 0.3, 0.7])[:, None, None]
+    img[..., 16:] = torch.tensor([0.8, 0.6, 0.3])[:, None, None]
+    return img + 0.05 * torch.randn(img.shape, generator=g)
+
+
+def test_network_matches_the_official_size_and_every_parameter_learns():
+    net = MobileNetV2UNet(out_channels=3, final_bn_relu=True)
+    assert sum(p.numel() for p in net.parameters()) == 4_912_745  # official Keras model: 4.91 M with K = 3
+    y = net(torch.rand(2, 3, 64, 64))
+    assert y.shape == (2, 3, 64, 64)
+    DCGNLoss()(y, torch.rand(2, 3, 64, 64)).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    with pytest.raises(ValueError, match="multiples of 32"):
+        net(torch.rand(1, 3, 48, 48))
+
+
+def test_encoder_weights_load_from_a_local_torchvision_layout_file(tmp_path):
+    src = MobileNetV2UNet()
+    sd = {f"features.{k}": v.clone() + 1.0 for k, v in src.features.state_dict().items() if v.is_floating_point()}
+    sd.update({"classifier.1.weight": torch.zeros(1000, 1280), "features.18.0.weight": torch.zeros(1280, 320, 1, 1)})
+    # a full torchvision file also holds block 17's depthwise/projection weights, which the DCGN graph does not use
+    sd["features.17.conv.1.0.weight"] = torch.zeros(960, 1, 3, 3)
+    for k, v in src.features.state_dict().items():
+        sd.setdefault(f"features.{k}", v)
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save({"state_dict": sd}, path)
+    net = MobileNetV2UNet(pretrained_path=str(path))
+    assert torch.equal(net.features[0][0].weight, sd["features.0.0.weight"])
+    torch.save({"features.0.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="does not match"):
+        MobileNetV2UNet().load_encoder_weights(tmp_path / "bad.pth")
+    with pytest.raises(FileNotFoundError):
+        MobileNetV2UNet(pretrained_path=str(tmp_path / "missing.pth"))
+
+
+def test_closed_form_parameters():
+    x = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]])
+    gamma = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    alpha, mu, sigma = gmm_parameters(x, gamma)
+    assert torch.allclose(alpha, torch.tensor([2 / 3, 1 / 3]))
+    assert torch.allclose(mu, torch.tensor([[1.0, 0.0], [10.0, 10.0]]))
+    assert torch.allclose(sigma[0], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("objective", ["marginal", "elbo"])
+def test_two_gaussian_image_is_separated(two_colour_image, objective):
+    """Without the centralised constraint the mixture likelihood alone separates two colours exactly."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    loss = DCGNLoss(lam=0.0, objective=objective)
+    for _ in range(150):
+        opt.zero_grad()
+        loss(net(two_colour_image), two_colour_image).backward()
+        opt.step()
+    pred = net(two_colour_image).argmax(1)[0]
+    left = pred[:, :16]
+    right = pred[:, 16:]
+    assert (left == left[0, 0]).all() and (right == right[0, 0]).all() and left[0, 0] != right[0, 0]
+
+
+def test_empty_component_is_finite(two_colour_image):
+    logits = torch.zeros(1, 3, 32, 32)
+    logits[:, 0] = 40.0  # components 1 and 2 get (numerically) no mass
+    logits.requires_grad_(True)
+    for kw in ({}, {"objective": "elbo"}, {"normaliser": "variance"}):
+        out = DCGNLoss(**kw)(logits, two_colour_image)
+        out.backward()
+        assert torch.isfinite(out) and torch.isfinite(logits.grad).all()
+        logits.grad = None
+
+
+def test_constraint_penalises_distance_from_the_batch_mean(two_colour_image):
+    split = torch.zeros(1, 2, 32, 32)
+    split[:, 0, :, :16] = 20.0
+    split[:, 1, :, 16:] = 20.0
+    no_pen = DCGNLoss(lam=0.0)(split, two_colour_image)
+    with_pen = DCGNLoss(lam=0.1)(split, two_colour_image)
+    assert with_pen > no_pen
+    with pytest.raises(ValueError):
+        DCGNLoss(normaliser="mad")

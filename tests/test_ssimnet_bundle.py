@@ -1,0 +1,236 @@
+"""SSimNet bundle end to end: train → infer → evaluate through ``python -m monai.bundle run``, on synthetic tiles."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from bundle_runner import REPO, bundle_config, run_bundle, write_synthetic_dataset
+
+BUNDLE = "ssimnet"
+FAST = {"patch_size": 128, "patches_per_axis": 3}  # small patches keep the CPU runs short
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for 2 epochs by train.json on synthetic tiles, run from an unrelated directory."""
+    root = tmp_path_factory.mktemp("ssimnet")
+    images, labels = write_synthetic_dataset(root / "data")
+    model = root / "models" / "model.pt"
+    proc = run_bundle(
+        BUNDLE,
+        ("train",),
+        cwd=root,
+        dataset_dir=images,
+        output_dir=root / "train_out",
+        model_path=model,
+        max_epochs=2,
+        checkpoint_interval=1,
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"root": root, "images": images, "labels": labels, "model": model, "log": proc.stdout + proc.stderr}
+
+
+def test_training_writes_model_and_optimizer_and_caches_pseudo_labels(trained):
+    ckpt = torch.load(trained["model"], weights_only=True)
+    assert set(ckpt) == {"model", "optimizer"}
+    assert "train_loss" in trained["log"] and "Epoch[2] Complete" in trained["log"]
+    cache = list((trained["root"] / "train_out" / "pseudo_label_cache").glob("*.npz"))
+    assert len(cache) == 3
+    assert (trained["root"] / "train_out" / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
+
+
+def test_training_is_deterministic_and_resumes(trained, tmp_path):
+    again = tmp_path / "model.pt"
+    proc = run_bundle(
+        BUNDLE,
+        ("train",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "out",
+        model_path=again,
+        max_epochs=2,
+        checkpoint_interval=1,
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(trained["model"], weights_only=True)["model"]
+    b = torch.load(again, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a second run with more epochs resumes from the saved epoch instead of starting over
+    proc = run_bundle(
+        BUNDLE,
+        ("train",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "out",
+        model_path=again,
+        max_epochs=3,
+        checkpoint_interval=1,
+        **FAST,
+    )
+    assert proc.returncode == 0 and "resuming from" in proc.stdout + proc.stderr
+    assert "Epoch[1] Complete" not in proc.stdout + proc.stderr and "Epoch[3] Complete" in proc.stdout + proc.stderr
+
+
+def test_inference_contract_with_finetuning_leaves_checkpoint_untouched(trained, tmp_path):
+    before = sha(trained["model"])
+    out = tmp_path / "out"
+    proc = run_bundle(
+        BUNDLE,
+        ("inference",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        ckpt_path=trained["model"],
+        finetune_epochs=1,
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sha(trained["model"]) == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"tile{i}_{k}" for i in range(3) for k in ("inst.tif", "seg.png", "overlay.png")
+    )
+    inst = tifffile.imread(out / "tile0_inst.tif")
+    seg = np.asarray(Image.open(out / "tile0_seg.png"))
+    assert inst.dtype in (np.uint16, np.uint32) and inst.shape == (256, 256)
+    assert set(np.unique(seg)) <= {0, 255} and np.array_equal(seg > 0, inst > 0)
+    assert np.asarray(Image.open(out / "tile0_overlay.png")).shape == (256, 256, 3)
+
+
+def test_finetuning_changes_the_prediction_and_can_be_switched_off(trained, tmp_path):
+    outs = {}
+    for flag in (True, False):
+        out = tmp_path / f"ft{flag}"
+        proc = run_bundle(
+            BUNDLE,
+            ("inference",),
+            cwd=tmp_path,
+            dataset_dir=trained["images"],
+            output_dir=out,
+            ckpt_path=trained["model"],
+            finetune=flag,
+            finetune_epochs=2,
+            finetune_lr=1e-3,
+            **FAST,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs[flag] = tifffile.imread(out / "tile1_inst.tif")
+    assert not np.array_equal(outs[True], outs[False])
+
+
+def test_evaluate_writes_csv_and_json(trained, tmp_path):
+    out = tmp_path / "eval"
+    proc = run_bundle(
+        BUNDLE,
+        ("inference", "evaluate"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        labels_dir=trained["labels"],
+        output_dir=out,
+        ckpt_path=trained["model"],
+        finetune=False,
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n_images"] == 3 and set(report["mean"]) >= {"dice", "aji", "aji_plus", "pq", "precision", "recall"}
+    csv = (out / "metrics_per_image.csv").read_text().splitlines()
+    assert csv[0].startswith("image,dice") and csv[-1].startswith("mean,") and len(csv) == 5
+    assert "mean over 3 images" in proc.stdout
+
+
+def test_missing_checkpoint_is_a_clear_error(trained, tmp_path):
+    proc = run_bundle(
+        BUNDLE,
+        ("inference",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "out",
+        ckpt_path=tmp_path / "nope.pt",
+    )
+    assert proc.returncode != 0 and "checkpoint not found" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_dataset_dir_is_a_clear_error(trained, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for cfg, extra in (("inference", {"ckpt_path": trained["model"]}), ("train", {"model_path": tmp_path / "m.pt"})):
+        proc = run_bundle(BUNDLE, (cfg,), cwd=tmp_path, dataset_dir=empty, output_dir=tmp_path / "o", **extra)
+        assert proc.returncode != 0 and "no images" in proc.stderr, cfg
+
+
+def test_blank_tile_gives_an_empty_mask(trained, tmp_path):
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(np.clip(248 + rng.normal(scale=2, size=(256, 256, 3)), 0, 255).astype(np.uint8)).save(
+        folder / "w.png"
+    )
+    proc = run_bundle(
+        BUNDLE,
+        ("inference",),
+        cwd=tmp_path,
+        dataset_dir=folder,
+        output_dir=tmp_path / "out",
+        ckpt_path=trained["model"],
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert tifffile.imread(tmp_path / "out" / "w_inst.tif").max() == 0
+
+
+def test_multi_gpu_config_runs_with_gloo_on_two_processes(trained, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        bundle_config(BUNDLE, "train", "multi_gpu_train"),
+        "--dataset_dir",
+        str(trained["images"]),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--model_path",
+        str(tmp_path / "ddp.pt"),
+        "--max_epochs",
+        "1",
+        "--num_threads",
+        "1",
+        "--patch_size",
+        "128",
+        "--patches_per_axis",
+        "3",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sd = torch.load(tmp_path / "ddp.pt", weights_only=True)["model"]
+    assert not any(k.startswith("module.") for k in sd)  # saved unwrapped, loadable by the single-process configs
+
+
+def test_shipped_bundle_files():
+    root = REPO / "bundles" / BUNDLE
+    for f in ("LICENSE", "docs/README.md", "docs/data_license.txt", "configs/logging.conf", "models/model.pt"):
+        assert (root / f).is_file(), f
+    meta = json.loads((root / "configs" / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    assert list(meta["network_data_format"]["inputs"]) == ["image"]
+    assert list(meta["network_data_format"]["outputs"]) == ["pred"]

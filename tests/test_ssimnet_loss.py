@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from bundle_runner import import_bundle_module
+
+_loss = import_bundle_module("ssimnet", "loss")
+SSimNetLoss = _loss.SSimNetLoss
+
+
+def target(soft, tri):
+    return torch.stack([soft, tri.float()], dim=1)
+
+
+def test_ce_ignores_the_ignore_index():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 2, 8, 8, generator=g)
+    tri = torch.full((2, 8, 8), 2)
+    tri[:, :2] = 1
+    tri[:, -2:] = 0
+    loss = SSimNetLoss(lam=0.0)
+    base = loss(logits, target(torch.zeros(2, 8, 8), tri))
+    changed = logits.clone()
+    changed[:, :, 3:5] = torch.randn(2, 2, 2, 8, generator=g) * 10  # only ignored pixels change
+    assert torch.allclose(loss(changed, target(torch.zeros(2, 8, 8), tri)), base)
+
+
+def test_all_ignored_is_finite_and_has_gradient():
+    logits = torch.randn(1, 2, 4, 4, requires_grad=True)
+    out = SSimNetLoss(lam=0.9)(logits, target(torch.full((1, 4, 4), 0.7), torch.full((1, 4, 4), 2)))
+    assert torch.isfinite(out)
+    out.backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_soft_target_is_the_bce_minimum():
+    soft = torch.full((1, 4, 4), 0.75)
+    tri = torch.full((1, 4, 4), 2)
+    loss = SSimNetLoss(lam=1.0)
+
+    def at(p):
+        z = torch.log(torch.tensor(p / (1 - p)))
+        logits = torch.stack([torch.zeros(1, 4, 4), torch.full((1, 4, 4), float(z))], dim=1)
+        return loss(logits, target(soft, tri)).item()
+
+    assert at(0.75) < at(0.7) and at(0.75) < at(0.8) and at(0.75) < at(0.95)
+
+
+def test_weighting_and_shapes():
+    logits = torch.randn(1, 2, 4, 4)
+    t = target(torch.rand(1, 4, 4), torch.randint(0, 3, (1, 4, 4)))
+    full = SSimNetLoss(0.9)(logits, t)
+    assert torch.allclose(full, 0.9 * SSimNetLoss(1.0)(logits, t) + 0.1 * SSimNetLoss(0.0)(logits, t))
+    with pytest.raises(ValueError):
+        SSimNetLoss()(torch.randn(1, 3, 4, 4), t)

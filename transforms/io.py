@@ -1,0 +1,178 @@
+"""Dictionary transforms that load tiles and label maps with validation, and save the output contract.
+
+These are what the bundles' ``preprocessing`` and ``postprocessing`` use in place of ``LoadImaged``/``SaveImaged``:
+the input is checked (grey, RGBA, 16-bit, tiny and corrupt tiles get a clear error, see ``labelfree.imageio``), the
+layout is ``(C, H, W)`` — not MONAI's PIL ``(C, W, H)`` — and the output files are written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+from monai.utils import TransformBackends
+
+from labelfree.imageio import load_instance_map, load_rgb
+from labelfree.metrics import instance_scores
+from labelfree.transforms.instances import instances_from_map
+from labelfree.transforms.stain import tissue_mask
+from labelfree.writer import write_segmentation
+
+__all__ = [
+    "tensor_to_rgb",
+    "LoadRGBd",
+    "LoadInstanceMapd",
+    "ProbabilityToInstancesd",
+    "SaveSegmentationd",
+    "InstanceScoresd",
+]
+
+
+def tensor_to_rgb(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` RGB with values in [0, 1] or [0, 255] → ``(H, W, 3)`` uint8."""
+    t = torch.as_tensor(img).detach().float().cpu()
+    scale = 255.0 if t.max() <= 1.0 else 1.0
+    return (t * scale).round().clamp(0, 255).byte().numpy().transpose(1, 2, 0)
+
+
+def _filename(x: object) -> str:
+    meta = getattr(x, "meta", None) or {}
+    name = meta.get("filename_or_obj")
+    if isinstance(name, (list, tuple)):
+        name = name[0]
+    if not name:
+        raise ValueError("the image carries no file name (load it with LoadRGBd)")
+    return str(name)
+
+
+class LoadRGBd(MapTransform):
+    """Load an RGB tile from a path as a ``(3, H, W)`` uint8 ``MetaTensor`` with ``filename_or_obj`` in its meta."""
+
+    backend = [TransformBackends.TORCH]
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = Path(str(d[key]))
+            rgb = load_rgb(path)
+            d[key] = MetaTensor(
+                torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+                meta={"filename_or_obj": str(path), "spatial_shape": rgb.shape[:2]},
+            )
+        return d
+
+
+class LoadInstanceMapd(MapTransform):
+    """Load an instance label map (uint16 PNG/TIFF) from a path as a ``(1, H, W)`` int64 tensor."""
+
+    backend = [TransformBackends.TORCH]
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = torch.from_numpy(load_instance_map(Path(str(d[key]))))[None]
+        return d
+
+
+class ProbabilityToInstancesd(MapTransform):
+    """Foreground probability → instances, with an empty result on tiles without stained tissue.
+
+    Reads ``keys`` (``(C, H, W)`` softmax; channel ``channel`` is the nucleus probability), writes ``inst_key``
+    ``(1, H, W)`` int32 and ``seg_key`` ``(1, H, W)`` uint8 (0/255).
+
+    Args:
+        image_key: the RGB tile, used for the blank-tile check (values in [0, 1] or [0, 255]).
+        min_tissue_fraction: below this fraction of tissue pixels the tile is blank and the result empty.
+        kwargs: passed to :func:`labelfree.transforms.instances.instances_from_map`.
+    """
+
+    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        image_key: str = "image",
+        channel: int = 1,
+        inst_key: str = "inst",
+        seg_key: str = "seg",
+        min_tissue_fraction: float = 0.005,
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.channel, self.inst_key, self.seg_key = image_key, channel, inst_key, seg_key
+        self.min_tissue_fraction, self.kwargs = min_tissue_fraction, kwargs
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        blank = tissue_mask(tensor_to_rgb(d[self.image_key])).mean() < self.min_tissue_fraction
+        for key in self.key_iterator(d):
+            prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]
+            inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
+            d[self.inst_key] = inst[None]
+            d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]
+        return d
+
+
+class SaveSegmentationd(MapTransform):
+    """Write ``<stem>_inst.tif``, ``<stem>_seg.png`` and ``<stem>_overlay.png`` flat in ``output_dir``.
+
+    Args:
+        keys: the instance map key.
+        output_dir: output folder (created if missing).
+        image_key: the tile (its meta gives the stem; values in [0, 1] or [0, 255]).
+        seg_key: optional segmentation to save as ``_seg.png`` (default: 255 where an instance is).
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        image_key: str = "image",
+        seg_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir, self.image_key, self.seg_key = output_dir, image_key, seg_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        image = d[self.image_key]
+        stem = Path(_filename(image)).stem
+        rgb = tensor_to_rgb(image)
+        for key in self.key_iterator(d):
+            inst = np.asarray(torch.as_tensor(d[key]).detach().cpu())
+            seg = None if self.seg_key is None else np.asarray(torch.as_tensor(d[self.seg_key]).cpu())
+            write_segmentation(self.output_dir, stem, rgb, inst, seg)
+        return d
+
+
+class InstanceScoresd(MapTransform):
+    """Score the instance map in ``keys`` against ``label_key``; writes a dict of every metric to ``scores_key``."""
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str = "label",
+        scores_key: str = "scores",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.label_key, self.scores_key = label_key, scores_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = np.asarray(torch.as_tensor(d[key]).cpu())
+            gt = np.asarray(torch.as_tensor(d[self.label_key]).cpu())
+            d[self.scores_key] = {"image": Path(_filename(d["image"])).stem, **instance_scores(gt, pred)}
+        return d
