@@ -182,15 +182,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def save_png(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Atomically write a uint8 (grey or RGB) or uint16 (grey) array as PNG."""
-    from PIL import Image
+def save_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    """Atomically write a uint8 (grey or RGB) or uint16 (grey) array as PNG, with optional ``tEXt`` metadata."""
+    from PIL import Image, PngImagePlugin
 
     array = np.asarray(array)
     if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"PNG output must be uint8 or uint16, got {array.dtype}")
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for k, v in text.items():
+            info.add_text(str(k), str(v))
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
     return Path(path)
 
 

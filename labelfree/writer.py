@@ -25,7 +25,12 @@ def output_paths(out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
 
 
 def write_segmentation(
-    out_dir: str | os.PathLike, stem: str, image: np.ndarray, instances: np.ndarray, seg: np.ndarray | None = None
+    out_dir: str | os.PathLike,
+    stem: str,
+    image: np.ndarray,
+    instances: np.ndarray,
+    seg: np.ndarray | None = None,
+    seg_text: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write the three outputs of one image.
 
@@ -35,6 +40,7 @@ def write_segmentation(
         image: ``(H, W, 3)`` uint8 RGB.
         instances: ``(H, W)`` instance map.
         seg: ``(H, W)`` uint8 segmentation to save as ``_seg.png``; default: ``255 * (instances > 0)``.
+        seg_text: metadata stored as PNG text chunks of ``_seg.png`` (for example how classes were named).
 
     Returns:
         the written paths by kind (``inst``, ``seg``, ``overlay``).
@@ -47,6 +53,6 @@ def write_segmentation(
     overlay = contour_overlay(image, inst)
     paths = output_paths(out_dir, stem)
     save_tiff(paths["inst"], inst)
-    save_png(paths["seg"], seg_arr)
+    save_png(paths["seg"], seg_arr, text=seg_text)
     save_png(paths["overlay"], overlay)
     return paths

@@ -97,3 +97,30 @@ def test_constraint_penalises_distance_from_the_batch_mean(two_colour_image):
     assert with_pen > no_pen
     with pytest.raises(ValueError):
         DCGNLoss(normaliser="mad")
+
+
+_classes = import_bundle_module("dcgn", "classes")
+_engine = import_bundle_module("dcgn", "engine")
+
+
+def test_classes_are_named_by_haematoxylin_without_labels(tile):
+    import numpy as np
+
+    nuclei = tile.instances > 0
+    # whatever raw index the mixture gave the nuclei, they come out as class 1 (K = 2) / class 2 (K = 3)
+    for raw_nuclei in (0, 1):
+        raw = np.where(nuclei, raw_nuclei, 1 - raw_nuclei)
+        order = _classes.haematoxylin_order(raw, tile.image, 2)
+        assert np.array_equal(_classes.reorder_classes(raw, order), nuclei.astype(int))
+    grey = tile.image.mean(axis=-1)
+    raw3 = np.where(nuclei, 0, np.where(grey > np.median(grey[~nuclei]), 2, 1))
+    named = _classes.reorder_classes(raw3, _classes.haematoxylin_order(raw3, tile.image, 3))
+    assert (named[nuclei] == 2).all()
+    empty = _classes.haematoxylin_order(np.zeros((256, 256), int), tile.image, 3)
+    assert empty[-1] == 0  # the only populated class is ranked last, the empty ones first
+
+
+def test_prepare_batch_uses_the_image_as_target():
+    x = torch.rand(2, 3, 8, 8)
+    a, b = _engine.PrepareBatchImageAsTarget()({"image": x, "label": torch.zeros(1)})
+    assert a is b and torch.equal(a, x)

@@ -127,6 +127,7 @@ class SaveSegmentationd(MapTransform):
         output_dir: output folder (created if missing).
         image_key: the tile (its meta gives the stem; values in [0, 1] or [0, 255]).
         seg_key: optional segmentation to save as ``_seg.png`` (default: 255 where an instance is).
+        text_key: optional key of a ``dict[str, str]`` stored as PNG text metadata of ``_seg.png``.
     """
 
     backend = [TransformBackends.NUMPY]
@@ -137,10 +138,11 @@ class SaveSegmentationd(MapTransform):
         output_dir: str,
         image_key: str = "image",
         seg_key: str | None = None,
+        text_key: str | None = None,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.output_dir, self.image_key, self.seg_key = output_dir, image_key, seg_key
+        self.output_dir, self.image_key, self.seg_key, self.text_key = output_dir, image_key, seg_key, text_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -150,7 +152,8 @@ class SaveSegmentationd(MapTransform):
         for key in self.key_iterator(d):
             inst = np.asarray(torch.as_tensor(d[key]).detach().cpu())
             seg = None if self.seg_key is None else np.asarray(torch.as_tensor(d[self.seg_key]).cpu())
-            write_segmentation(self.output_dir, stem, rgb, inst, seg)
+            text = None if self.text_key is None else d.get(self.text_key)
+            write_segmentation(self.output_dir, stem, rgb, inst, seg, seg_text=text)
         return d
 
 

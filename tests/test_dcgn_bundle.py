@@ -1,0 +1,97 @@
+"""DCGN bundle end to end through ``python -m monai.bundle run``: tiny training, inference, evaluation, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from bundle_runner import run_bundle, write_synthetic_dataset
+
+BUNDLE = "dcgn"
+FAST = {"image_size": 128}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dcgn")
+    images, labels = write_synthetic_dataset(root / "data")
+    model = root / "model.pt"
+    proc = run_bundle(
+        BUNDLE,
+        ("train",),
+        cwd=root,
+        dataset_dir=images,
+        output_dir=root / "out",
+        model_path=model,
+        max_epochs=2,
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"root": root, "images": images, "labels": labels, "model": model}
+
+
+def test_training_is_label_free_deterministic_and_saves_optimizer(trained, tmp_path):
+    ckpt = torch.load(trained["model"], weights_only=True)
+    assert set(ckpt) == {"model", "optimizer"}
+    again = tmp_path / "m.pt"
+    proc = run_bundle(
+        BUNDLE,
+        ("train",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "o",
+        model_path=again,
+        max_epochs=2,
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    b = torch.load(again, weights_only=True)["model"]
+    assert all(torch.equal(ckpt["model"][k], b[k]) for k in b)
+
+
+def test_inference_contract_and_class_rule_metadata(trained, tmp_path):
+    out = tmp_path / "out"
+    proc = run_bundle(
+        BUNDLE,
+        ("inference",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        ckpt_path=trained["model"],
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"tile{i}_{k}" for i in range(3) for k in ("inst.tif", "seg.png", "overlay.png")
+    )
+    seg = Image.open(out / "tile0_seg.png")
+    assert "haematoxylin" in seg.text["dcgn_class_rule"] and seg.text["dcgn_nuclei_class"] == "1"
+    assert np.asarray(seg).shape == (256, 256) and set(np.unique(np.asarray(seg))) <= {0, 255}
+    assert tifffile.imread(out / "tile0_inst.tif").shape == (256, 256)
+
+
+def test_evaluate_and_missing_checkpoint(trained, tmp_path):
+    proc = run_bundle(
+        BUNDLE,
+        ("inference", "evaluate"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        labels_dir=trained["labels"],
+        output_dir=tmp_path / "ev",
+        ckpt_path=trained["model"],
+        **FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_images"] == 3
+    proc = run_bundle(
+        BUNDLE,
+        ("inference",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "x",
+        ckpt_path=tmp_path / "missing.pt",
+    )
+    assert proc.returncode != 0 and "checkpoint not found" in proc.stderr
