@@ -54,3 +54,10 @@ def import_bundle_module(bundle: str, module: str):
         return importlib.import_module(f"scripts.{module}")
     finally:
         sys.path.remove(path)
+
+
+def run_bundle_ok(bundle: str, configs: tuple[str, ...], cwd: Path, **overrides) -> subprocess.CompletedProcess:
+    """:func:`run_bundle`, failing the test with the end of the log when the run fails."""
+    proc = run_bundle(bundle, configs, cwd, **overrides)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
