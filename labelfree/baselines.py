@@ -9,13 +9,16 @@ from skimage.filters import threshold_otsu
 
 from labelfree.imageio import as_rgb_uint8
 from labelfree.transforms.instances import instances_from_map
-from labelfree.transforms.stain import tissue_mask
+from labelfree.transforms.stain import MIN_TISSUE_FRACTION, has_tissue
 
 __all__ = ["otsu_haematoxylin_watershed"]
 
 
 def otsu_haematoxylin_watershed(
-    image: np.ndarray | torch.Tensor, min_size: int = 30, h: float = 2.0, min_tissue_fraction: float = 0.005
+    image: np.ndarray | torch.Tensor,
+    min_size: int = 30,
+    h: float = 2.0,
+    min_tissue_fraction: float = MIN_TISSUE_FRACTION,
 ) -> np.ndarray:
     """Otsu threshold on the haematoxylin channel (Ruifrok colour deconvolution, ``skimage.color.rgb2hed``), then
     the project's distance-transform watershed (:func:`labelfree.transforms.instances.instances_from_map`).
@@ -30,7 +33,7 @@ def otsu_haematoxylin_watershed(
         ``(H, W)`` int32 instance map.
     """
     rgb = as_rgb_uint8(image)
-    if tissue_mask(rgb).mean() < min_tissue_fraction:
+    if not has_tissue(rgb, min_tissue_fraction):
         return np.zeros(rgb.shape[:2], dtype=np.int32)
     hema = rgb2hed(rgb)[..., 0]
     return instances_from_map(hema > threshold_otsu(hema), min_size=min_size, h=h)

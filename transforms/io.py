@@ -20,7 +20,7 @@ from monai.utils import TransformBackends
 from labelfree.imageio import load_instance_map, load_rgb
 from labelfree.metrics import instance_scores
 from labelfree.transforms.instances import instances_from_map
-from labelfree.transforms.stain import tissue_mask
+from labelfree.transforms.stain import MIN_TISSUE_FRACTION, has_tissue
 from labelfree.writer import write_segmentation
 
 __all__ = [
@@ -100,7 +100,7 @@ class ProbabilityToInstancesd(MapTransform):
         channel: int = 1,
         inst_key: str = "inst",
         seg_key: str = "seg",
-        min_tissue_fraction: float = 0.005,
+        min_tissue_fraction: float = MIN_TISSUE_FRACTION,
         allow_missing_keys: bool = False,
         **kwargs,
     ):
@@ -110,7 +110,7 @@ class ProbabilityToInstancesd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
-        blank = tissue_mask(tensor_to_rgb(d[self.image_key])).mean() < self.min_tissue_fraction
+        blank = not has_tissue(tensor_to_rgb(d[self.image_key]), self.min_tissue_fraction)
         for key in self.key_iterator(d):
             prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]
             inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)

@@ -24,7 +24,9 @@ __all__ = [
     "NoTissueError",
     "StainSeparationResult",
     "optical_density",
+    "MIN_TISSUE_FRACTION",
     "tissue_mask",
+    "has_tissue",
     "nonneg_lasso_2",
     "vahadane_stain_matrix",
     "macenko_stain_matrix",
@@ -34,6 +36,9 @@ __all__ = [
     "StainSeparationD",
     "StainSeparationDict",
 ]
+
+#: below this fraction of tissue pixels a tile is treated as blank (no stain to estimate, an empty mask)
+MIN_TISSUE_FRACTION = 0.005
 
 #: Ruifrok & Johnston's H and E optical-density vectors: the start of the dictionary learning
 RUIFROK_HE = np.array([[0.650, 0.704, 0.286], [0.072, 0.990, 0.105]])
@@ -73,6 +78,11 @@ def tissue_mask(rgb: np.ndarray, luminosity_threshold: float = 0.8) -> np.ndarra
     l_star = luminosity_threshold * 100.0
     y_max = ((l_star + 16.0) / 116.0) ** 3 if l_star > 8.0 else l_star / 903.3
     return y < y_max
+
+
+def has_tissue(rgb: np.ndarray, min_fraction: float = MIN_TISSUE_FRACTION) -> bool:
+    """Whether at least ``min_fraction`` of the pixels of an ``(H, W, 3)`` uint8 tile are tissue (:func:`tissue_mask`)."""
+    return bool(tissue_mask(rgb).mean() >= min_fraction)
 
 
 def nonneg_lasso_2(x: np.ndarray, dictionary: np.ndarray, lam: float) -> np.ndarray:
@@ -132,7 +142,7 @@ def vahadane_stain_matrix(
     n_iter: int = 30,
     max_pixels: int = 20000,
     luminosity_threshold: float = 0.8,
-    min_tissue_fraction: float = 0.005,
+    min_tissue_fraction: float = MIN_TISSUE_FRACTION,
     seed: int = 0,
 ) -> np.ndarray:
     """Stain matrix by sparse non-negative dictionary learning on tissue optical densities.

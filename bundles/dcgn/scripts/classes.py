@@ -12,7 +12,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from skimage.color import rgb2hed
+
+from labelfree.transforms.instances import instances_from_map
+from labelfree.transforms.io import tensor_to_rgb
+from labelfree.transforms.stain import has_tissue
 
 __all__ = ["RULE", "haematoxylin_order", "reorder_classes", "NameClassesd"]
 
@@ -66,13 +72,6 @@ class NameClassesd:
         )
 
     def __call__(self, data: dict) -> dict:
-        from labelfree.transforms.instances import instances_from_map
-        from labelfree.transforms.io import tensor_to_rgb
-        from labelfree.transforms.stain import tissue_mask
-
-        import torch
-        import torch.nn.functional as F
-
         d = dict(data)
         rgb = tensor_to_rgb(d[self.image_key])
         prob_t = torch.as_tensor(d[self.pred_key]).detach().float().cpu()
@@ -85,7 +84,7 @@ class NameClassesd:
         order = haematoxylin_order(raw, rgb, k)
         named = reorder_classes(raw, order)
         nuclei = k - 1 if self.nuclei_class is None else self.nuclei_class
-        if tissue_mask(rgb).mean() < 0.005:
+        if not has_tissue(rgb):
             named = np.zeros_like(named)
             inst = np.zeros(named.shape, np.int32)
         else:

@@ -47,23 +47,18 @@ def image_patches(
     kept = select_patches(res.instances, p, n_per_axis, alpha) if res.has_tissue else []
     soft = soften_mask(res.mask)
     vor = voronoi_trilabel(res.instances)
-    chw = rgb.transpose(2, 0, 1)
+
+    def crops(chw: np.ndarray, dtype: type) -> np.ndarray:
+        """``(n, C, P, P)`` crops of a channel-first array at the kept corners (``n`` may be 0)."""
+        out = np.zeros((len(kept), chw.shape[0], p, p), dtype=dtype)
+        for i, (y, x, _) in enumerate(kept):
+            out[i] = chw[:, y : y + p, x : x + p]
+        return out
+
     return {
-        "image": (
-            np.stack([chw[:, y : y + p, x : x + p] for y, x, _ in kept]).astype(np.uint8)
-            if kept
-            else np.zeros((0, 3, p, p), np.uint8)
-        ),
-        "soft": (
-            np.stack([soft[None, y : y + p, x : x + p] for y, x, _ in kept]).astype(np.float32)
-            if kept
-            else np.zeros((0, 1, p, p), np.float32)
-        ),
-        "voronoi": (
-            np.stack([vor[None, y : y + p, x : x + p] for y, x, _ in kept]).astype(np.uint8)
-            if kept
-            else np.zeros((0, 1, p, p), np.uint8)
-        ),
+        "image": crops(rgb.transpose(2, 0, 1), np.uint8),
+        "soft": crops(soft[None], np.float32),
+        "voronoi": crops(vor[None], np.uint8),
         "location": np.array([(y, x) for y, x, _ in kept], dtype=np.int64).reshape(-1, 2),
         "usmi": np.array([u for *_, u in kept], dtype=np.float64),
     }
