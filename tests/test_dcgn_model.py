@@ -32,6 +32,20 @@ def test_network_matches_the_official_size_and_every_parameter_learns():
         net(torch.rand(1, 3, 48, 48))
 
 
+def test_fused_upsample_conv_equals_nearest_upsample_then_conv():
+    torch.manual_seed(0)
+    m = _network.NearestUpConv2d(5, 3)
+    x = torch.randn(2, 5, 7, 9, requires_grad=True)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.interpolate(x, scale_factor=2), m.weight, m.bias, padding=1)
+    y = m(x)
+    assert y.shape == (2, 3, 14, 18)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    gx, gw = torch.autograd.grad((y * ref.detach()).sum(), [x, m.weight])
+    rx, rw = torch.autograd.grad((ref * ref.detach()).sum(), [x, m.weight])
+    torch.testing.assert_close(gx, rx, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gw, rw, atol=1e-3, rtol=1e-4)
+
+
 def test_encoder_weights_load_from_a_local_torchvision_layout_file(tmp_path):
     src = MobileNetV2UNet()
     sd = {f"features.{k}": v.clone() + 1.0 for k, v in src.features.state_dict().items() if v.is_floating_point()}

@@ -22,7 +22,7 @@ import os
 import torch
 from torch import nn
 
-__all__ = ["MobileNetV2UNet", "TAPS"]
+__all__ = ["MobileNetV2UNet", "NearestUpConv2d", "TAPS"]
 
 # (expansion t, output channels c, repeats n, first stride s) of MobileNetV2
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -65,9 +65,39 @@ class _InvertedResidual(nn.Module):
         return x + out if self.use_res else out
 
 
+class NearestUpConv2d(nn.Conv2d):
+    """Nearest ×2 upsampling followed by a 3×3 convolution (padding 1), computed without the upsampled tensor.
+
+    On the ×2 grid every output pixel sees a 3×3 window of which two rows and two columns are copies of the same
+    input pixel, so each of the four output phases is a 2×2 convolution of the input with summed taps. One 2×2
+    convolution with ``4 × out_channels`` filters over the once-padded input gives all four; they are interleaved
+    by slicing. The result equals ``conv3x3(upsample_nearest(x))`` up to float rounding (tested) with 16/36 of the
+    multiply-adds and no 4×-sized intermediate, which is what makes a 512² training step fit in a second on two
+    CPU cores. Parameters are those of the plain ``nn.Conv2d(in, out, 3, padding=1)``, so checkpoints are the same.
+    """
+
+    # row (or column) taps of the 3×3 kernel that fall on input offsets (−1 or 0) for phase 0 and (0 or +1) for phase 1
+    _FOLD = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        fold = self._FOLD.to(self.weight)  # (phase, 2 taps, 3 taps)
+        kernel = torch.einsum("ari,bsj,ocij->abocrs", fold, fold, self.weight)  # (phase_r, phase_c, out, in, 2, 2)
+        cout = self.out_channels
+        kernel = kernel.reshape(4 * cout, self.in_channels, 2, 2)
+        bias = None if self.bias is None else self.bias.repeat(4)
+        y = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1)), kernel, bias)  # (b, 4·out, h+1, w+1)
+        y = y.view(b, 2, 2, cout, h + 1, w + 1)
+        rows = [torch.stack([y[:, a, c, :, a : a + h, c : c + w] for c in range(2)], dim=-1) for a in range(2)]
+        return torch.stack(rows, dim=3).reshape(b, cout, 2 * h, 2 * w)  # (b, out, h, 2, w, 2) interleaved
+
+
 class _UpBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, bn_relu: bool = True):
-        layers: list[nn.Module] = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1)]
+        layers: list[nn.Module] = [NearestUpConv2d(cin, cout)]
         if bn_relu:
             layers += [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         super().__init__(*layers)

@@ -1,0 +1,226 @@
+"""The comparison harness: run methods × seeds on a folder of tiles, score them against labels, write the evidence.
+
+Each (method, seed) runs in its own process, so a crash is contained (reported in the table, the others go on), its
+peak memory is its own, and a finished run is never recomputed: ``<out>/runs/<method>/seed<k>/done.json`` marks it.
+Labels are read only after a method has finished (``labelfree.bench.scoring``).
+
+Outputs in ``out``: ``results.csv``, ``summary.json``, ``table.md``, ``degeneration.md``, ``speed.md``, ``report.md``
+(the three tables together), ``boxplot.png`` and ``overlays.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from tqdm import tqdm
+
+from labelfree.bench.figures import boxplot, overlay_grid
+from labelfree.bench.methods import METHODS
+from labelfree.bench.scoring import score_run
+from labelfree.bench.tables import (
+    METRICS,
+    ORACLE_METRICS,
+    degeneration,
+    degeneration_table,
+    per_seed_means,
+    results_table,
+    speed_table,
+    summarise,
+    wilcoxon_vs_best,
+)
+from labelfree.imageio import atomic_path, list_images
+
+__all__ = ["compare", "run_one", "parse_methods", "parse_seeds"]
+
+CSV_COLUMNS = ("method", "seed", "image", *METRICS, "seconds", *ORACLE_METRICS, "oracle_class")
+
+
+def parse_methods(methods: str | tuple | list) -> list[str]:
+    """``"a,b"`` or a sequence → names, checked against :data:`labelfree.bench.methods.METHODS`."""
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if str(m).strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def parse_seeds(seeds: int | str | tuple | list) -> list[int]:
+    """An int ``n`` → seeds ``0..n-1``; ``"0,3"`` or a sequence → those seeds."""
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {seeds}")
+        return list(range(seeds))
+    items = seeds.split(",") if isinstance(seeds, str) else seeds
+    return [int(s) for s in items if str(s).strip() != ""]
+
+
+def _as_dict(options: str | dict | None) -> dict:
+    if options is None or options == "":
+        return {}
+    return json.loads(options) if isinstance(options, str) else dict(options)
+
+
+def run_one(method: str, images: str, run_dir: str, seed: int = 0, options: str | dict | None = None) -> None:
+    """Run one method with one seed (the harness calls this in a child process) and write ``timings.json``."""
+    run_path = Path(run_dir)
+    run_path.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    timings = METHODS[method].run(Path(images), run_path, int(seed), _as_dict(options))
+    timings["wall_seconds"] = time.perf_counter() - t0
+    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    timings["peak_memory_mb"] = peak_kb / 1024.0  # Linux reports kilobytes
+    with atomic_path(run_path / "timings.json") as tmp:
+        tmp.write_text(json.dumps(timings, indent=2))
+
+
+def _launch(method: str, images: Path, run_dir: Path, seed: int, options: dict) -> str | None:
+    """Run one method/seed in a child process; returns ``None`` on success, else the error's last line."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "run.log"
+    cmd = [sys.executable, "-m", "labelfree.bench", "run_one", "--method", method, "--images", str(images)]
+    cmd += ["--run_dir", str(run_dir), "--seed", str(seed), "--options", json.dumps(options)]
+    with open(log, "w") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc == 0 and (run_dir / "timings.json").is_file():
+        return None
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return f"exit {rc}: {lines[-1][:160] if lines else 'no output'} (log: {log})"
+
+
+def _rows(method: str, seed: int, scores: dict, timings: dict) -> list[dict]:
+    secs = timings.get("inference_seconds_per_image")
+    return [{"method": method, "seed": seed, "image": image, "seconds": secs, **s} for image, s in scores.items()]
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def compare(
+    images: str,
+    labels: str,
+    methods: str | tuple = "ssimnet,dcgn,otsu_ws,kmeans,gmm",
+    seeds: int | str | tuple = 5,
+    out: str = "bench/compare",
+    options: str | dict | None = None,
+    n_overlays: int = 3,
+) -> dict:
+    """Run every method (every seed for stochastic ones) on ``images``, score against ``labels``, write tables.
+
+    Args:
+        images: folder of tiles (png/tif/jpg).
+        labels: folder of instance maps named like the tiles; read only to score.
+        methods: comma-separated names from :data:`labelfree.bench.methods.METHODS`.
+        seeds: number of seeds (``0..n-1``) or a comma-separated list; deterministic methods run once.
+        out: output folder; runs are kept under ``out/runs`` and reused when the command is repeated.
+        options: per-method overrides, JSON ``{"dcgn": {"max_epochs": 30}}`` (passed to the bundles' configs).
+        n_overlays: number of tiles in ``overlays.png``.
+
+    Returns:
+        the summary that is also written to ``summary.json``.
+    """
+    names, seed_list = parse_methods(methods), parse_seeds(seeds)
+    opts = _as_dict(options)
+    img_dir, lab_dir, out_dir = Path(images).resolve(), Path(labels).resolve(), Path(out).resolve()
+    if not lab_dir.is_dir():
+        raise FileNotFoundError(f"labels folder not found: {lab_dir}")
+    tiles = list_images(img_dir)
+    plan = [(m, s) for m in names for s in (seed_list if METHODS[m].stochastic else seed_list[:1])]
+    rows: list[dict] = []
+    timings: dict[str, list[dict]] = {}
+    failures: dict[tuple[str, int], str] = {}
+    for method, seed in tqdm(plan, desc="methods × seeds", unit="run"):
+        run_dir = out_dir / "runs" / method / f"seed{seed}"
+        done = run_dir / "done.json"
+        if not done.is_file():
+            tqdm.write(f"running {method} seed {seed} (log: {run_dir / 'run.log'})")
+            error = _launch(method, img_dir, run_dir, seed, opts.get(method, {}))
+            if error is None:
+                try:
+                    scores = score_run(run_dir / "pred", lab_dir, img_dir, METHODS[method].n_classes)
+                except (FileNotFoundError, ValueError) as exc:
+                    error = f"scoring failed: {exc}"
+                else:
+                    record = {"timings": json.loads((run_dir / "timings.json").read_text()), "scores": scores}
+                    _write_text(done, json.dumps(record))
+            if error is not None:
+                failures[(method, seed)] = error
+                tqdm.write(f"{method} seed {seed} failed: {error}")
+                continue
+        record = json.loads(done.read_text())
+        timings.setdefault(method, []).append(record["timings"])
+        rows.extend(_rows(method, seed, record["scores"], record["timings"]))
+
+    failed_methods = {m: err for (m, _), err in failures.items() if m not in timings}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(rows, out_dir / "results.csv")
+    n_classes = {m: METHODS[m].n_classes for m in names}
+    table = results_table(rows, names, failed_methods)
+    if failures:
+        table += "\n\nFailed runs:\n" + "\n".join(f"- {m} seed {s}: {e}" for (m, s), e in sorted(failures.items()))
+    deg_table = degeneration_table(rows, names, n_classes)
+    spd_table = speed_table(timings, names)
+    _write_text(out_dir / "table.md", table + "\n")
+    _write_text(out_dir / "degeneration.md", deg_table + "\n")
+    _write_text(out_dir / "speed.md", spd_table + "\n")
+    header = (
+        f"Images: `{img_dir}` ({len(tiles)} tiles); methods: {', '.join(names)}; seeds: {seed_list} "
+        f"(deterministic methods once); machine: {os.cpu_count()} CPU cores, "
+        f"{platform.processor() or platform.machine()}, GPU: {_gpu_name()}; date: {date.today().isoformat()}."
+    )
+    descriptions = "\n".join(f"- `{m}`: {METHODS[m].description}" for m in names)
+    report = (
+        f"{header}\n\n{descriptions}\n\n## Accuracy (mean ± std over runs (best run); p: Wilcoxon signed-rank vs the "
+        f"best method, per-image pairs; oracle columns pick the class with labels, as the papers did, and are not "
+        f"label-free)\n\n{table}\n\n## Degeneration (DCGN Table IV)\n\n{deg_table}\n\n## Speed\n\n{spd_table}\n"
+    )
+    _write_text(out_dir / "report.md", report)
+    if rows:
+        per_seed = {m: per_seed_means(rows, m) for m in ("dice", "aji")}
+        boxplot(per_seed, names, out_dir / "boxplot.png")
+        first_seed = {m: min(s for mm, s in plan if mm == m and (mm, s) not in failures) for m in timings}
+        preds = {m: out_dir / "runs" / m / f"seed{first_seed[m]}" / "pred" for m in names if m in timings}
+        overlay_grid(tiles[:n_overlays], lab_dir, preds, out_dir / "overlays.png")
+    summary = {
+        "images": str(img_dir),
+        "n_images": len(tiles),
+        "methods": names,
+        "seeds": seed_list,
+        "metrics": summarise(rows),
+        "wilcoxon": {m: wilcoxon_vs_best(rows, m)[1] for m in ("dice", "aji")},
+        "degeneration": degeneration(rows),
+        "timings": timings,
+        "failures": {f"{m}/seed{s}": e for (m, s), e in failures.items()},
+    }
+    _write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    print(report)
+    return summary
+
+
+def _gpu_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # noqa: BLE001 - the report must not fail on a broken CUDA install
+        return "unknown"
