@@ -113,6 +113,18 @@ def test_constraint_penalises_distance_from_the_batch_mean(two_colour_image):
         DCGNLoss(normaliser="mad")
 
 
+def test_glass_is_left_out_of_the_mixture_when_a_tissue_threshold_is_set(two_colour_image):
+    img = two_colour_image.clamp(0, 0.9).clone()
+    img[..., :8, :] = 1.0  # eight rows of empty glass on top
+    logits = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(1))
+    masked = DCGNLoss(tissue_threshold=0.95)(logits, img)
+    tissue_only = DCGNLoss()(logits[..., 8:, :], img[..., 8:, :])
+    torch.testing.assert_close(masked, tissue_only)
+    assert not torch.isclose(DCGNLoss()(logits, img), tissue_only)
+    blank = torch.ones(1, 3, 32, 32)  # nothing below the threshold: every pixel is used, the loss stays finite
+    assert torch.isfinite(DCGNLoss(tissue_threshold=0.95)(logits, blank + 0.01 * torch.rand(1, 3, 32, 32)))
+
+
 _classes = import_bundle_module("dcgn", "classes")
 _engine = import_bundle_module("dcgn", "engine")
 
@@ -132,6 +144,23 @@ def test_classes_are_named_by_haematoxylin_without_labels(tile):
     assert (named[nuclei] == 2).all()
     empty = _classes.haematoxylin_order(np.zeros((256, 256), int), tile.image, 3)
     assert empty[-1] == 0  # the only populated class is ranked last, the empty ones first
+
+
+def test_glass_becomes_background_class_when_asked(tile):
+    import numpy as np
+
+    rgb = tile.image.copy()
+    rgb[:32] = 250  # a band of empty glass
+    prob = np.zeros((2, *rgb.shape[:2]), np.float32)
+    prob[1] = 1.0  # the network calls everything class 1
+    prob[0, 100:140, 100:140], prob[1, 100:140, 100:140] = 1.0, 0.0
+    data = {"pred": torch.as_tensor(prob), "image": torch.as_tensor(rgb).permute(2, 0, 1)}
+    plain = _classes.NameClassesd()(data)["seg"][0]
+    glass = _classes.NameClassesd(glass_is_background=True)(data)["seg"][0]
+    assert (plain[:32] > 0).all() and (glass[:32] == 0).all()
+    from labelfree.transforms.stain import tissue_mask
+
+    assert np.array_equal(glass, np.where(tissue_mask(rgb), plain, 0))
 
 
 def test_prepare_batch_uses_the_image_as_target():

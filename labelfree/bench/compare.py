@@ -11,6 +11,7 @@ Outputs in ``out``: ``results.csv``, ``summary.json``, ``table.md``, ``degenerat
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -83,6 +84,13 @@ def run_one(method: str, images: str, run_dir: str, seed: int = 0, options: str 
         tmp.write_text(json.dumps(timings, indent=2))
 
 
+def _run_dir(runs: Path, method: str, seed: int, options: dict) -> Path:
+    name = f"seed{seed}"
+    if options:
+        name += "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    return runs / method / name
+
+
 def _launch(method: str, images: Path, run_dir: Path, seed: int, options: dict) -> str | None:
     """Run one method/seed in a child process; returns ``None`` on success, else the error's last line."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +132,8 @@ def compare(
     out: str = "bench/compare",
     options: str | dict | None = None,
     n_overlays: int = 3,
+    markdown: str | None = None,
+    runs: str | None = None,
 ) -> dict:
     """Run every method (every seed for stochastic ones) on ``images``, score against ``labels``, write tables.
 
@@ -135,6 +145,9 @@ def compare(
         out: output folder; runs are kept under ``out/runs`` and reused when the command is repeated.
         options: per-method overrides, JSON ``{"dcgn": {"max_epochs": 30}}`` (passed to the bundles' configs).
         n_overlays: number of tiles in ``overlays.png``.
+        markdown: also write the report with its figures to this file (``BENCHMARKS.md``).
+        runs: where the method runs are kept (default ``out/runs``); several reports can share one folder. A run made
+            with other ``options`` lives in another sub-folder, so it is never reused by mistake.
 
     Returns:
         the summary that is also written to ``summary.json``.
@@ -145,23 +158,26 @@ def compare(
     if not lab_dir.is_dir():
         raise FileNotFoundError(f"labels folder not found: {lab_dir}")
     tiles = list_images(img_dir)
+    runs_dir = Path(runs).resolve() if runs else out_dir / "runs"
     plan = [(m, s) for m in names for s in (seed_list if METHODS[m].stochastic else seed_list[:1])]
     rows: list[dict] = []
     timings: dict[str, list[dict]] = {}
     failures: dict[tuple[str, int], str] = {}
     for method, seed in tqdm(plan, desc="methods × seeds", unit="run"):
-        run_dir = out_dir / "runs" / method / f"seed{seed}"
+        run_dir = _run_dir(runs_dir, method, seed, opts.get(method, {}))
         done = run_dir / "done.json"
         if not done.is_file():
             tqdm.write(f"running {method} seed {seed} (log: {run_dir / 'run.log'})")
             error = _launch(method, img_dir, run_dir, seed, opts.get(method, {}))
             if error is None:
+                run_timings = json.loads((run_dir / "timings.json").read_text())
+                k = run_timings.get("n_classes", METHODS[method].n_classes)
                 try:
-                    scores = score_run(run_dir / "pred", lab_dir, img_dir, METHODS[method].n_classes)
+                    scores = score_run(run_dir / "pred", lab_dir, img_dir, k)
                 except (FileNotFoundError, ValueError) as exc:
                     error = f"scoring failed: {exc}"
                 else:
-                    record = {"timings": json.loads((run_dir / "timings.json").read_text()), "scores": scores}
+                    record = {"timings": run_timings, "scores": scores}
                     _write_text(done, json.dumps(record))
             if error is not None:
                 failures[(method, seed)] = error
@@ -188,6 +204,8 @@ def compare(
         f"(deterministic methods once); machine: {os.cpu_count()} CPU cores, "
         f"{platform.processor() or platform.machine()}, GPU: {_gpu_name()}; date: {date.today().isoformat()}."
     )
+    if Path(sys.argv[0]).parent.name == "bench" and Path(sys.argv[0]).name == "__main__.py":
+        header = f"Command: `python -m labelfree.bench {' '.join(sys.argv[1:])}`\n\n{header}"
     descriptions = "\n".join(f"- `{m}`: {METHODS[m].description}" for m in names)
     report = (
         f"{header}\n\n{descriptions}\n\n## Accuracy (mean ± std over runs (best run); p: Wilcoxon signed-rank vs the "
@@ -199,8 +217,16 @@ def compare(
         per_seed = {m: per_seed_means(rows, m) for m in ("dice", "aji")}
         boxplot(per_seed, names, out_dir / "boxplot.png")
         first_seed = {m: min(s for mm, s in plan if mm == m and (mm, s) not in failures) for m in timings}
-        preds = {m: out_dir / "runs" / m / f"seed{first_seed[m]}" / "pred" for m in names if m in timings}
+        preds = {m: _run_dir(runs_dir, m, first_seed[m], opts.get(m, {})) / "pred" for m in names if m in timings}
         overlay_grid(tiles[:n_overlays], lab_dir, preds, out_dir / "overlays.png")
+    if markdown:
+        md_path = Path(markdown).resolve()
+        figures = "".join(
+            f"\n![{name}]({os.path.relpath(out_dir / name, md_path.parent)})\n"
+            for name in ("boxplot.png", "overlays.png")
+            if (out_dir / name).is_file()
+        )
+        _write_text(md_path, f"# Benchmarks\n\n{report}\n## Figures\n{figures}")
     summary = {
         "images": str(img_dir),
         "n_images": len(tiles),

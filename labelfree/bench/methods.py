@@ -44,7 +44,8 @@ class Method:
     Attributes:
         name: the name used on the command line and in the tables.
         stochastic: whether seeds change the result (deterministic methods run once).
-        n_classes: classes in its ``_seg.png`` (for the degeneration counts and the oracle pick).
+        n_classes: classes in its ``_seg.png`` (for the degeneration counts and the oracle pick); a run that
+            overrides it (``num_classes`` of a bundle) reports ``n_classes`` in its timings.
         run: the runner.
         description: one line for the tables.
     """
@@ -188,6 +189,8 @@ def _bundle(bundle: str, pseudo_labels: bool) -> Runner:
         infer_args += ["--ckpt_path", str(model), *_overrides(options)]
         secs = _monai_bundle(infer_args, run_dir / "inference.log")
         timings["inference_seconds_per_image"] = secs / max(n, 1)
+        if "num_classes" in options:
+            timings["n_classes"] = int(options["num_classes"])
         return timings
 
     return run

@@ -18,7 +18,7 @@ from skimage.color import rgb2hed
 
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
-from labelfree.transforms.stain import has_tissue
+from labelfree.transforms.stain import has_tissue, tissue_mask
 
 __all__ = ["RULE", "haematoxylin_order", "reorder_classes", "NameClassesd"]
 
@@ -58,18 +58,21 @@ class NameClassesd:
 
     Args:
         nuclei_class: named class holding nuclei; ``None`` = the last (highest haematoxylin) class.
+        glass_is_background: pixels outside the tissue mask (``labelfree.transforms.stain.tissue_mask``) become class
+            0; the setting that goes with a model trained with ``DCGNLoss(tissue_threshold=...)``, which never saw them.
         instance_kwargs: passed to ``labelfree.transforms.instances.instances_from_map``.
     """
 
     def __init__(
-        self, pred_key: str = "pred", image_key: str = "image", nuclei_class: int | None = None, **instance_kwargs
+        self,
+        pred_key: str = "pred",
+        image_key: str = "image",
+        nuclei_class: int | None = None,
+        glass_is_background: bool = False,
+        **instance_kwargs,
     ):
-        self.pred_key, self.image_key, self.nuclei_class, self.instance_kwargs = (
-            pred_key,
-            image_key,
-            nuclei_class,
-            instance_kwargs,
-        )
+        self.pred_key, self.image_key, self.nuclei_class = pred_key, image_key, nuclei_class
+        self.glass_is_background, self.instance_kwargs = glass_is_background, instance_kwargs
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
@@ -84,6 +87,8 @@ class NameClassesd:
         order = haematoxylin_order(raw, rgb, k)
         named = reorder_classes(raw, order)
         nuclei = k - 1 if self.nuclei_class is None else self.nuclei_class
+        if self.glass_is_background:
+            named = np.where(tissue_mask(rgb), named, 0)
         if not has_tissue(rgb):
             named = np.zeros_like(named)
             inst = np.zeros(named.shape, np.int32)

@@ -66,6 +66,11 @@ class DCGNLoss(_Loss):
         objective: ``"marginal"`` (the official code's marginal log-likelihood) or ``"elbo"`` (paper eq. 3).
         component_eps: added to every component density inside the log, as the official code does (1e-5).
         jitter: initial diagonal jitter of the covariances (grown ×10 on failure).
+        tissue_threshold: ``None`` (the paper and code: every pixel is a sample of the mixture) or a level in the
+            normalised image above which a pixel whose channel mean exceeds it is empty glass, left out of the mixture
+            and of the batch statistics. With K = 2 the mixture then splits the tissue (nuclei vs the rest) instead
+            of tissue vs glass. If fewer than ``min_pixels`` pixels remain, all pixels are used.
+        min_pixels: see ``tissue_threshold``.
 
     ``forward(logits, image)``: ``logits`` ``(B, K, H, W)`` network output (the softmax is taken here), ``image``
     ``(B, C, H, W)`` the normalised image the mixture models. All pixels of the batch form one mixture.
@@ -78,6 +83,8 @@ class DCGNLoss(_Loss):
         objective: str = "marginal",
         component_eps: float = 1e-5,
         jitter: float = 1e-6,
+        tissue_threshold: float | None = None,
+        min_pixels: int = 64,
     ):
         super().__init__()
         if normaliser not in ("std", "variance"):
@@ -86,6 +93,7 @@ class DCGNLoss(_Loss):
             raise ValueError(f"objective must be 'marginal' or 'elbo', got {objective!r}")
         self.lam, self.normaliser, self.objective = lam, normaliser, objective
         self.component_eps, self.jitter = component_eps, jitter
+        self.tissue_threshold, self.min_pixels = tissue_threshold, min_pixels
 
     def log_densities(self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``(N, K)`` log 𝒩(x_n; μ_k, Σ_k)."""
@@ -109,6 +117,10 @@ class DCGNLoss(_Loss):
         k, c = logits.shape[1], image.shape[1]
         gamma = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, k)
         x = image.detach().float().permute(0, 2, 3, 1).reshape(-1, c)
+        if self.tissue_threshold is not None:
+            keep = x.mean(dim=1) < self.tissue_threshold
+            if int(keep.sum()) >= self.min_pixels:
+                gamma, x = gamma[keep], x[keep]
         alpha, mu, sigma = gmm_parameters(x, gamma)
         logp = self.log_densities(x, mu, sigma)
         log_alpha = torch.log(alpha.clamp_min(1e-12))
