@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -205,7 +206,7 @@ def compare(
         f"{platform.processor() or platform.machine()}, GPU: {_gpu_name()}; date: {date.today().isoformat()}."
     )
     if Path(sys.argv[0]).parent.name == "bench" and Path(sys.argv[0]).name == "__main__.py":
-        header = f"Command: `python -m labelfree.bench {' '.join(sys.argv[1:])}`\n\n{header}"
+        header = f"Command: `python -m labelfree.bench {shlex.join(sys.argv[1:])}`\n\n{header}"
     descriptions = "\n".join(f"- `{m}`: {METHODS[m].description}" for m in names)
     report = (
         f"{header}\n\n{descriptions}\n\n## Accuracy (mean ± std over runs (best run); p: Wilcoxon signed-rank vs the "

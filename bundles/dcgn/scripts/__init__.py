@@ -1,1 +1,1 @@
-"""DCGN bundle code (work in progress): the MobileNetV2-UNet and the Gaussian-mixture loss."""
+"""DCGN bundle code: the MobileNetV2-UNet, the Gaussian-mixture loss, label-free class naming, the engine glue."""

@@ -39,7 +39,18 @@ class _ConvBNReLU6(nn.Sequential):
         )
 
 
+class _Stem(_ConvBNReLU6):
+    """The first convolution; returns ``(out, out)`` so that every encoder stage has the same call signature."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        for layer in self:
+            x = layer(x)
+        return x, x
+
+
 class _InvertedResidual(nn.Module):
+    """MobileNetV2 block; returns ``(output, expansion output)`` (the latter is what the decoder taps)."""
+
     def __init__(self, cin: int, cout: int, stride: int, expand: int):
         super().__init__()
         hidden = cin * expand
@@ -51,18 +62,17 @@ class _InvertedResidual(nn.Module):
             nn.BatchNorm2d(cout),
         ]
         self.conv = nn.Sequential(*layers)
-        self.has_expand = expand != 1
 
-    def forward(self, x: torch.Tensor, tap: list[torch.Tensor] | None = None) -> torch.Tensor:
-        if tap is not None:
-            if not self.has_expand:
-                raise ValueError("this block has no expansion layer to tap")
-            h = self.conv[0](x)
-            tap.append(h)
-            out = self.conv[1:](h)
-        else:
-            out = self.conv(x)
-        return x + out if self.use_res else out
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        first = x
+        i = 0
+        for layer in self.conv:  # a plain loop (not slicing) keeps the block scriptable for ckpt_export
+            h = layer(h)
+            if i == 0:
+                first = h
+            i += 1
+        return (x + h if self.use_res else h), first
 
 
 class NearestUpConv2d(nn.Conv2d):
@@ -76,22 +86,29 @@ class NearestUpConv2d(nn.Conv2d):
     CPU cores. Parameters are those of the plain ``nn.Conv2d(in, out, 3, padding=1)``, so checkpoints are the same.
     """
 
-    # row (or column) taps of the 3×3 kernel that fall on input offsets (−1 or 0) for phase 0 and (0 or +1) for phase 1
-    _FOLD = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
-
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias)
+        # row (or column) taps of the 3×3 kernel that fall on input offsets (−1, 0) for phase 0 and (0, +1) for
+        # phase 1; a non-persistent buffer, so checkpoints hold only the 3×3 weights
+        fold = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+        self.register_buffer("fold", fold, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        fold = self._FOLD.to(self.weight)  # (phase, 2 taps, 3 taps)
+        b, h, w = x.shape[0], x.shape[2], x.shape[3]
+        fold = self.fold.to(self.weight.dtype)  # (phase, 2 taps, 3 taps)
         kernel = torch.einsum("ari,bsj,ocij->abocrs", fold, fold, self.weight)  # (phase_r, phase_c, out, in, 2, 2)
         cout = self.out_channels
         kernel = kernel.reshape(4 * cout, self.in_channels, 2, 2)
-        bias = None if self.bias is None else self.bias.repeat(4)
-        y = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1)), kernel, bias)  # (b, 4·out, h+1, w+1)
+        bias: torch.Tensor | None = None
+        own_bias = self.bias  # a local, so that TorchScript can refine the Optional
+        if own_bias is not None:
+            bias = own_bias.repeat(4)
+        y = nn.functional.conv2d(nn.functional.pad(x, [1, 1, 1, 1]), kernel, bias)  # (b, 4·out, h+1, w+1)
         y = y.view(b, 2, 2, cout, h + 1, w + 1)
-        rows = [torch.stack([y[:, a, c, :, a : a + h, c : c + w] for c in range(2)], dim=-1) for a in range(2)]
+        rows: list[torch.Tensor] = []
+        for a in range(2):
+            cols = [y[:, a, 0, :, a : a + h, 0:w], y[:, a, 1, :, a : a + h, 1 : 1 + w]]
+            rows.append(torch.stack(cols, dim=-1))
         return torch.stack(rows, dim=3).reshape(b, cout, 2 * h, 2 * w)  # (b, out, h, 2, w, 2) interleaved
 
 
@@ -126,7 +143,7 @@ class MobileNetV2UNet(nn.Module):
         pretrained_path: str | None = None,
     ):
         super().__init__()
-        features: list[nn.Module] = [_ConvBNReLU6(in_channels, 32, 3, 2)]
+        features: list[nn.Module] = [_Stem(in_channels, 32, 3, 2)]
         cin = 32
         for t, c, n, s in _SETTINGS:
             for i in range(n):
@@ -138,7 +155,8 @@ class MobileNetV2UNet(nn.Module):
         last = features[-1]
         last.conv = nn.Sequential(last.conv[0])
         last.use_res = False
-        self.features = nn.Sequential(*features)
+        self.features = nn.ModuleList(features)  # not Sequential: stages return (output, expansion) pairs
+        self.skip_blocks = list(TAPS[:-1])  # the last tap is the bottleneck itself
         skip_ch = [96, 144, 192, 576]  # expand widths of Keras blocks 1, 3, 6, 13
         d1, d2, d3, d4 = decoder_channels
         self.up1 = _UpBlock(960, d1)
@@ -190,20 +208,19 @@ class MobileNetV2UNet(nn.Module):
         return sorted("features." + k for k in picked)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] % 32 or x.shape[-2] % 32:
-            raise ValueError(f"height and width must be multiples of 32, got {tuple(x.shape[-2:])}")
+        if x.shape[-1] % 32 != 0 or x.shape[-2] % 32 != 0:
+            raise ValueError("height and width must be multiples of 32, got " + str(x.shape[-2:]))
         taps: list[torch.Tensor] = []
-        h = self.features[0](x)
-        for k in range(17):  # Keras blocks 0..16 = features[1..17]
-            block = self.features[k + 1]
-            if k == 16:
-                # the bottleneck is block 16's expand output; its depthwise and projection are not used
-                h = block.conv[0](h)
-                break
-            h = block(h, taps if k in TAPS else None)
-        s1, s3, s6, s13 = taps
+        h = x
+        k = -1  # Keras block index: features[k + 1] is Keras block k, features[0] the stem
+        for stage in self.features:
+            h, expanded = stage(h)
+            if k in self.skip_blocks:
+                taps.append(expanded)
+            k += 1
+        # the last stage is Keras block 16 cut after its expansion: its output is the bottleneck
         y = self.up1(h)
-        y = self.up2(torch.cat([y, s13], dim=1))
-        y = self.up3(torch.cat([y, s6], dim=1))
-        y = self.up4(torch.cat([y, s3], dim=1))
-        return self.head(torch.cat([y, s1], dim=1))
+        y = self.up2(torch.cat([y, taps[3]], dim=1))
+        y = self.up3(torch.cat([y, taps[2]], dim=1))
+        y = self.up4(torch.cat([y, taps[1]], dim=1))
+        return self.head(torch.cat([y, taps[0]], dim=1))
