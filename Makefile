@@ -57,7 +57,8 @@ SEEDS ?= 5
 benchmarks: $(STAMP)
 	$(BIN)/python -m labelfree.bench compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels \
 		--methods ssimnet,dcgn,otsu_cc,otsu_ws,kmeans,kmeans3,gmm,gmm3 --seeds $(SEEDS) \
-		--options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/compare --runs bench/runs/compare --markdown BENCHMARKS.md
+		--options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/compare --runs bench/runs/compare --markdown BENCHMARKS.md \
+		--notes bench/compare_notes.md
 
 clean:
 	rm -rf out .pytest_cache

@@ -135,6 +135,7 @@ def compare(
     n_overlays: int = 3,
     markdown: str | None = None,
     runs: str | None = None,
+    notes: str | None = None,
 ) -> dict:
     """Run every method (every seed for stochastic ones) on ``images``, score against ``labels``, write tables.
 
@@ -149,6 +150,7 @@ def compare(
         markdown: also write the report with its figures to this file (``BENCHMARKS.md``).
         runs: where the method runs are kept (default ``out/runs``); several reports can share one folder. A run made
             with other ``options`` lives in another sub-folder, so it is never reused by mistake.
+        notes: a markdown file appended to the ``markdown`` report (how the runs were made, caveats).
 
     Returns:
         the summary that is also written to ``summary.json``.
@@ -227,7 +229,8 @@ def compare(
             for name in ("boxplot.png", "overlays.png")
             if (out_dir / name).is_file()
         )
-        _write_text(md_path, f"# Benchmarks\n\n{report}\n## Figures\n{figures}")
+        extra = Path(notes).read_text() if notes else ""
+        _write_text(md_path, f"# Benchmarks\n\n{report}\n## Figures\n{figures}\n{extra}")
     summary = {
         "images": str(img_dir),
         "n_images": len(tiles),

@@ -33,8 +33,8 @@ def boxplot(per_seed: dict[str, dict[str, dict[int, float]]], methods: Sequence[
     """
     plt = _pyplot()
     shown = [m for m in methods if per_seed["dice"].get(m)]
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.3 * len(shown) + 2) * 2, 4), squeeze=False)
-    for ax, metric in zip(axes[0], ("dice", "aji")):
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.9 * len(shown) + 2), 7), squeeze=False)
+    for ax, metric in zip(axes[:, 0], ("dice", "aji")):
         data = [list(per_seed[metric].get(m, {}).values()) for m in shown]
         ax.boxplot(data, showmeans=True)
         ax.set_xticks(range(1, len(shown) + 1), shown, rotation=30, ha="right")
