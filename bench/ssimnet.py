@@ -14,29 +14,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import fire
 import numpy as np
 
+from labelfree.bench.methods import run_monai_bundle
 from labelfree.imageio import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "ssimnet" / "configs"
 METRICS = ("dice", "aji", "aji_plus", "pq", "precision", "recall")
-
-
-def _run(cmd: list[str], log: Path) -> float:
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
-    return time.perf_counter() - t0
 
 
 def run_seed(images: str, labels: str, seed: int, runs: Path, finetune: bool = True) -> dict:
@@ -48,11 +37,9 @@ def run_seed(images: str, labels: str, seed: int, runs: Path, finetune: bool = T
         return json.loads(result_file.read_text())
     model = d / "model.pt"
     timing = d / "train_seconds.txt"
-    bundle = [sys.executable, "-m", "monai.bundle", "run"]
     if not (model.is_file() and timing.is_file()):
-        secs = _run(
-            bundle
-            + [
+        secs = run_monai_bundle(
+            [
                 "--config_file",
                 str(CONFIGS / "train.json"),
                 "--dataset_dir",
@@ -70,9 +57,8 @@ def run_seed(images: str, labels: str, seed: int, runs: Path, finetune: bool = T
     train_seconds = float(timing.read_text())
     out = d / ("eval" if finetune else "eval_noft")
     configs = "[" + ",".join(repr(str(CONFIGS / f"{n}.json")) for n in ("inference", "evaluate")) + "]"
-    infer_seconds = _run(
-        bundle
-        + [
+    infer_seconds = run_monai_bundle(
+        [
             "--config_file",
             configs,
             "--dataset_dir",

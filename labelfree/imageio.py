@@ -29,6 +29,7 @@ __all__ = [
     "load_rgb",
     "load_instance_map",
     "list_images",
+    "find_label",
     "atomic_path",
     "save_png",
     "save_tiff",
@@ -161,6 +162,22 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
     return files
+
+
+def find_label(labels_dir: str | os.PathLike, image: str | os.PathLike) -> Path:
+    """The label map of ``image`` in ``labels_dir``: the same file name, else the same stem with any suffix.
+
+    Raises:
+        FileNotFoundError: no such label map.
+    """
+    labels_dir, image = Path(labels_dir), Path(image)
+    same = labels_dir / image.name
+    if same.is_file():
+        return same
+    candidates = sorted(p for p in labels_dir.glob(f"{image.stem}.*") if p.is_file())
+    if not candidates:
+        raise FileNotFoundError(f"no label map for {image.name} in {labels_dir}")
+    return candidates[0]
 
 
 @contextmanager

@@ -41,13 +41,18 @@ def write_synthetic_dataset(folder: Path, n: int = 3, size: int = 256, seed: int
     return img_dir, lab_dir
 
 
-def import_bundle_module(bundle: str, module: str):
-    """Import ``scripts.<module>`` of one bundle. Every bundle names its code package ``scripts`` (the model-zoo
-    convention), so any previously imported ``scripts`` is dropped first, as MONAI Label does between bundles."""
-    import importlib
-
+def forget_bundle_scripts() -> None:
+    """Drop any imported ``scripts`` package: every bundle names its code package ``scripts`` (the model-zoo
+    convention), so the next bundle's must be imported afresh, as MONAI Label does between bundles."""
     for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
         del sys.modules[name]
+
+
+def import_bundle_module(bundle: str, module: str):
+    """Import ``scripts.<module>`` of one bundle (after :func:`forget_bundle_scripts`)."""
+    import importlib
+
+    forget_bundle_scripts()
     path = str(REPO / "bundles" / bundle)
     sys.path.insert(0, path)
     try:

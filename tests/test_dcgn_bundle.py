@@ -95,16 +95,15 @@ def test_evaluate_and_missing_checkpoint(trained, tmp_path):
 
 def test_shipped_checkpoint_finds_nuclei_on_the_embedded_sample(tmp_path):
     """The README's DCGN command: the shipped K = 2 model on the sample tiles, default settings, any cwd."""
-    from labelfree.imageio import load_instance_map
+    from labelfree.imageio import find_label, list_images, load_instance_map
     from labelfree.sample import sample_dir
 
     out = tmp_path / "out"
     run_bundle_ok(BUNDLE, ("inference",), cwd=tmp_path, output_dir=out)
-    stems = [p.stem for p in sorted((sample_dir() / "images").iterdir()) if p.suffix == ".png"]
-    assert stems
-    for stem in stems:
+    for path in list_images(sample_dir() / "images"):
+        stem = path.stem
         seg = np.asarray(Image.open(out / f"{stem}_seg.png")) > 0
-        gt = load_instance_map(next((sample_dir() / "labels").glob(f"{stem}.*"))) > 0
+        gt = load_instance_map(find_label(sample_dir() / "labels", path)) > 0
         assert 0.01 < seg.mean() < 0.97  # neither class empty nor collapsed
         # the class named "nuclei" without labels covers nuclei better than chance (its share of the tile)
         assert (seg & gt).sum() / gt.sum() > seg.mean()

@@ -3,7 +3,15 @@ import pytest
 import tifffile
 from PIL import Image
 
-from labelfree.imageio import InvalidImageError, as_rgb_uint8, atomic_path, list_images, load_instance_map, load_rgb
+from labelfree.imageio import (
+    InvalidImageError,
+    as_rgb_uint8,
+    atomic_path,
+    find_label,
+    list_images,
+    load_instance_map,
+    load_rgb,
+)
 
 
 def rgb(h=64, w=48):
@@ -88,3 +96,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("done")
     assert target.read_text() == "done" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_find_label_prefers_the_same_name_then_the_same_stem(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "a.tif").write_bytes(b"x")
+    (tmp_path / "b.tif").write_bytes(b"x")
+    assert find_label(tmp_path, "images/a.png") == tmp_path / "a.png"
+    assert find_label(tmp_path, "images/b.png") == tmp_path / "b.tif"
+    with pytest.raises(FileNotFoundError, match="no label map for c.png"):
+        find_label(tmp_path, "images/c.png")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bundle_runner import forget_bundle_scripts
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "bundles" / "zoo" / "meta_schema_20240725.json"
 BUNDLES = ("ssimnet", "dcgn")
@@ -120,8 +122,7 @@ def test_ckpt_export_gives_the_checkpoint_output(name, tmp_path):
 
     from monai.bundle import ConfigParser
 
-    for mod in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-        del sys.modules[mod]  # every bundle names its code package `scripts`
+    forget_bundle_scripts()
     sys.path.insert(0, str(_bundle(name)))
     try:
         parser = ConfigParser()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from labelfree.imageio import atomic_path, load_instance_map, load_rgb
+from labelfree.imageio import atomic_path, find_label, load_instance_map, load_rgb
 from labelfree.overlay import error_overlay
 
 __all__ = ["boxplot", "overlay_grid"]
@@ -65,7 +65,7 @@ def overlay_grid(images: Sequence[Path], labels: Path, preds: dict[str, Path], p
     for i, img_path in enumerate(images):
         rgb = load_rgb(img_path)
         step = max(1, int(np.ceil(max(rgb.shape[:2]) / max_side)))
-        gt = load_instance_map(next(p for p in labels.glob(f"{img_path.stem}.*") if p.is_file()))
+        gt = load_instance_map(find_label(labels, img_path))
         axes[i][0].imshow(rgb[::step, ::step])
         axes[i][0].set_ylabel(img_path.stem[:20], fontsize=7)
         for j, method in enumerate(methods, start=1):

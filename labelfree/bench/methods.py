@@ -29,7 +29,7 @@ from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.stain import has_tissue
 from labelfree.writer import write_segmentation
 
-__all__ = ["METHODS", "Method", "REPO", "cluster_classes", "otsu_connected_components"]
+__all__ = ["METHODS", "Method", "REPO", "cluster_classes", "otsu_connected_components", "run_monai_bundle"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,7 +140,7 @@ def _clusters(kind: str, k: int) -> Callable[[np.ndarray, int], tuple[np.ndarray
     return segment
 
 
-def _monai_bundle(args: list[str], log: Path) -> float:
+def run_monai_bundle(args: list[str], log: Path) -> float:
     """Run ``python -m monai.bundle run ARGS`` from the repository root; returns its wall time in seconds."""
     t0 = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -178,16 +178,16 @@ def _bundle(bundle: str, pseudo_labels: bool) -> Runner:
             # build the pseudo-label cache first so that its cost is reported apart from training
             label_file = run_dir / "pseudo_label_seconds.txt"
             if not label_file.is_file():
-                secs = _monai_bundle([*train_args, "--run_id", "train#datalist"], run_dir / "pseudo_labels.log")
+                secs = run_monai_bundle([*train_args, "--run_id", "train#datalist"], run_dir / "pseudo_labels.log")
                 label_file.write_text(f"{secs:.2f}\n")
             timings["pseudo_label_seconds_per_image"] = float(label_file.read_text()) / max(n, 1)
         if not (model.is_file() and seconds_file.is_file()):
-            secs = _monai_bundle(train_args, run_dir / "train.log")
+            secs = run_monai_bundle(train_args, run_dir / "train.log")
             seconds_file.write_text(f"{secs:.2f}\n")
         timings["train_seconds"] = float(seconds_file.read_text())
         infer_args = ["--config_file", str(configs / "inference.json"), *common, "--output_dir", str(run_dir / "pred")]
         infer_args += ["--ckpt_path", str(model), *_overrides(options)]
-        secs = _monai_bundle(infer_args, run_dir / "inference.log")
+        secs = run_monai_bundle(infer_args, run_dir / "inference.log")
         timings["inference_seconds_per_image"] = secs / max(n, 1)
         if "num_classes" in options:
             timings["n_classes"] = int(options["num_classes"])

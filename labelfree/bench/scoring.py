@@ -13,8 +13,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from labelfree.imageio import list_images, load_instance_map
-from labelfree.metrics import instance_scores
+from labelfree.imageio import find_label, list_images, load_instance_map
+from labelfree.metrics import instance_scores, pixel_scores
 from labelfree.transforms.instances import instances_from_map
 
 __all__ = ["class_fractions", "read_classes", "score_image", "score_run"]
@@ -32,11 +32,6 @@ def class_fractions(classes: np.ndarray, n_classes: int) -> list[float]:
     return (counts / max(classes.size, 1)).tolist()
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
-
-
 def score_image(gt: np.ndarray, inst: np.ndarray, classes: np.ndarray, n_classes: int) -> dict:
     """All scores of one image.
 
@@ -52,7 +47,7 @@ def score_image(gt: np.ndarray, inst: np.ndarray, classes: np.ndarray, n_classes
     """
     scores = instance_scores(gt, inst)
     fg = gt > 0
-    dices = [_dice(classes == c, fg) for c in range(n_classes)]
+    dices = [pixel_scores(fg, classes == c)["dice"] for c in range(n_classes)]
     best = int(np.argmax(dices))
     if best == n_classes - 1:  # the label-free pick was right: same instances
         oracle = scores
@@ -76,14 +71,11 @@ def score_run(pred_dir: Path, labels: Path, images: Path, n_classes: int) -> dic
     out = {}
     for path in list_images(images):
         stem = path.stem
-        candidates = [p for p in labels.glob(f"{stem}.*") if p.is_file()]
-        if not candidates:
-            raise FileNotFoundError(f"no label for {path.name} in {labels}")
         inst_path, seg_path = pred_dir / f"{stem}_inst.tif", pred_dir / f"{stem}_seg.png"
         for p in (inst_path, seg_path):
             if not p.is_file():
                 raise FileNotFoundError(f"missing prediction {p}")
-        gt = load_instance_map(candidates[0])
+        gt = load_instance_map(find_label(labels, path))
         inst = tifffile.imread(inst_path)
         out[stem] = score_image(gt, inst, read_classes(seg_path, n_classes), n_classes)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelfree.imageio import atomic_path, list_images, load_rgb
+from labelfree.imageio import atomic_path, find_label, list_images, load_rgb
 from labelfree.transforms.patches import select_patches
 from labelfree.transforms.pseudolabel import PseudoLabel
 from labelfree.transforms.soften import soften_mask
@@ -136,12 +136,6 @@ def image_datalist(dataset_dir: str | os.PathLike, labels_dir: str | os.PathLike
     for p in list_images(dataset_dir):
         item = {"image": str(p)}
         if labels_dir is not None:
-            lab = Path(labels_dir) / p.name
-            if not lab.is_file():
-                candidates = sorted(Path(labels_dir).glob(p.stem + ".*"))
-                if not candidates:
-                    raise FileNotFoundError(f"no label map for {p.name} in {labels_dir}")
-                lab = candidates[0]
-            item["label"] = str(lab)
+            item["label"] = str(find_label(labels_dir, p))
         items.append(item)
     return items
