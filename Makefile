@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.labelfree-installed
 MONUSEG ?= ../shared/data/monuseg/train
 
-.PHONY: demo demo-pseudo-labels test test-all bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
+.PHONY: demo demo-pseudo-labels test test-all bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,6 +59,15 @@ benchmarks: $(STAMP)
 		--methods ssimnet,dcgn,otsu_cc,otsu_ws,kmeans,kmeans3,gmm,gmm3 --seeds $(SEEDS) \
 		--options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/compare --runs bench/runs/compare --markdown BENCHMARKS.md \
 		--notes bench/compare_notes.md
+
+## self-contained model-zoo zips (bundle + the labelfree package) in dist/
+bundle-zips: $(STAMP)
+	$(BIN)/python -m labelfree bundle_zip bundles/ssimnet --out dist
+	$(BIN)/python -m labelfree bundle_zip bundles/dcgn --out dist
+
+## each zip unpacked elsewhere runs inference.json in a fresh venv holding only what its metadata.json lists
+test-bundle-zips: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_bundle_zip.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -3,6 +3,7 @@
 Commands:
     pseudo_labels INPUT OUTPUT   label-free nuclei masks for an image file or a folder of tiles
     sample_dir                   print where the embedded sample tiles are
+    bundle_zip BUNDLE [--out D]  self-contained model-zoo zip of a bundle (``<name>_v<version>.zip``)
 """
 
 from __future__ import annotations
@@ -71,9 +72,16 @@ def sample_dir() -> str:
     return str(_sample_dir())
 
 
+def bundle_zip(bundle: str, out: str = "dist") -> str:
+    """Build ``<out>/<bundle>_v<version>.zip`` (bundle files plus the ``labelfree`` package) and print its path."""
+    from labelfree.bundle_zip import build_bundle_zip
+
+    return str(build_bundle_zip(bundle, out))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    fire.Fire({"pseudo_labels": pseudo_labels, "sample_dir": sample_dir})
+    fire.Fire({"pseudo_labels": pseudo_labels, "sample_dir": sample_dir, "bundle_zip": bundle_zip})
 
 
 if __name__ == "__main__":

@@ -137,3 +137,18 @@ def test_ckpt_export_gives_the_checkpoint_output(name, tmp_path):
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_large_files_lists_the_shipped_weights_with_their_hash(name, tmp_path):
+    import hashlib
+
+    from monai.bundle import ConfigParser
+    from monai.bundle.scripts import download_large_files
+
+    bundle = REPO / "bundles" / name
+    entries = ConfigParser.load_config_file(bundle / "large_files.yml")["large_files"]
+    assert {e["path"] for e in entries} == {"models/model.pt"}
+    digest = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    assert entries[0]["hash_type"] == "sha256" and entries[0]["hash_val"] == digest
+    download_large_files(bundle_path=str(bundle))  # the zoo CI's step: the file is there, so no network is used

@@ -1,0 +1,99 @@
+"""Self-contained model-zoo zips of the bundles.
+
+A bundle's configs import ``labelfree`` (transforms, readers, writers). The zip therefore carries the package next to
+``configs/`` so that, unpacked anywhere, ``python -m monai.bundle run --config_file configs/inference.json`` run from
+the bundle folder (the zoo's convention) needs only the packages listed in ``configs/metadata.json``. The benchmark
+harness (``labelfree.bench``, which needs scikit-learn and matplotlib) is left out.
+
+Entries get a fixed timestamp and a sorted order, as the zoo's release job does, so the same tree gives the same
+bytes and the same hash.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import labelfree
+import labelfree.transforms
+from labelfree.imageio import atomic_path
+
+__all__ = ["bundle_files", "build_bundle_zip", "required_packages"]
+
+#: the DOS epoch: zip timestamps cannot be earlier, and a fixed one makes builds byte-identical
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: bundle parts a user needs; ``eval/`` (outputs), training checkpoints and exported TorchScript are left out
+_BUNDLE_PARTS = ("configs", "docs", "scripts", "models/model.pt", "LICENSE", "large_files.yml")
+_SKIP_PARTS = {"__pycache__", "bench"}
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if p.is_file() and not _SKIP_PARTS.intersection(rel) and p.suffix not in (".pyc", ".pyo"):
+            yield p
+
+
+def bundle_files(bundle_dir: str | Path) -> list[tuple[Path, str]]:
+    """``(source file, name inside the zip)`` pairs for a bundle, sorted by name.
+
+    Names start with the bundle folder's name; the package goes to ``<bundle>/labelfree/`` with ``transforms`` as
+    its subpackage, the layout it has when installed.
+
+    Raises:
+        FileNotFoundError: ``bundle_dir`` has no ``configs/metadata.json`` or no ``models/model.pt``.
+    """
+    bundle_dir = Path(bundle_dir).resolve()
+    for required in ("configs/metadata.json", "models/model.pt"):
+        if not (bundle_dir / required).is_file():
+            raise FileNotFoundError(f"{bundle_dir} is not a complete bundle: {required} is missing")
+    name = bundle_dir.name
+    pairs: list[tuple[Path, str]] = []
+    for part in _BUNDLE_PARTS:
+        src = bundle_dir / part
+        if src.exists():
+            pairs += [(p, f"{name}/{p.relative_to(bundle_dir).as_posix()}") for p in _walk(src)]
+    package = Path(labelfree.__file__).resolve().parent
+    pairs += [(p, f"{name}/labelfree/{p.relative_to(package).as_posix()}") for p in _walk(package)]
+    tdir = Path(labelfree.transforms.__file__).resolve().parent
+    if tdir.parent != package:  # an editable install maps it from elsewhere
+        pairs += [(p, f"{name}/labelfree/transforms/{p.relative_to(tdir).as_posix()}") for p in _walk(tdir)]
+    return sorted(set(pairs), key=lambda x: x[1])
+
+
+def required_packages(bundle_dir: str | Path) -> list[str]:
+    """The pip requirements ``configs/metadata.json`` lists: monai, torch, numpy and the package dicts, ``==``-pinned.
+
+    The same list the zoo's ``ci/get_bundle_requirements.py`` derives.
+    """
+    meta = json.loads((Path(bundle_dir) / "configs" / "metadata.json").read_text())
+    reqs = {"monai": meta["monai_version"], "torch": meta["pytorch_version"], "numpy": meta["numpy_version"]}
+    for key in ("required_packages_version", "optional_packages_version"):
+        reqs.update(meta.get(key) or {})
+    return [f"{pkg}=={ver}" for pkg, ver in sorted(reqs.items())]
+
+
+def build_bundle_zip(bundle_dir: str | Path, out_dir: str | Path = "dist") -> Path:
+    """Write ``<out_dir>/<bundle>_v<version>.zip`` atomically and return its path.
+
+    Args:
+        bundle_dir: a bundle folder (``bundles/ssimnet``, ``bundles/dcgn``).
+        out_dir: where the zip goes; created if missing.
+    """
+    bundle_dir = Path(bundle_dir).resolve()
+    files = bundle_files(bundle_dir)
+    version = json.loads((bundle_dir / "configs" / "metadata.json").read_text())["version"]
+    dest = Path(out_dir) / f"{bundle_dir.name}_v{version}.zip"
+    with atomic_path(dest) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for src, arcname in files:
+                info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, src.read_bytes())
+    return dest
