@@ -228,3 +228,32 @@ def test_shipped_bundle_files():
     assert meta["version"] in meta["changelog"]
     assert list(meta["network_data_format"]["inputs"]) == ["image"]
     assert list(meta["network_data_format"]["outputs"]) == ["pred"]
+
+
+def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
+    """The prediction for a tile must not depend on which tiles were fine-tuned before it (the optimiser state
+    from the checkpoint is restored afresh, not carried over)."""
+    from monai.inferers import SimpleInferer
+    from monai.networks.nets import UNet
+
+    from bundle_runner import import_bundle_module
+    from labelfree.synthetic import synthetic_tile
+
+    finetune = import_bundle_module("ssimnet", "finetune")
+    torch.manual_seed(0)
+    net = UNet(2, 3, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net(torch.rand(2, 3, 64, 64)).mean().backward()
+    opt.step()
+    ckpt = tmp_path / "model.pt"
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict()}, ckpt)
+    inferer = finetune.FineTuningInferer(SimpleInferer(), str(ckpt), epochs=1, patch_size=64, n_per_axis=2, lr=1e-3)
+    tiles = [torch.from_numpy(synthetic_tile(128, n_nuclei=12, seed=s).image.transpose(2, 0, 1)) for s in (3, 4)]
+    x_a, x_b = (t[None].float() / 255.0 for t in tiles)
+    net.eval()
+    first = inferer(x_a, net)
+    inferer(x_b, net)
+    again = inferer(x_a, net)
+    assert torch.equal(first, again)
+    assert torch.equal(torch.load(ckpt, weights_only=True)["optimizer"]["state"][0]["exp_avg"],
+                       opt.state_dict()["state"][0]["exp_avg"])  # fmt: skip

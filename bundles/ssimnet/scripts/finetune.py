@@ -78,7 +78,9 @@ class FineTuningInferer(Inferer):
         opt = torch.optim.Adam(model.parameters())
         state = self._optimizer_state()
         if state is not None:
-            opt.load_state_dict(state)
+            # load_state_dict keeps the cached tensors and Adam updates them in place: without the copy every image
+            # would start from the optimiser state the previous image left behind
+            opt.load_state_dict(copy.deepcopy(state))
         if self.lr is not None:
             for g in opt.param_groups:
                 g["lr"] = self.lr
