@@ -60,6 +60,36 @@ benchmarks: $(STAMP)
 		--options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/compare --runs bench/runs/compare --markdown BENCHMARKS.md \
 		--notes bench/compare_notes.md
 
+## MONAI Label (optional, about 3.7 GB): its own environment, torch pinned to the CPU build, SAM2 built without CUDA;
+## the .pth hook lets torchvision's CUDA-only wheel import there (apps/labelfree/site/labelfree_torchvision_cpu.py)
+LABEL_VENV ?= .venv-label
+LABEL_BIN := $(LABEL_VENV)/bin
+LABEL_STAMP := $(LABEL_VENV)/.labelfree-installed
+STUDIES ?= out/studies
+PORT ?= 8000
+
+$(LABEL_STAMP): setup.cfg constraints.txt pyproject.toml apps/labelfree/site/labelfree_torchvision_cpu.py
+	test -x $(LABEL_BIN)/python || $(PY) -m venv $(LABEL_VENV)
+	$(LABEL_BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(LABEL_BIN)/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
+	SAM2_BUILD_CUDA=0 PIP_CONSTRAINT=constraints.txt $(LABEL_BIN)/python -m pip install --quiet -e ".[label]" pytest
+	cp apps/labelfree/site/labelfree_torchvision_cpu.py apps/labelfree/site/labelfree_torchvision_cpu.pth \
+		"$$($(LABEL_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	touch $(LABEL_STAMP)
+
+label-env: $(LABEL_STAMP)
+
+## the MONAI Label app's tests: a real server on loopback, both bundles, ASAP/DSA contours, a label-free training run
+test-label: $(LABEL_STAMP)
+	$(LABEL_BIN)/python -m pytest -q tests/test_monailabel_app.py tests/test_labelfree_app_lib.py
+
+## serve both bundles to QuPath / DSA / ASAP on http://127.0.0.1:$(PORT); STUDIES=dir of tiles or slides (default: a
+## copy of the embedded sample in out/studies, since MONAI Label writes its datastore files into the studies folder)
+serve-label: $(LABEL_STAMP)
+	test -d $(STUDIES) || (mkdir -p $(STUDIES) && cp labelfree/sample/images/*.png $(STUDIES)/)
+	$(LABEL_BIN)/python -m monailabel.main start_server --app apps/labelfree --studies $(STUDIES) \
+		--conf models dcgn,ssimnet --host 127.0.0.1 --port $(PORT)
+
 ## self-contained model-zoo zips (bundle + the labelfree package) in dist/
 bundle-zips: $(STAMP)
 	$(BIN)/python -m labelfree bundle_zip bundles/ssimnet --out dist

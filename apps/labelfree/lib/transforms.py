@@ -1,0 +1,168 @@
+"""Transforms between MONAI Label requests and the bundles: reading the requested tile, and instance contours.
+
+MONAI Label's own ``FindContoursd`` traces each *class* of a label map, so touching nuclei would come back as one
+polygon, and it expects MONAI's ``(W, H)`` PIL layout. Our bundles give an instance map in ``(H, W)``; one polygon
+per instance keeps touching nuclei apart in QuPath, ASAP and DSA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+from monai.utils import TransformBackends
+from scipy import ndimage
+from skimage.measure import approximate_polygon, find_contours
+
+from labelfree.imageio import as_rgb_uint8, load_rgb
+
+__all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "SLIDE_SUFFIXES"]
+
+#: suffixes MONAI Label hands to OpenSlide (``monailabel.utils.others.generic.is_openslide_supported``)
+SLIDE_SUFFIXES = (".bif", ".mrxs", ".ndpi", ".scn", ".svs", ".svslide", ".tif", ".tiff", ".vms", ".vmu")
+
+
+def _read_region(path: Path, location, size, level: int) -> tuple[np.ndarray, float] | None:
+    """The requested region of a slide as ``(H, W, 3)`` uint8 on white, and the level's downsample; ``None`` when
+    OpenSlide is missing or cannot open the file (a plain TIFF tile, for example)."""
+    try:
+        import openslide
+    except ImportError:
+        return None
+    try:
+        slide = openslide.OpenSlide(str(path))
+    except openslide.OpenSlideError:
+        return None
+    with slide:
+        level = min(max(int(level), 0), slide.level_count - 1)
+        down = float(slide.level_downsamples[level])
+        lw, lh = slide.level_dimensions[level]
+        x, y = (int(v) for v in location)
+        w = min(int(size[0]), lw - int(x / down)) if size and size[0] else lw
+        h = min(int(size[1]), lh - int(y / down)) if size and size[1] else lh
+        if w <= 0 or h <= 0:
+            raise ValueError(f"region {location} + {size} lies outside {path.name} ({lw}×{lh} at level {level})")
+        rgba = np.asarray(slide.read_region((x, y), level, (w, h)), dtype=np.float32)
+    alpha = rgba[..., 3:] / 255.0  # outside the scanned area OpenSlide gives transparent pixels: show them as glass
+    rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    return np.round(rgb).astype(np.uint8), down
+
+
+class LoadTiled(MapTransform):
+    """Read the tile a MONAI Label request names as a ``(3, H, W)`` uint8 ``MetaTensor``.
+
+    ``data[key]`` is a path or an in-memory ``(H, W, 3)`` / ``(3, H, W)`` array. For a slide OpenSlide can open, the
+    region ``data["location"]`` (level-0 pixels), ``data["size"]`` (pixels at ``data["level"]``) is read, as MONAI
+    Label's WSI tiling asks; any other file is read whole with the project's validating reader, so a grey, 16-bit or
+    corrupt file fails with a clear message. ``data["downsample"]`` records the level's scale for the contours.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            src, down, name = d[key], 1.0, "image"
+            if isinstance(src, (np.ndarray, torch.Tensor)):
+                rgb = as_rgb_uint8(src)
+            else:
+                path = Path(str(src))
+                name = str(path)
+                region = None
+                if path.suffix.lower() in SLIDE_SUFFIXES:
+                    region = _read_region(path, d.get("location") or (0, 0), d.get("size"), d.get("level") or 0)
+                if region is None:
+                    rgb = load_rgb(path)
+                else:
+                    rgb, down = as_rgb_uint8(region[0], channel_first=False, name=path.name), region[1]
+            d[key] = MetaTensor(
+                torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+                meta={"filename_or_obj": name, "spatial_shape": rgb.shape[:2]},
+            )
+            d["downsample"] = down
+        return d
+
+
+def instance_polygons(instances: np.ndarray, min_area: float = 0.0, tolerance: float = 0.5) -> list[list[list[float]]]:
+    """One closed outline per instance, as ``[[x, y], ...]`` in pixel coordinates of ``instances``.
+
+    Args:
+        instances: ``(H, W)`` integer map, 0 = background.
+        min_area: instances with fewer pixels are left out.
+        tolerance: Douglas-Peucker tolerance in pixels (``skimage.measure.approximate_polygon``).
+    """
+    polygons: list[list[list[float]]] = []
+    slices = ndimage.find_objects(instances)
+    for idx, sl in enumerate(slices, start=1):
+        if sl is None:
+            continue
+        mask = instances[sl] == idx
+        if mask.sum() < max(min_area, 1):
+            continue
+        # pad so outlines of objects touching the crop edge still close; the contour level 0.5 sits on pixel edges
+        contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
+        if not contours:
+            continue
+        outline = max(contours, key=len)  # the outer boundary; holes inside a nucleus are not drawn
+        outline = approximate_polygon(outline, tolerance=tolerance)
+        if len(outline) < 4:
+            continue
+        rows = outline[:, 0] - 1 + sl[0].start
+        cols = outline[:, 1] - 1 + sl[1].start
+        polygons.append(np.stack([cols, rows], axis=1).round(2).tolist())
+    return polygons
+
+
+class InstanceContoursd(MapTransform):
+    """Instance map → MONAI Label's pathology annotation (what ``PolygonWriter`` turns into ASAP XML or DSA JSON).
+
+    Writes ``data[result][result_output_key] = {"location", "size", "elements": [{"label", "contours"}], "labels"}``
+    with coordinates in level-0 slide pixels: scaled by ``data["downsample"]`` and offset by ``data["location"]``.
+
+    Args:
+        keys: the ``(1, H, W)`` or ``(H, W)`` instance map(s).
+        label: the annotation class name.
+        color: its RGB colour in the viewers.
+        min_poly_area: the request's ``min_poly_area`` when given, else this (pixels at the read level).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label: str = "Nuclei",
+        color: tuple[int, int, int] = (0, 255, 0),
+        min_poly_area: float = 30,
+        result: str = "result",
+        result_output_key: str = "annotation",
+    ) -> None:
+        super().__init__(keys)
+        self.label, self.color, self.min_poly_area = label, color, min_poly_area
+        self.result, self.result_output_key = result, result_output_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        location = [int(v) for v in (d.get("location") or (0, 0))]
+        down = float(d.get("downsample", 1.0))
+        min_area = float(d.get("min_poly_area", self.min_poly_area))
+        for key in self.key_iterator(d):
+            inst = np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])
+            inst = inst.reshape(inst.shape[-2:]).astype(np.int64)
+            polys = instance_polygons(inst, min_area=min_area)
+            contours = [[[location[0] + x * down, location[1] + y * down] for x, y in p] for p in polys]
+            d.setdefault(self.result, {})
+            d[self.result][self.result_output_key] = {
+                "location": location,
+                "size": [int(inst.shape[1] * down), int(inst.shape[0] * down)],
+                "elements": [{"label": self.label, "contours": contours}] if contours else [],
+                "labels": {self.label: list(self.color)},
+            }
+            d[self.result]["nuclei"] = len(contours)
+        return d
