@@ -96,6 +96,14 @@ def test_load_tile_from_arrays_and_files_with_clear_errors(app_lib, tmp_path):
     assert torch.equal(load({"image": str(flat_tif), "location": [0, 0], "size": [2048, 2048]})["image"], from_path)
 
 
+def test_image_side_reads_headers_and_rejects_unknown_files(app_lib, tmp_path):
+    image, _ = sample_pairs()[0]
+    assert app_lib.transforms.image_side(image) == 512
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"not a png")
+    assert app_lib.transforms.image_side(bad) is None
+
+
 @pytest.mark.skipif(importlib.util.find_spec("openslide") is None, reason="openslide is installed with the label extra")
 def test_load_tile_reads_the_requested_slide_region(app_lib, tmp_path):
     import tifffile

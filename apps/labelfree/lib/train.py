@@ -11,9 +11,14 @@ from monai.handlers import CheckpointLoader
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from lib.transforms import image_side
+
 log = logging.getLogger(__name__)
 
-__all__ = ["LabelFreeTrainTask"]
+__all__ = ["LabelFreeTrainTask", "MAX_TRAIN_SIDE"]
+
+#: training reads whole images; anything larger (a whole slide) is left out of the training set with a warning
+MAX_TRAIN_SIDE = 8192
 
 
 class LabelFreeTrainTask(BundleTrainTask):
@@ -39,10 +44,20 @@ class LabelFreeTrainTask(BundleTrainTask):
         return c
 
     def _fetch_datalist(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, str]]:
-        images = [{"image": datastore.get_image_uri(i)} for i in datastore.list_images()]
+        images, skipped = [], []
+        for i in datastore.list_images():
+            uri = datastore.get_image_uri(i)
+            side = image_side(uri)
+            (images if side is not None and side <= MAX_TRAIN_SIDE else skipped).append(uri)
+        if skipped:
+            log.warning(
+                "left out of training (unreadable, or larger than %d px: export tiles from slides to train on them): %s",
+                MAX_TRAIN_SIDE,
+                ", ".join(Path(p).name for p in skipped),
+            )
         if not images:
-            raise ValueError("the studies folder holds no image to train on")
-        return images
+            raise ValueError("the studies folder holds no image tile to train on")
+        return [{"image": uri} for uri in images]
 
     def _partition_datalist(self, datalist, request, shuffle=False):
         return datalist, None

@@ -21,10 +21,28 @@ from skimage.measure import approximate_polygon, find_contours
 
 from labelfree.imageio import as_rgb_uint8, load_rgb
 
-__all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "SLIDE_SUFFIXES"]
+__all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]
 
 #: suffixes MONAI Label hands to OpenSlide (``monailabel.utils.others.generic.is_openslide_supported``)
 SLIDE_SUFFIXES = (".bif", ".mrxs", ".ndpi", ".scn", ".svs", ".svslide", ".tif", ".tiff", ".vms", ".vmu")
+
+
+def image_side(path: str | Path) -> int | None:
+    """Longest side in pixels from the file header, without decoding; ``None`` if no reader knows the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return max(im.size)
+    except Exception:  # noqa: BLE001 - PIL raises many types (including its decompression-bomb guard)
+        pass
+    try:
+        import openslide
+
+        with openslide.OpenSlide(str(path)) as slide:
+            return max(slide.dimensions)
+    except Exception:  # noqa: BLE001 - openslide missing, or the file unreadable
+        return None
 
 
 def _read_region(path: Path, location, size, level: int) -> tuple[np.ndarray, float] | None:
