@@ -27,8 +27,10 @@ BUNDLES = ("ssimnet", "dcgn")
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_zip_carries_bundle_and_package_only(bundle, tmp_path):
-    (REPO / "bundles" / bundle / "eval").mkdir(exist_ok=True)
-    names = {n for _, n in bundle_files(REPO / "bundles" / bundle)}
+    copy = tmp_path / bundle
+    shutil.copytree(REPO / "bundles" / bundle, copy)
+    (copy / "eval").mkdir(exist_ok=True)  # outputs a user left behind must stay out of the zip
+    names = {n for _, n in bundle_files(copy)}
     for required in (
         "configs/metadata.json",
         "configs/inference.json",

@@ -23,6 +23,7 @@ import pytest
 from skimage.draw import polygon as draw_polygon
 
 from labelfree.imageio import load_instance_map, load_rgb
+from labelfree.metrics import pixel_scores
 from labelfree.sample import sample_pairs
 
 if importlib.util.find_spec("monailabel") is None:
@@ -101,7 +102,7 @@ def _raster(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+    return pixel_scores(a, b)["dice"]
 
 
 def test_info_lists_both_bundles_as_pathology_models(server):

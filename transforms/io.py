@@ -25,6 +25,7 @@ from labelfree.writer import write_segmentation
 
 __all__ = [
     "tensor_to_rgb",
+    "rgb_metatensor",
     "LoadRGBd",
     "LoadInstanceMapd",
     "ProbabilityToInstancesd",
@@ -50,6 +51,14 @@ def _filename(x: object) -> str:
     return str(name)
 
 
+def rgb_metatensor(rgb: np.ndarray, name: str) -> MetaTensor:
+    """``(H, W, 3)`` uint8 → the ``(3, H, W)`` ``MetaTensor`` the bundles expect, ``filename_or_obj`` = ``name``."""
+    return MetaTensor(
+        torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+        meta={"filename_or_obj": name, "spatial_shape": rgb.shape[:2]},
+    )
+
+
 class LoadRGBd(MapTransform):
     """Load an RGB tile from a path as a ``(3, H, W)`` uint8 ``MetaTensor`` with ``filename_or_obj`` in its meta."""
 
@@ -59,11 +68,7 @@ class LoadRGBd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = Path(str(d[key]))
-            rgb = load_rgb(path)
-            d[key] = MetaTensor(
-                torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
-                meta={"filename_or_obj": str(path), "spatial_shape": rgb.shape[:2]},
-            )
+            d[key] = rgb_metatensor(load_rgb(path), str(path))
         return d
 
 

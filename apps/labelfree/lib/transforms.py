@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import TransformBackends
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
 from labelfree.imageio import as_rgb_uint8, load_rgb
+from labelfree.transforms.io import rgb_metatensor
 
 __all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]
 
@@ -101,10 +101,7 @@ class LoadTiled(MapTransform):
                     rgb = load_rgb(path)
                 else:
                     rgb, down = as_rgb_uint8(region[0], channel_first=False, name=path.name), region[1]
-            d[key] = MetaTensor(
-                torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
-                meta={"filename_or_obj": name, "spatial_shape": rgb.shape[:2]},
-            )
+            d[key] = rgb_metatensor(rgb, name)
             d["downsample"] = down
         return d
 
