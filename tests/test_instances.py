@@ -40,3 +40,28 @@ def test_probability_input_and_wrappers():
     assert np.array_equal(d["inst"], a)
     with pytest.raises(ValueError, match="NaN"):
         instances_from_map(np.full((10, 10), np.nan))
+
+
+def test_probability_dip_between_touching_nuclei_splits_them():
+    # two discs fused along a wide neck: the distance saddle alone is too shallow to split them
+    m = np.zeros((60, 90), bool)
+    disc(m, 30, 33, 12)
+    disc(m, 30, 40, 12)
+    assert instances_from_map(m, h=2.0).max() == 1
+    # a soft-label-like network output: high inside, lower along the contact line, as SSimNet learns from Voronoi edges
+    p = np.where(m, 0.95, 0.0).astype(np.float32)
+    p[:, 35:38] = np.where(m[:, 35:38], 0.4, 0.0)
+    inst = instances_from_map(p, threshold=0.25, h=2.0)
+    assert inst.max() == 2 and inst[30, 28] != inst[30, 46]
+    # same foreground either way: here the weighting only moves the split
+    assert np.array_equal(inst > 0, instances_from_map(p > 0.25, h=2.0) > 0)
+
+
+def test_pale_filled_centre_does_not_split_a_nucleus():
+    # a ring of high probability around a pale centre (a vesicular nucleus): holes are filled and weigh 1
+    m = np.zeros((60, 60), bool)
+    disc(m, 30, 30, 14)
+    p = np.where(m, 0.9, 0.0).astype(np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    p[(yy - 30) ** 2 + (xx - 30) ** 2 <= 36] = 0.1
+    assert instances_from_map(p, threshold=0.25).max() == 1
