@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from labelfree.bench.errors import tile_errors
+
+
+def disc(m, cy, cx, r, value):
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = value
+
+
+def test_border_and_whole_object_errors_are_told_apart():
+    gt = np.zeros((80, 80), np.int32)
+    disc(gt, 20, 20, 8, 1)
+    disc(gt, 60, 60, 8, 2)
+    pred = np.zeros_like(gt)
+    disc(pred, 20, 21, 8, 1)  # nucleus 1 found, shifted by one pixel; nucleus 2 missed whole
+    e = tile_errors(gt, pred)
+    assert e["fp_at_border"] == 1.0  # every extra pixel hugs nucleus 1
+    assert 0.4 < e["fn_fraction"] < 0.6  # about half the labelled area is missed ...
+    assert e["fn_at_border"] < 0.1  # ... almost all of it in nucleus 2, far from any prediction
+    assert e["area_ratio"] == pytest.approx(0.5, abs=0.01)
+    assert e["aji_true_foreground"] == 1.0  # two separate discs: the watershed splits a perfect mask perfectly
+
+
+def test_perfect_prediction_and_shape_check():
+    gt = np.zeros((40, 40), np.int32)
+    disc(gt, 20, 20, 9, 1)
+    e = tile_errors(gt, gt)
+    assert e["fp_fraction"] == e["fn_fraction"] == 0.0 and e["aji"] == 1.0 and e["area_ratio"] == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        tile_errors(gt, gt[:30])
