@@ -26,14 +26,7 @@ from skimage.morphology import h_maxima
 
 from labelfree.transforms.contour import remove_small_objects
 
-__all__ = [
-    "instances_from_map",
-    "separate_touching",
-    "NucleiInstances",
-    "NucleiInstancesd",
-    "NucleiInstancesD",
-    "NucleiInstancesDict",
-]
+__all__ = ["instances_from_map", "NucleiInstances", "NucleiInstancesd", "NucleiInstancesD", "NucleiInstancesDict"]
 
 
 def instances_from_map(
@@ -81,27 +74,6 @@ def instances_from_map(
     inst = np.where(_large_enough(inst, min_size), inst, 0)
     _, seq = np.unique(inst, return_inverse=True)
     return seq.reshape(inst.shape).astype(np.int32)
-
-
-def separate_touching(instances: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Foreground mask of an instance map with a one-pixel gap wherever two instances touch.
-
-    A pixel is cleared when one of its 8 neighbours belongs to another instance with a larger id, so the gap lies on
-    one side of each contact and the instances are no longer 8-connected to each other; an instance is never erased
-    whole by its neighbours unless it is a one-pixel-wide sliver.
-
-    Args:
-        instances: ``(H, W)`` or ``(1, H, W)`` integer instance map, 0 = background.
-
-    Returns:
-        ``(H, W)`` bool mask.
-    """
-    inst = np.asarray(instances.detach().cpu() if isinstance(instances, torch.Tensor) else instances)
-    inst = np.squeeze(inst, axis=0) if inst.ndim == 3 and inst.shape[0] == 1 else inst
-    if inst.ndim != 2 or inst.dtype.kind not in "uib":
-        raise ValueError(f"expected a (H, W) integer instance map, got shape {inst.shape} and dtype {inst.dtype}")
-    fg = inst > 0
-    return fg & ~(ndi.maximum_filter(inst, size=3, mode="constant") > inst)
 
 
 def _h_maxima_per_component(relief: np.ndarray, fg: np.ndarray, h: float) -> np.ndarray:
