@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from labelfree.imageio import atomic_path
+from labelfree.imageio import save_text
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "dcgn"
@@ -76,16 +76,14 @@ def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 
     }
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "dcgn_step_time.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    save_text(out_dir / "dcgn_step_time.json", json.dumps(result, indent=2))
     md = (
         f"DCGN training step, {result['image_size'][0]}×{result['image_size'][1]}, batch {result['batch_size']}, "
         f"{threads} threads, {result['cpu_count']} CPU cores, torch {result['torch']}, {result['date']}: "
         f"median **{result['seconds_per_step_median']:.3f} s**, mean {result['seconds_per_step_mean']:.3f} s, "
         f"max {result['seconds_per_step_max']:.3f} s over {steps} steps (after {warmup} warm-up steps).\n"
     )
-    with atomic_path(out_dir / "dcgn_step_time.md") as tmp:
-        tmp.write_text(md)
+    save_text(out_dir / "dcgn_step_time.md", md)
     print(md)
     return result
 

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from labelfree.bench.errors import ERROR_COLUMNS, tile_errors
-from labelfree.imageio import atomic_path, find_label, load_instance_map
+from labelfree.imageio import find_label, load_instance_map, save_text
 
 
 def run(pred: str, labels: str, out: str = "bench/results", border: float = 2.0) -> None:
@@ -41,9 +41,7 @@ def run(pred: str, labels: str, out: str = "bench/results", border: float = 2.0)
     mean = {c: float(np.mean([t[c] for t in per_tile.values()])) for c in ERROR_COLUMNS}
     result = {"pred": pred, "labels": labels, "border_px": border, "mean": mean, "per_tile": per_tile}
     outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(outdir / "error_analysis.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    save_text(outdir / "error_analysis.json", json.dumps(result, indent=2))
     lines = [
         f"# Error analysis of `{pred}`",
         "",
@@ -56,8 +54,7 @@ def run(pred: str, labels: str, out: str = "bench/results", border: float = 2.0)
     for stem, t in sorted(per_tile.items(), key=lambda kv: kv[1]["area_ratio"]):
         lines.append(f"| {stem} | " + " | ".join(f"{t[c]:.3f}" for c in ERROR_COLUMNS) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{mean[c]:.3f}**" for c in ERROR_COLUMNS) + " |")
-    with atomic_path(outdir / "error_analysis.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    save_text(outdir / "error_analysis.md", "\n".join(lines) + "\n")
     for c in ERROR_COLUMNS:
         print(f"{c:20s} {mean[c]:.3f}")
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from labelfree.baselines import otsu_haematoxylin_watershed
-from labelfree.imageio import atomic_path, list_images, load_instance_map, load_rgb
+from labelfree.imageio import list_images, load_instance_map, load_rgb, save_text
 from labelfree.metrics import instance_scores
 from labelfree.transforms.pseudolabel import PseudoLabel
 
@@ -80,8 +80,7 @@ def run(images: str, labels: str, out: str = "bench/results", seed: int = 0, thr
         "per_image": rows,
     }
     outdir = Path(out)
-    with atomic_path(outdir / "pseudo_labels.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    save_text(outdir / "pseudo_labels.json", json.dumps(result, indent=2))
     lines = [
         f"# Pseudo-label benchmark ({len(files)} images, {result['date']})",
         "",
@@ -97,8 +96,7 @@ def run(images: str, labels: str, out: str = "bench/results", seed: int = 0, thr
             f"| {s['aji']:.3f} | {s['aji_plus']:.3f} | {s['pq']:.3f} |"
         )
     lines += ["", *[f"- `{k}`: {v}" for k, v in METHODS.items()], ""]
-    with atomic_path(outdir / "pseudo_labels.md") as tmp:
-        tmp.write_text("\n".join(lines))
+    save_text(outdir / "pseudo_labels.md", "\n".join(lines))
     print("\n".join(lines))
     return summary
 

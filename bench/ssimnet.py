@@ -21,7 +21,7 @@ import fire
 import numpy as np
 
 from labelfree.bench.methods import run_monai_bundle
-from labelfree.imageio import atomic_path
+from labelfree.imageio import save_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "ssimnet" / "configs"
@@ -86,8 +86,7 @@ def run_seed(images: str, labels: str, seed: int, runs: Path, finetune: bool = T
         **{m: report["mean"][m] for m in METRICS},
         "per_image": report["per_image"],
     }
-    with atomic_path(result_file) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    save_text(result_file, json.dumps(result, indent=2))
     return result
 
 
@@ -127,8 +126,7 @@ def run(
         "summary": summary,
         "runs": [{k: v for k, v in r.items() if k != "per_image"} for r in results + noft],
     }
-    with atomic_path(outdir / "ssimnet.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=2))
+    save_text(outdir / "ssimnet.json", json.dumps(doc, indent=2))
     lines = [
         f"# SSimNet bundle benchmark ({len(seed_list)} seeds, {doc['date']})",
         "",
@@ -158,8 +156,7 @@ def run(
         for name, label in (("pseudo_labels", "raw pseudo labels"), ("otsu_ws", "Otsu haematoxylin + watershed")):
             lines.append(_row(label, [s[name]], f"{s[name]['median_seconds']:.2f} s/img"))
     text = "\n".join(lines) + "\n"
-    with atomic_path(outdir / "ssimnet.md") as tmp:
-        tmp.write_text(text)
+    save_text(outdir / "ssimnet.md", text)
     print(text)
     return summary
 

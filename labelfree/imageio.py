@@ -33,6 +33,7 @@ __all__ = [
     "atomic_path",
     "save_png",
     "save_tiff",
+    "save_text",
 ]
 
 #: smallest tile side we accept: below this there is no room for a nucleus and its context
@@ -225,4 +226,11 @@ def save_tiff(path: str | os.PathLike, array: np.ndarray) -> Path:
 
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+    return Path(path)
+
+
+def save_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write a text file (UTF-8): a report, a table, a JSON record."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)

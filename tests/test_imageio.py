@@ -11,6 +11,7 @@ from labelfree.imageio import (
     list_images,
     load_instance_map,
     load_rgb,
+    save_text,
 )
 
 
@@ -96,6 +97,14 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("done")
     assert target.read_text() == "done" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_save_text_replaces_the_file_in_utf8(tmp_path):
+    target = tmp_path / "sub" / "table.md"
+    assert save_text(target, "old") == target
+    save_text(target, "Dice 0.741 ± 0.003\n")
+    assert target.read_bytes() == "Dice 0.741 ± 0.003\n".encode("utf-8")
+    assert [p.name for p in target.parent.iterdir()] == ["table.md"]  # no temporary file left beside it
 
 
 def test_find_label_prefers_the_same_name_then_the_same_stem(tmp_path):

@@ -40,7 +40,7 @@ from labelfree.bench.tables import (
     summarise,
     wilcoxon_vs_best,
 )
-from labelfree.imageio import atomic_path, list_images
+from labelfree.imageio import list_images, save_text
 
 __all__ = ["compare", "run_one", "parse_methods", "parse_seeds"]
 
@@ -81,8 +81,7 @@ def run_one(method: str, images: str, run_dir: str, seed: int = 0, options: str 
     timings["wall_seconds"] = time.perf_counter() - t0
     peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     timings["peak_memory_mb"] = peak_kb / 1024.0  # Linux reports kilobytes
-    with atomic_path(run_path / "timings.json") as tmp:
-        tmp.write_text(json.dumps(timings, indent=2))
+    save_text(run_path / "timings.json", json.dumps(timings, indent=2))
 
 
 def _run_dir(runs: Path, method: str, seed: int, options: dict) -> Path:
@@ -116,13 +115,7 @@ def _write_csv(rows: list[dict], path: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    save_text(path, buf.getvalue())
 
 
 def compare(
@@ -181,7 +174,7 @@ def compare(
                     error = f"scoring failed: {exc}"
                 else:
                     record = {"timings": run_timings, "scores": scores}
-                    _write_text(done, json.dumps(record))
+                    save_text(done, json.dumps(record))
             if error is not None:
                 failures[(method, seed)] = error
                 tqdm.write(f"{method} seed {seed} failed: {error}")
@@ -199,9 +192,9 @@ def compare(
         table += "\n\nFailed runs:\n" + "\n".join(f"- {m} seed {s}: {e}" for (m, s), e in sorted(failures.items()))
     deg_table = degeneration_table(rows, names, n_classes)
     spd_table = speed_table(timings, names)
-    _write_text(out_dir / "table.md", table + "\n")
-    _write_text(out_dir / "degeneration.md", deg_table + "\n")
-    _write_text(out_dir / "speed.md", spd_table + "\n")
+    save_text(out_dir / "table.md", table + "\n")
+    save_text(out_dir / "degeneration.md", deg_table + "\n")
+    save_text(out_dir / "speed.md", spd_table + "\n")
     header = (
         f"Images: `{img_dir}` ({len(tiles)} tiles); methods: {', '.join(names)}; seeds: {seed_list} "
         f"(deterministic methods once); machine: {os.cpu_count()} CPU cores, "
@@ -215,7 +208,7 @@ def compare(
         f"best method, per-image pairs; oracle columns pick the class with labels, as the papers did, and are not "
         f"label-free)\n\n{table}\n\n## Degeneration (DCGN Table IV)\n\n{deg_table}\n\n## Speed\n\n{spd_table}\n"
     )
-    _write_text(out_dir / "report.md", report)
+    save_text(out_dir / "report.md", report)
     if rows:
         per_seed = {m: per_seed_means(rows, m) for m in ("dice", "aji")}
         boxplot(per_seed, names, out_dir / "boxplot.png")
@@ -230,7 +223,7 @@ def compare(
             if (out_dir / name).is_file()
         )
         extra = Path(notes).read_text() if notes else ""
-        _write_text(md_path, f"# Benchmarks\n\n{report}\n## Figures\n{figures}\n{extra}")
+        save_text(md_path, f"# Benchmarks\n\n{report}\n## Figures\n{figures}\n{extra}")
     summary = {
         "images": str(img_dir),
         "n_images": len(tiles),
@@ -242,7 +235,7 @@ def compare(
         "timings": timings,
         "failures": {f"{m}/seed{s}": e for (m, s), e in failures.items()},
     }
-    _write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    save_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     print(report)
     return summary
 
