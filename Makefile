@@ -21,6 +21,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 ## the main job: the SSimNet bundle (shipped checkpoint, test-time fine-tuning) on the embedded sample
 demo: $(STAMP)
 	$(BIN)/python -m monai.bundle run --config_file bundles/ssimnet/configs/inference.json --output_dir out/demo
+	@echo "scores against the sample's own labels (used only to measure):"
+	@$(BIN)/python -m labelfree score --pred out/demo
 
 ## the label-free pseudo labels alone (no network) on the embedded sample
 demo-pseudo-labels: $(STAMP)
@@ -28,7 +30,7 @@ demo-pseudo-labels: $(STAMP)
 
 ## the test suite (slow end-to-end runs excluded; `make test-all` includes them)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"

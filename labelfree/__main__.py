@@ -2,6 +2,7 @@
 
 Commands:
     pseudo_labels INPUT OUTPUT   label-free nuclei masks for an image file or a folder of tiles
+    score PRED [--labels D]      Dice, AJI and PQ of written instance maps against labels (default: the sample's)
     sample_dir                   print where the embedded sample tiles are
     bundle_zip BUNDLE [--out D]  self-contained model-zoo zip of a bundle (``<name>_v<version>.zip``)
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import fire
 
-from labelfree.imageio import InvalidImageError, list_images, load_rgb
+from labelfree.imageio import InvalidImageError, load_rgb
 from labelfree.sample import sample_dir as _sample_dir
 
 log = logging.getLogger("labelfree")
@@ -27,6 +28,8 @@ def pseudo_labels(
     stain_method: str = "vahadane",
     n_clusters: int = 3,
     seed: int = 0,
+    skip_existing: bool = False,
+    debug: bool = False,
 ) -> None:
     """Run the label-free pseudo-label pipeline and write ``<stem>_inst.tif``, ``_seg.png`` and ``_overlay.png``.
 
@@ -36,35 +39,84 @@ def pseudo_labels(
         stain_method: ``vahadane`` or ``macenko``.
         n_clusters: fuzzy c-means clusters (3 default, 2 as in the SSimNet paper).
         seed: random seed.
+        skip_existing: leave out tiles whose three outputs are already in ``output`` (resume an interrupted run).
+        debug: print full tracebacks.
 
-    Exits with status 1 if any input could not be processed; the others are still written.
+    Exits with status 1 if any input could not be processed; the others are still written, and the failed ones are
+    listed in ``<output>/failures.csv``.
     """
     from tqdm import tqdm
 
+    from labelfree.runs import check_output_dir, image_datalist, install_error_handling, write_failures
     from labelfree.transforms.pseudolabel import PseudoLabel
+    from labelfree.transforms.stain import NO_TISSUE_NOTE
     from labelfree.writer import write_segmentation
 
-    src = Path(input) if input is not None else _sample_dir() / "images"
-    files = [src] if src.is_file() else list_images(src)
+    install_error_handling(debug)
+    default = _sample_dir() / "images"
+    check_output_dir(output)
+    items = image_datalist(default if input is None else input, output, skip_existing, default_dir=default)
     op = PseudoLabel(stain_method=stain_method, n_clusters=n_clusters, seed=seed)
-    failed: list[str] = []
-    for path in tqdm(files, desc="pseudo labels", unit="tile"):
+    failed: list[tuple[str, str]] = []
+    for item in tqdm(items, desc="pseudo labels", unit="tile", disable=None):
+        path = Path(item["image"])
         try:
             rgb = load_rgb(path)
             t0 = time.perf_counter()
             res = op(rgb.transpose(2, 0, 1))
             write_segmentation(output, path.stem, rgb, res.instances)
-            note = "" if res.has_tissue else " (no tissue: empty mask)"
+            note = "" if res.has_tissue else f" ({NO_TISSUE_NOTE})"
             tqdm.write(f"{path.name}: {int(res.instances.max())} nuclei in {time.perf_counter() - t0:.2f} s{note}")
-        except (InvalidImageError, FileNotFoundError) as exc:
-            failed.append(f"{path.name}: {exc}")
-            tqdm.write(f"ERROR {exc}")
+        except (InvalidImageError, OSError) as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            failed.append((str(path), reason))
+            tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
+    report = write_failures(output, failed)
     out = Path(output).resolve()
-    print(f"masks (<stem>_inst.tif, <stem>_seg.png) and overlays (<stem>_overlay.png) written to {out}")
+    print(
+        f"{len(items) - len(failed)} tile(s): masks (<stem>_inst.tif, <stem>_seg.png) and overlays (<stem>_overlay.png) written to {out}"
+    )
     if failed:
-        print(f"{len(failed)} of {len(files)} inputs failed:\n  " + "\n  ".join(failed), file=sys.stderr)
+        print(f"{len(failed)} of {len(items)} inputs failed, listed in {report}:", file=sys.stderr)
+        for source, reason in failed:
+            print(f"  {source}: {reason}", file=sys.stderr)
         sys.exit(1)
     return None
+
+
+def score(pred: str = "out/demo", labels: str | None = None) -> None:
+    """Score the ``<stem>_inst.tif`` maps in ``pred`` against the label maps in ``labels`` and print a table.
+
+    Args:
+        pred: an output folder of ``pseudo_labels`` or a bundle's inference.
+        labels: folder of instance label maps named like the tiles; default: the embedded sample's labels.
+
+    Labels are only read here, to measure: nothing the tools do depends on them.
+    """
+    import tifffile
+
+    from labelfree.imageio import find_label, load_instance_map
+    from labelfree.metrics import instance_scores
+
+    label_dir = Path(labels) if labels is not None else _sample_dir() / "labels"
+    maps = sorted(Path(pred).glob("*_inst.tif"))
+    if not maps:
+        raise SystemExit(f"error: no <stem>_inst.tif in {pred}")
+    rows = []
+    for path in maps:
+        stem = path.name[: -len("_inst.tif")]
+        try:
+            gt = load_instance_map(find_label(label_dir, f"{stem}.png"))
+        except FileNotFoundError:
+            continue
+        rows.append((stem, instance_scores(gt, tifffile.imread(path))))
+    if not rows:
+        raise SystemExit(f"error: none of the {len(maps)} instance maps in {pred} has a label map in {label_dir}")
+    keys = ("dice", "aji", "pq")
+    print(f"{'tile':<48}" + "".join(f"{k:>8}" for k in keys))
+    for stem, sc in rows:
+        print(f"{stem:<48}" + "".join(f"{sc[k]:>8.3f}" for k in keys))
+    print(f"{'mean':<48}" + "".join(f"{sum(sc[k] for _, sc in rows) / len(rows):>8.3f}" for k in keys))
 
 
 def sample_dir() -> str:
@@ -81,7 +133,7 @@ def bundle_zip(bundle: str, out: str = "dist") -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    fire.Fire({"pseudo_labels": pseudo_labels, "sample_dir": sample_dir, "bundle_zip": bundle_zip})
+    fire.Fire({"pseudo_labels": pseudo_labels, "score": score, "sample_dir": sample_dir, "bundle_zip": bundle_zip})
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@ current directory. Tools that pass ``--bundle_root`` (MONAI Label, the model-zoo
 from __future__ import annotations
 
 import ast
-import os
 import sys
 from pathlib import Path
 
-__all__ = ["bundle_root", "require_checkpoint"]
+__all__ = ["bundle_root"]
 
 
 def bundle_root(default: str = ".", argv: list[str] | None = None) -> str:
@@ -34,18 +33,3 @@ def bundle_root(default: str = ".", argv: list[str] | None = None) -> str:
             return default
     cfg = Path(value).resolve()
     return str(cfg.parent.parent if cfg.parent.name == "configs" else cfg.parent)
-
-
-def require_checkpoint(path: str | os.PathLike) -> str:
-    """Fail early, with a message that says what to do, when a bundle's checkpoint is missing.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"checkpoint not found: {p}. Train one with configs/train.json (it writes models/model.pt), or pass "
-            "--ckpt_path to an existing checkpoint."
-        )
-    return str(p)

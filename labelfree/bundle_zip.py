@@ -24,8 +24,9 @@ __all__ = ["bundle_files", "build_bundle_zip", "required_packages"]
 
 #: the DOS epoch: zip timestamps cannot be earlier, and a fixed one makes builds byte-identical
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-#: bundle parts a user needs; ``eval/`` (outputs), training checkpoints and exported TorchScript are left out
-_BUNDLE_PARTS = ("configs", "docs", "scripts", "models/model.pt", "LICENSE", "large_files.yml")
+#: bundle parts a user needs, besides the weights ``large_files.yml`` lists; ``eval/`` (outputs), training checkpoints
+#: and exported TorchScript are left out
+_BUNDLE_PARTS = ("configs", "docs", "scripts", "LICENSE", "large_files.yml")
 _SKIP_PARTS = {"__pycache__", "bench"}
 
 
@@ -37,6 +38,17 @@ def _walk(root: Path) -> Iterator[Path]:
         rel = p.relative_to(root).parts
         if p.is_file() and not _SKIP_PARTS.intersection(rel) and p.suffix not in (".pyc", ".pyo"):
             yield p
+
+
+def _large_files(bundle_dir: Path) -> list[str]:
+    """The weight files ``large_files.yml`` declares (``models/model.pt`` when there is no such file): the zip must
+    hold every one, or the zoo's ``download_large_files`` step would look for a release that does not exist."""
+    listing = bundle_dir / "large_files.yml"
+    if not listing.is_file():
+        return ["models/model.pt"]
+    from monai.bundle import ConfigParser
+
+    return [str(entry["path"]) for entry in ConfigParser.load_config_file(str(listing))["large_files"]]
 
 
 def bundle_files(bundle_dir: str | Path) -> list[tuple[Path, str]]:
@@ -54,7 +66,7 @@ def bundle_files(bundle_dir: str | Path) -> list[tuple[Path, str]]:
             raise FileNotFoundError(f"{bundle_dir} is not a complete bundle: {required} is missing")
     name = bundle_dir.name
     pairs: list[tuple[Path, str]] = []
-    for part in _BUNDLE_PARTS:
+    for part in (*_BUNDLE_PARTS, *_large_files(bundle_dir)):
         src = bundle_dir / part
         if src.exists():
             pairs += [(p, f"{name}/{p.relative_to(bundle_dir).as_posix()}") for p in _walk(src)]

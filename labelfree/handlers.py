@@ -1,4 +1,5 @@
-"""Ignite handlers the bundles share: resuming training, optional TensorBoard, and the evaluation report."""
+"""Ignite handlers the bundles share: resuming training, saving the trained weights, optional TensorBoard, and the
+evaluation report."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
 from monai.handlers import CheckpointLoader
 
 from labelfree.imageio import atomic_path
@@ -20,6 +22,8 @@ __all__ = [
     "latest_checkpoint",
     "ResumeFromLatest",
     "ResumableCheckpointSaver",
+    "optimizer_path",
+    "SaveTrainedWeights",
     "optional_tensorboard",
     "EvaluationReport",
 ]
@@ -79,6 +83,47 @@ class ResumableCheckpointSaver:
             save_interval=self.save_interval,
             n_saved=self.n_saved,
         ).attach(engine)
+
+
+def optimizer_path(model_path: str | os.PathLike) -> Path:
+    """Where the optimiser state that goes with the weights ``model_path`` lives: ``<stem>.optimizer.pth`` beside it.
+
+    Not ``.pt``: MONAI Label offers every ``models/*.pt`` as a model to serve.
+    """
+    p = Path(model_path)
+    return p.with_name(f"{p.stem}.optimizer.pth")
+
+
+class SaveTrainedWeights:
+    """When training completes, write the network's bare state dict to ``model_path`` (the model zoo's
+    ``models/model.pt`` format, loadable by ``CheckpointLoader`` and ``ckpt_export`` as it is) and, when an optimiser is
+    given, its state to :func:`optimizer_path` (SSimNet's test-time fine-tuning starts from it). Both atomically, only
+    when the run completes (an interrupted run leaves the previous files), and only on rank 0 of a distributed run.
+
+    Args:
+        model_path: the weights file to write.
+        network: the trained network (a ``DistributedDataParallel`` / ``DataParallel`` wrapper is unwrapped).
+        optimizer: optional optimiser whose state is saved beside the weights.
+    """
+
+    def __init__(self, model_path: str, network: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None):
+        self.model_path, self.network, self.optimizer = Path(model_path), network, optimizer
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self._save)
+
+    def _save(self, _engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
+        net = self.network.module if hasattr(self.network, "module") else self.network
+        with atomic_path(self.model_path) as tmp:
+            torch.save(net.state_dict(), tmp)
+        if self.optimizer is not None:
+            with atomic_path(optimizer_path(self.model_path)) as tmp:
+                torch.save(self.optimizer.state_dict(), tmp)
+        print(f"trained weights written to {self.model_path.resolve()} (use them with --ckpt_path)")
 
 
 def optional_tensorboard(log_dir: str, tag_name: str = "train_loss") -> list:

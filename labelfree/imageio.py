@@ -6,7 +6,9 @@ input fails early with an :class:`InvalidImageError` that names the problem inst
 Documented fallbacks (everything else raises):
 
 * RGBA whose alpha channel is fully opaque: the alpha channel is dropped.
-* 16-bit RGB: rescaled to 8 bit (``value // 257``).
+* 16-bit RGB: rescaled to 8 bit (``value // 257``). 8-, 10-, 12- or 14-bit data stored in 16 bits (a TIFF whose
+  ``BitsPerSample`` says so, or, failing that, whose largest value fits in that many bits) is scaled by its own depth,
+  with a warning when the depth was inferred from the values.
 * float RGB in ``[0, 1]``: scaled by 255; float RGB in ``[0, 255]``: rounded.
 """
 
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +34,9 @@ __all__ = [
     "list_images",
     "find_label",
     "atomic_path",
+    "atomic_paths",
+    "write_png",
+    "write_tiff",
     "save_png",
     "save_tiff",
     "save_text",
@@ -46,7 +52,7 @@ class InvalidImageError(ValueError):
 
 
 def as_rgb_uint8(
-    image: np.ndarray | torch.Tensor, channel_first: bool | None = None, name: str = "image"
+    image: np.ndarray | torch.Tensor, channel_first: bool | None = None, name: str = "image", bits: int | None = None
 ) -> np.ndarray:
     """Validate an RGB tile and return it as a channel-last ``(H, W, 3)`` uint8 array.
 
@@ -54,6 +60,8 @@ def as_rgb_uint8(
         image: ``(H, W, C)`` or ``(C, H, W)`` array or tensor, C in {3, 4}.
         channel_first: layout of ``image``; ``None`` guesses from where the size-3/4 axis is.
         name: used in error messages (a file name, for example).
+        bits: significant bits per sample of 16-bit data when a file states 8, 10, 12 or 14 (a TIFF's ``BitsPerSample``);
+            otherwise the depth is inferred from the values.
 
     Returns:
         ``(H, W, 3)`` uint8 array (a copy when a conversion was needed).
@@ -79,7 +87,7 @@ def as_rgb_uint8(
         raise InvalidImageError(
             f"{name}: image of {arr.shape[0]}x{arr.shape[1]} pixels is too small; both sides must be >= {MIN_SIZE}"
         )
-    arr = _to_uint8(arr, name)
+    arr = _to_uint8(arr, name, bits)
     if arr.shape[-1] == 4:
         if arr[..., 3].min() < 255:
             raise InvalidImageError(f"{name}: RGBA image with transparent pixels; flatten it onto white first")
@@ -87,7 +95,7 @@ def as_rgb_uint8(
     return np.ascontiguousarray(arr)
 
 
-def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+def _to_uint8(arr: np.ndarray, name: str, bits: int | None = None) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.bool_ or arr.dtype.kind not in "uif":
@@ -101,11 +109,37 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
         scale = 255.0 if hi <= 1.0 else 1.0
         return np.rint(arr * scale).astype(np.uint8)
     if arr.dtype == np.uint16:
-        return (arr // 257).astype(np.uint8)
+        return _uint16_to_uint8(arr, name, bits)
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi > 255:
         raise InvalidImageError(f"{name}: {arr.dtype} image values must lie in [0, 255], got [{lo}, {hi}]")
     return arr.astype(np.uint8)
+
+
+#: depths found in 16-bit containers: 8-bit data saved as 16 bit, and 10-, 12- and 14-bit cameras
+_STORED_DEPTHS = (8, 10, 12, 14)
+
+
+def _uint16_to_uint8(arr: np.ndarray, name: str, bits: int | None) -> np.ndarray:
+    """16-bit samples to 8 bit by their real depth: ``// 257`` for full 16-bit data (as always), else ``· 255 / (2^b − 1)``.
+
+    Without a stated depth, data whose largest value fits in 8, 10, 12 or 14 bits is read as that depth: an H&E tile has
+    bright glass or stroma near the top of its range, so 16-bit data that never exceeds 4095 is 12-bit data, not a
+    near-black tile.
+    """
+    if bits not in _STORED_DEPTHS:  # a 16-bit tag is no proof: 12-bit cameras write BitsPerSample = 16
+        top = int(arr.max())
+        bits = next((b for b in _STORED_DEPTHS if top < 2**b), 16)
+        if bits < 16:
+            warnings.warn(
+                f"{name}: 16-bit image whose values never exceed {top}; read as {bits}-bit data "
+                f"(scaled by 255/{2**bits - 1})",
+                stacklevel=3,
+            )
+    if bits == 16:
+        return (arr // 257).astype(np.uint8)
+    scaled = np.rint(np.minimum(arr, 2**bits - 1).astype(np.float32) * np.float32(255.0 / (2**bits - 1)))
+    return scaled.astype(np.uint8)
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -113,8 +147,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    arr = _read_array(path)
-    return as_rgb_uint8(arr, channel_first=False, name=str(path))
+    arr, bits = _read_array(path, with_bits=True)
+    return as_rgb_uint8(arr, channel_first=False, name=str(path), bits=bits)
 
 
 def load_instance_map(path: str | os.PathLike) -> np.ndarray:
@@ -128,29 +162,48 @@ def load_instance_map(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _read_array(path: Path) -> np.ndarray:
+#: PIL modes that are colour but not RGB: named in the error instead of being mistaken for RGBA or greyscale
+_OTHER_COLOUR_MODES = {"CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELAB", "HSV": "HSV"}
+
+
+def _read_array(path: Path, with_bits: bool = False) -> np.ndarray | tuple[np.ndarray, int | None]:
+    bits = None
+    if path.stat().st_size == 0:
+        raise InvalidImageError(f"{path}: empty file (0 bytes)")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
-        from PIL import Image
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                arr = np.asarray(tif.asarray())
+                if page.photometric is not None and page.photometric.name == "SEPARATED":
+                    raise InvalidImageError(f"{path}: a CMYK (separated) TIFF; save it as RGB first")
+                bits_tag = page.bitspersample
+                bits = int(bits_tag[0] if isinstance(bits_tag, tuple) else bits_tag)
+        else:
+            from PIL import Image
 
-        with Image.open(path) as im:
-            im.load()
-            if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(im).astype(np.uint16)
-            return np.asarray(im)
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in _OTHER_COLOUR_MODES:
+                    raise InvalidImageError(f"{path}: a {_OTHER_COLOUR_MODES[im.mode]} image; save it as RGB first")
+                if im.mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                if im.mode in ("I;16", "I;16B", "I;16L"):
+                    arr = np.asarray(im).astype(np.uint16)
+                else:
+                    arr = np.asarray(im)
     except InvalidImageError:
         raise
     except Exception as exc:  # PIL/tifffile raise a zoo of types for truncated or non-image files
         raise InvalidImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})") from exc
+    return (arr, bits) if with_bits else arr
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:
-    """Sorted image files (png/tif/tiff/jpg/jpeg) directly inside ``directory``.
+    """Sorted image files (png/tif/tiff/jpg/jpeg) directly inside ``directory``, hidden (dot) files left out: they are
+    temporaries of an interrupted writer (:func:`atomic_path`) or system files, never tiles.
 
     Raises:
         FileNotFoundError: the directory does not exist.
@@ -159,7 +212,11 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image directory not found: {directory}")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
     return files
@@ -181,30 +238,59 @@ def find_label(labels_dir: str | os.PathLike, image: str | os.PathLike) -> Path:
     return candidates[0]
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed.
-
-    Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
-    """
-    path = Path(path)
+def _temporary_beside(path: Path) -> Path:
+    """An empty hidden file next to ``path`` (same folder, so the final rename is atomic), with normal permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; outputs get the usual permissions
-    tmp_path = Path(tmp)
+    return Path(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on error removed.
+
+    Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
+    """
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for a set of files that belong together: all of them appear, or none does.
+
+    Every file is written to its temporary first; the renames follow only when all are written, in the given order, so
+    the last path is the one to test for completeness. If the renames are interrupted (an exception, or SIGTERM turned
+    into ``SystemExit`` by :func:`labelfree.runs.install_signal_cleanup`), the files already renamed are removed again.
+    Temporaries are removed in every case.
+    """
+    finals = [Path(p) for p in paths]
+    temps: list[Path] = []
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        for p in finals:
+            temps.append(_temporary_beside(p))
+        yield list(temps)
+        done: list[Path] = []
+        try:
+            for tmp, final in zip(temps, finals):
+                os.replace(tmp, final)
+                done.append(final)
+        except BaseException:
+            for final in done:
+                final.unlink(missing_ok=True)
+            raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
-def save_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> Path:
-    """Atomically write a uint8 (grey or RGB) or uint16 (grey) array as PNG, with optional ``tEXt`` metadata."""
+def write_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write a uint8 (grey or RGB) or uint16 (grey) array as PNG to exactly ``path`` (not atomic: use
+    :func:`save_png`, or call it on a temporary of :func:`atomic_paths`), with optional ``tEXt`` metadata."""
     from PIL import Image, PngImagePlugin
 
     array = np.asarray(array)
@@ -215,17 +301,27 @@ def save_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | 
         info = PngImagePlugin.PngInfo()
         for k, v in text.items():
             info.add_text(str(k), str(v))
+    Image.fromarray(array).save(path, format="PNG", pnginfo=info)
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an array as a zlib-compressed TIFF to exactly ``path`` (not atomic; see :func:`write_png`)."""
+    import tifffile
+
+    tifffile.imwrite(path, np.asarray(array), compression="zlib")
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    """Atomically write a uint8 (grey or RGB) or uint16 (grey) array as PNG, with optional ``tEXt`` metadata."""
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
+        write_png(tmp, array, text)
     return Path(path)
 
 
 def save_tiff(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Atomically write an array as a zlib-compressed TIFF."""
-    import tifffile
-
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+        write_tiff(tmp, array)
     return Path(path)
 
 

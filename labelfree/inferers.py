@@ -1,14 +1,20 @@
-"""Test-time augmentation by flips, as a MONAI inferer that wraps another one."""
+"""MONAI inferers the bundles share: test-time augmentation by flips, and a sliding window that accepts tiles smaller
+than half its window."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from monai.inferers import Inferer
+from monai.inferers import Inferer, SlidingWindowInferer
+from monai.utils import ensure_tuple_rep
 
-__all__ = ["FlipEnsembleInferer"]
+__all__ = ["FlipEnsembleInferer", "PaddedSlidingWindowInferer"]
+
+#: MONAI/torch padding modes and the numpy modes that extend them to pads longer than the input
+_NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 ALL_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
@@ -51,3 +57,40 @@ class FlipEnsembleInferer(Inferer):
             out = out.flip(dims) if dims else out
             total = out if total is None else total + out
         return total / len(self.flips)
+
+
+class PaddedSlidingWindowInferer(SlidingWindowInferer):
+    """MONAI's ``SlidingWindowInferer`` for inputs of any size.
+
+    MONAI pads an input smaller than the window with ``torch.nn.functional.pad``, whose reflect mode needs the pad to
+    be shorter than the input: a 64-pixel tile under a 256-pixel window fails. Here such an input is padded first, by
+    numpy's repeated reflection (the same pixels as torch's reflection wherever torch can do it), the window runs on
+    the padded input, and the output is cropped back. Inputs at least as large as the window take MONAI's own path
+    unchanged.
+
+    Args:
+        args, kwargs: as ``SlidingWindowInferer``.
+    """
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """
+        Args:
+            inputs: ``(B, C, *spatial)``.
+            network: the network, as for ``SlidingWindowInferer``.
+
+        Returns:
+            the output for the unpadded input, ``(B, C_out, *spatial)``.
+        """
+        spatial = tuple(inputs.shape[2:])
+        roi = ensure_tuple_rep(self.roi_size, len(spatial))
+        mode = str(getattr(self.padding_mode, "value", self.padding_mode))
+        if all(s >= r for s, r in zip(spatial, roi)) or mode not in _NUMPY_PAD:
+            return super().__call__(inputs, network, *args, **kwargs)
+        padded, crop = inputs, [slice(None), slice(None)]
+        for axis, (size, window) in enumerate(zip(spatial, roi)):
+            diff = max(window - size, 0)
+            before = diff // 2  # MONAI's split of the pad, so the window sees the tile where MONAI would put it
+            index = np.pad(np.arange(size), (before, diff - before), mode=_NUMPY_PAD[mode])
+            padded = padded.index_select(axis + 2, torch.as_tensor(index, device=inputs.device))
+            crop.append(slice(before, before + size))
+        return super().__call__(padded, network, *args, **kwargs)[tuple(crop)]

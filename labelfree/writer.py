@@ -2,7 +2,8 @@
 
 ``<stem>_inst.tif`` (uint16, or uint32 above 65,535 instances; 0 = background), ``<stem>_seg.png`` (0/255, or the class
 map for multi-class output) and ``<stem>_overlay.png`` (contours on the image). Every array is computed before the
-first file is written and every file is written atomically, so a failure never leaves a half-written result.
+first file is written, and the three files are written as a set (``labelfree.imageio.atomic_paths``): all three
+appear, or none does, and ``_inst.tif`` appears last, so its presence marks a finished tile.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelfree.imageio import save_png, save_tiff
+from labelfree.imageio import atomic_paths, write_png, write_tiff
 from labelfree.overlay import contour_overlay
 
 __all__ = ["output_paths", "write_segmentation"]
@@ -52,7 +53,8 @@ def write_segmentation(
     seg_arr = (inst > 0).astype(np.uint8) * 255 if seg is None else np.squeeze(np.asarray(seg)).astype(np.uint8)
     overlay = contour_overlay(image, inst)
     paths = output_paths(out_dir, stem)
-    save_tiff(paths["inst"], inst)
-    save_png(paths["seg"], seg_arr, text=seg_text)
-    save_png(paths["overlay"], overlay)
+    with atomic_paths([paths["seg"], paths["overlay"], paths["inst"]]) as (seg_tmp, overlay_tmp, inst_tmp):
+        write_png(seg_tmp, seg_arr, text=seg_text)
+        write_png(overlay_tmp, overlay)
+        write_tiff(inst_tmp, inst)
     return paths

@@ -8,7 +8,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from bundle_runner import run_bundle, run_bundle_ok, write_synthetic_dataset
+from bundle_runner import REPO, run_bundle, run_bundle_ok, write_synthetic_dataset
 
 BUNDLE = "dcgn"
 FAST = {"image_size": 128}
@@ -16,25 +16,23 @@ FAST = {"image_size": 128}
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """Trained with the default model_path: the weights land in the run folder, the shipped ones stay as they are."""
     root = tmp_path_factory.mktemp("dcgn")
     images, labels = write_synthetic_dataset(root / "data")
-    model = root / "model.pt"
-    run_bundle_ok(
-        BUNDLE,
-        ("train",),
-        cwd=root,
-        dataset_dir=images,
-        output_dir=root / "out",
-        model_path=model,
-        max_epochs=2,
-        **FAST,
+    shipped = REPO / "bundles" / BUNDLE / "models" / "model.pt"
+    before = shipped.read_bytes()
+    proc = run_bundle_ok(
+        BUNDLE, ("train",), cwd=root, dataset_dir=images, output_dir=root / "out", max_epochs=2, **FAST
     )
-    return {"root": root, "images": images, "labels": labels, "model": model}
+    assert shipped.read_bytes() == before
+    model = root / "out" / "model.pt"
+    return {"root": root, "images": images, "labels": labels, "model": model, "log": proc.stdout + proc.stderr}
 
 
-def test_training_is_label_free_deterministic_and_saves_optimizer(trained, tmp_path):
+def test_training_is_label_free_deterministic_and_saves_bare_weights(trained, tmp_path):
     ckpt = torch.load(trained["model"], weights_only=True)
-    assert set(ckpt) == {"model", "optimizer"}
+    assert "head.0.weight" in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())  # a bare state dict
+    assert f"trained weights written to {trained['model']}" in trained["log"]
     again = tmp_path / "m.pt"
     run_bundle_ok(
         BUNDLE,
@@ -46,8 +44,8 @@ def test_training_is_label_free_deterministic_and_saves_optimizer(trained, tmp_p
         max_epochs=2,
         **FAST,
     )
-    b = torch.load(again, weights_only=True)["model"]
-    assert all(torch.equal(ckpt["model"][k], b[k]) for k in b)
+    b = torch.load(again, weights_only=True)
+    assert all(torch.equal(ckpt[k], b[k]) for k in b)
 
 
 def test_inference_contract_and_class_rule_metadata(trained, tmp_path):
@@ -70,7 +68,7 @@ def test_inference_contract_and_class_rule_metadata(trained, tmp_path):
     assert tifffile.imread(out / "tile0_inst.tif").shape == (256, 256)
 
 
-def test_evaluate_and_missing_checkpoint(trained, tmp_path):
+def test_evaluate_and_missing_dataset_dir(trained, tmp_path):
     proc = run_bundle_ok(
         BUNDLE,
         ("inference", "evaluate"),
@@ -86,11 +84,12 @@ def test_evaluate_and_missing_checkpoint(trained, tmp_path):
         BUNDLE,
         ("inference",),
         cwd=tmp_path,
-        dataset_dir=trained["images"],
+        dataset_dir=tmp_path / "no_such_folder",
         output_dir=tmp_path / "x",
-        ckpt_path=tmp_path / "missing.pt",
+        ckpt_path=trained["model"],
     )
-    assert proc.returncode != 0 and "checkpoint not found" in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"error: --dataset_dir {tmp_path / 'no_such_folder'} does not exist" in proc.stderr
 
 
 def test_shipped_checkpoint_finds_nuclei_on_the_embedded_sample(tmp_path):

@@ -1,3 +1,6 @@
+import os
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -7,6 +10,7 @@ from labelfree.imageio import (
     InvalidImageError,
     as_rgb_uint8,
     atomic_path,
+    atomic_paths,
     find_label,
     list_images,
     load_instance_map,
@@ -115,3 +119,59 @@ def test_find_label_prefers_the_same_name_then_the_same_stem(tmp_path):
     assert find_label(tmp_path, "images/b.png") == tmp_path / "b.tif"
     with pytest.raises(FileNotFoundError, match="no label map for c.png"):
         find_label(tmp_path, "images/c.png")
+
+
+def test_sixteen_bit_data_is_scaled_by_its_real_depth(tmp_path):
+    a = rgb()
+    twelve = np.rint(a.astype(np.float64) * 4095 / 255).astype(np.uint16)  # 12-bit data in a 16-bit TIFF
+    tifffile.imwrite(tmp_path / "c12.tif", twelve)
+    with pytest.warns(UserWarning, match="read as 12-bit data"):
+        assert np.array_equal(load_rgb(tmp_path / "c12.tif"), a)
+    tifffile.imwrite(tmp_path / "c16.tif", a.astype(np.uint16) * 257)  # full 16-bit data: no warning, // 257
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(load_rgb(tmp_path / "c16.tif"), a)
+    with pytest.warns(UserWarning, match="read as 8-bit data"):  # 8-bit values saved as 16 bit stay as they are
+        assert np.array_equal(as_rgb_uint8(a.astype(np.uint16)), a)
+
+
+def test_other_colour_models_and_empty_files_are_named(tmp_path):
+    Image.fromarray(rgb()).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    with pytest.raises(InvalidImageError, match="a CMYK image; save it as RGB first"):
+        load_rgb(tmp_path / "cmyk.jpg")
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.zeros((40, 40, 4), np.uint8), photometric="separated")
+    with pytest.raises(InvalidImageError, match="CMYK"):
+        load_rgb(tmp_path / "cmyk.tif")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InvalidImageError, match="empty file"):
+        load_rgb(tmp_path / "empty.png")
+
+
+def test_hidden_files_are_never_inputs(tmp_path):
+    Image.fromarray(rgb()).save(tmp_path / "tile.png")
+    Image.fromarray(rgb()).save(tmp_path / ".tile_inst.k2j3.png")  # a temporary an interrupted writer left
+    assert [p.name for p in list_images(tmp_path)] == ["tile.png"]
+
+
+def test_atomic_paths_is_all_or_nothing(tmp_path, monkeypatch):
+    targets = [tmp_path / "a_seg.png", tmp_path / "a_inst.tif"]
+    with atomic_paths(targets) as tmps:
+        for t in tmps:
+            t.write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_inst.tif", "a_seg.png"]
+    for t in targets:
+        t.unlink()
+    real_replace, calls = os.replace, []
+
+    def replace_then_die(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # interrupted between the renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_paths(targets) as tmps:
+            for t in tmps:
+                t.write_text("new")
+    assert list(tmp_path.iterdir()) == []  # the first file, already renamed, was taken back; no temporary left

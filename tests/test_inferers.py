@@ -2,7 +2,7 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
-from labelfree.inferers import FlipEnsembleInferer
+from labelfree.inferers import FlipEnsembleInferer, PaddedSlidingWindowInferer
 
 
 def test_orientation_free_network_gives_the_single_pass():
@@ -42,3 +42,25 @@ def test_wraps_a_sliding_window():
 def test_bad_flips(flips):
     with pytest.raises(ValueError, match="flip"):
         FlipEnsembleInferer(SimpleInferer(), flips=flips)
+
+
+def test_padded_sliding_window_matches_monai_where_monai_works_and_handles_tiny_tiles():
+    """torch's reflect padding needs pad < size, so a 64 px tile under a 256 px window crashed SSimNet."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 2, kernel_size=3, padding=1)
+    kwargs = dict(roi_size=(64, 64), overlap=0.25, mode="gaussian", padding_mode="reflect")
+    with torch.no_grad():
+        for shape in [(40, 50), (64, 80), (100, 90)]:  # reflect works: the same output as MONAI's own padding
+            x = torch.rand(1, 3, *shape)
+            torch.testing.assert_close(
+                PaddedSlidingWindowInferer(**kwargs)(x, net), SlidingWindowInferer(**kwargs)(x, net)
+            )
+        tiny = torch.rand(1, 3, 20, 12)
+        with pytest.raises(RuntimeError):
+            SlidingWindowInferer(**kwargs)(tiny, net)
+        out = PaddedSlidingWindowInferer(**kwargs)(tiny, net)
+    assert out.shape == (1, 2, 20, 12) and torch.isfinite(out).all()
+    # the tile itself, not the padding, is what comes back: a pixel-wise network gives its own output
+    pointwise = torch.nn.Conv2d(3, 2, kernel_size=1)
+    with torch.no_grad():
+        torch.testing.assert_close(PaddedSlidingWindowInferer(**kwargs)(tiny, pointwise), pointwise(tiny))

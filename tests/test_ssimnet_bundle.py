@@ -21,30 +21,41 @@ def sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _buffers(state_dict):
+    """Entries of a state dict that are buffers, not parameters (the optimiser holds no state for them)."""
+    return sum(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in state_dict)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny model trained for 2 epochs by train.json on synthetic tiles, run from an unrelated directory."""
+    """A tiny model trained for 2 epochs by train.json on synthetic tiles, run from an unrelated directory, with the
+    default model_path: the weights land in the run folder and the shipped ones are left alone."""
     root = tmp_path_factory.mktemp("ssimnet")
     images, labels = write_synthetic_dataset(root / "data")
-    model = root / "models" / "model.pt"
+    shipped = [REPO / "bundles" / BUNDLE / "models" / f for f in ("model.pt", "model.optimizer.pth")]
+    before = [sha(p) for p in shipped]
     proc = run_bundle_ok(
         BUNDLE,
         ("train",),
         cwd=root,
         dataset_dir=images,
         output_dir=root / "train_out",
-        model_path=model,
         max_epochs=2,
         checkpoint_interval=1,
         **FAST,
     )
+    assert [sha(p) for p in shipped] == before
+    model = root / "train_out" / "model.pt"
     return {"root": root, "images": images, "labels": labels, "model": model, "log": proc.stdout + proc.stderr}
 
 
-def test_training_writes_model_and_optimizer_and_caches_pseudo_labels(trained):
+def test_training_writes_bare_weights_and_optimizer_and_caches_pseudo_labels(trained):
     ckpt = torch.load(trained["model"], weights_only=True)
-    assert set(ckpt) == {"model", "optimizer"}
+    assert all(isinstance(v, torch.Tensor) for v in ckpt.values()) and any("conv" in k for k in ckpt)
+    optim = torch.load(trained["model"].with_name("model.optimizer.pth"), weights_only=True)
+    assert set(optim) == {"state", "param_groups"} and len(optim["state"]) == len(ckpt) - _buffers(ckpt)
     assert "train_loss" in trained["log"] and "Epoch[2] Complete" in trained["log"]
+    assert f"trained weights written to {trained['model']}" in trained["log"]
     cache = list((trained["root"] / "train_out" / "pseudo_label_cache").glob("*.npz"))
     assert len(cache) == 3
     assert (trained["root"] / "train_out" / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
@@ -63,8 +74,8 @@ def test_training_is_deterministic_and_resumes(trained, tmp_path):
         checkpoint_interval=1,
         **FAST,
     )
-    a = torch.load(trained["model"], weights_only=True)["model"]
-    b = torch.load(again, weights_only=True)["model"]
+    a = torch.load(trained["model"], weights_only=True)
+    b = torch.load(again, weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a second run with more epochs resumes from the saved epoch instead of starting over
     proc = run_bundle_ok(
@@ -155,35 +166,23 @@ def test_missing_checkpoint_is_a_clear_error(trained, tmp_path):
         output_dir=tmp_path / "out",
         ckpt_path=tmp_path / "nope.pt",
     )
-    assert proc.returncode != 0 and "checkpoint not found" in proc.stderr
-    assert not (tmp_path / "out").exists()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"error: checkpoint not found: {tmp_path / 'nope.pt'}" in proc.stderr
 
 
-def test_empty_dataset_dir_is_a_clear_error(trained, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    for cfg, extra in (("inference", {"ckpt_path": trained["model"]}), ("train", {"model_path": tmp_path / "m.pt"})):
-        proc = run_bundle(BUNDLE, (cfg,), cwd=tmp_path, dataset_dir=empty, output_dir=tmp_path / "o", **extra)
-        assert proc.returncode != 0 and "no images" in proc.stderr, cfg
-
-
-def test_blank_tile_gives_an_empty_mask(trained, tmp_path):
-    folder = tmp_path / "blank"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(np.clip(248 + rng.normal(scale=2, size=(256, 256, 3)), 0, 255).astype(np.uint8)).save(
-        folder / "w.png"
-    )
-    run_bundle_ok(
+def test_output_under_a_file_fails_in_one_line_before_any_work(trained, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    proc = run_bundle(
         BUNDLE,
         ("inference",),
         cwd=tmp_path,
-        dataset_dir=folder,
-        output_dir=tmp_path / "out",
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "afile" / "out",
         ckpt_path=trained["model"],
-        **FAST,
     )
-    assert tifffile.imread(tmp_path / "out" / "w_inst.tif").max() == 0
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "error: output folder" in proc.stderr and "a file is in the way" in proc.stderr
+    assert "[1/3]" not in proc.stderr  # no tile was started
 
 
 def test_multi_gpu_config_runs_with_gloo_on_two_processes(trained, tmp_path):
@@ -216,13 +215,14 @@ def test_multi_gpu_config_runs_with_gloo_on_two_processes(trained, tmp_path):
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sd = torch.load(tmp_path / "ddp.pt", weights_only=True)["model"]
+    sd = torch.load(tmp_path / "ddp.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in sd)  # saved unwrapped, loadable by the single-process configs
 
 
 def test_shipped_bundle_files():
     root = REPO / "bundles" / BUNDLE
-    for f in ("LICENSE", "docs/README.md", "docs/data_license.txt", "configs/logging.conf", "models/model.pt"):
+    for f in ("LICENSE", "docs/README.md", "docs/data_license.txt", "configs/logging.conf", "models/model.pt",
+              "models/model.optimizer.pth"):  # fmt: skip
         assert (root / f).is_file(), f
     meta = json.loads((root / "configs" / "metadata.json").read_text())
     assert meta["version"] in meta["changelog"]
@@ -245,9 +245,12 @@ def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     net(torch.rand(2, 3, 64, 64)).mean().backward()
     opt.step()
-    ckpt = tmp_path / "model.pt"
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict()}, ckpt)
-    inferer = finetune.FineTuningInferer(SimpleInferer(), str(ckpt), epochs=1, patch_size=64, n_per_axis=2, lr=1e-3)
+    ckpt, optim = tmp_path / "model.pt", tmp_path / "model.optimizer.pth"
+    torch.save(net.state_dict(), ckpt)
+    torch.save(opt.state_dict(), optim)
+    inferer = finetune.FineTuningInferer(
+        SimpleInferer(), str(ckpt), str(optim), epochs=1, patch_size=64, n_per_axis=2, lr=1e-3
+    )
     tiles = [torch.from_numpy(synthetic_tile(128, n_nuclei=12, seed=s).image.transpose(2, 0, 1)) for s in (3, 4)]
     x_a, x_b = (t[None].float() / 255.0 for t in tiles)
     net.eval()
@@ -255,5 +258,5 @@ def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
     inferer(x_b, net)
     again = inferer(x_a, net)
     assert torch.equal(first, again)
-    assert torch.equal(torch.load(ckpt, weights_only=True)["optimizer"]["state"][0]["exp_avg"],
+    assert torch.equal(torch.load(optim, weights_only=True)["state"][0]["exp_avg"],
                        opt.state_dict()["state"][0]["exp_avg"])  # fmt: skip

@@ -6,6 +6,8 @@ from labelfree.transforms.stain import (
     NoTissueError,
     StainSeparation,
     StainSeparationd,
+    has_tissue,
+    he_tissue_mask,
     nonneg_lasso_2,
     separate_stains,
     tissue_mask,
@@ -66,3 +68,28 @@ def test_blank_tile_raises_no_tissue(blank):
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown stain"):
         StainSeparation(method="ruifrok")
+
+
+def test_black_ink_and_non_he_tiles_have_no_tissue(tile):
+    """The blank-tile check counted black as tissue: an all-black tile gave one 'nucleus' over the whole tile."""
+    rng = np.random.default_rng(0)
+
+    def flat(colour):
+        return np.clip(np.array(colour, float) + rng.normal(scale=3, size=(128, 128, 3)), 0, 255).astype(np.uint8)
+
+    for colour in [(0, 0, 0), (18, 16, 20), (90, 92, 95), (40, 150, 90), (40, 70, 200), (255, 0, 0), (252, 252, 252)]:
+        assert not has_tissue(flat(colour)), colour
+    assert has_tissue(tile.image)
+    # an H&E tile with a pen line and a black border still has tissue, and those pixels are not counted
+    marked = tile.image.copy()
+    marked[:, :20] = 0
+    marked[100:110] = (40, 150, 90)
+    assert has_tissue(marked)
+    assert not he_tissue_mask(marked)[:, :20].any() and not he_tissue_mask(marked)[100:110].any()
+
+
+def test_pseudo_labels_of_a_black_tile_are_empty():
+    from labelfree.transforms.pseudolabel import PseudoLabel
+
+    res = PseudoLabel()(np.zeros((3, 96, 96), np.uint8))
+    assert not res.has_tissue and res.instances.max() == 0

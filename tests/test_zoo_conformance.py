@@ -110,8 +110,6 @@ def test_ckpt_export_gives_the_checkpoint_output(name, tmp_path):
         str(ts),
         "--ckpt_file",
         "models/model.pt",
-        "--key_in_ckpt",
-        "model",
         "--meta_file",
         "configs/metadata.json",
         "--config_file",
@@ -132,7 +130,7 @@ def test_ckpt_export_gives_the_checkpoint_output(name, tmp_path):
         net = parser.get_parsed_content("network_def")
     finally:
         sys.path.remove(str(_bundle(name)))
-    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))  # a bare state dict, as zoo bundles
     net.eval()
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -148,7 +146,9 @@ def test_large_files_lists_the_shipped_weights_with_their_hash(name, tmp_path):
 
     bundle = REPO / "bundles" / name
     entries = ConfigParser.load_config_file(bundle / "large_files.yml")["large_files"]
-    assert {e["path"] for e in entries} == {"models/model.pt"}
-    digest = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
-    assert entries[0]["hash_type"] == "sha256" and entries[0]["hash_val"] == digest
+    shipped = {p.relative_to(bundle).as_posix() for p in (bundle / "models").iterdir() if p.is_file()}
+    assert {e["path"] for e in entries} == shipped and "models/model.pt" in shipped
+    for e in entries:
+        digest = hashlib.sha256((bundle / e["path"]).read_bytes()).hexdigest()
+        assert e["hash_type"] == "sha256" and e["hash_val"] == digest, e["path"]
     download_large_files(bundle_path=str(bundle))  # the zoo CI's step: the file is there, so no network is used

@@ -20,7 +20,7 @@ from monai.utils import TransformBackends
 from labelfree.imageio import load_instance_map, load_rgb
 from labelfree.metrics import instance_scores
 from labelfree.transforms.instances import instances_from_map
-from labelfree.transforms.stain import MIN_TISSUE_FRACTION, has_tissue
+from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue
 from labelfree.writer import write_segmentation
 
 __all__ = [
@@ -88,7 +88,8 @@ class ProbabilityToInstancesd(MapTransform):
     """Foreground probability → instances, with an empty result on tiles without stained tissue.
 
     Reads ``keys`` (``(C, H, W)`` softmax; channel ``channel`` is the nucleus probability), writes ``inst_key``
-    ``(1, H, W)`` int32 and ``seg_key`` ``(1, H, W)`` uint8 (0/255).
+    ``(1, H, W)`` int32 and ``seg_key`` ``(1, H, W)`` uint8 (0/255); a blank tile also gets ``note``
+    (:data:`labelfree.transforms.stain.NO_TISSUE_NOTE`), which ``labelfree.runs.FaultTolerantEvaluator`` prints.
 
     Args:
         image_key: the RGB tile, used for the blank-tile check (values in [0, 1] or [0, 255]).
@@ -121,6 +122,8 @@ class ProbabilityToInstancesd(MapTransform):
             inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
             d[self.inst_key] = inst[None]
             d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]
+        if blank:
+            d["note"] = NO_TISSUE_NOTE
         return d
 
 

@@ -31,7 +31,7 @@ from labelfree.imageio import as_rgb_uint8
 from labelfree.transforms.contour import ActiveContour
 from labelfree.transforms.fcm import FuzzyCMeansNuclei
 from labelfree.transforms.instances import instances_from_map
-from labelfree.transforms.stain import NoTissueError, separate_stains
+from labelfree.transforms.stain import NoTissueError, has_tissue, separate_stains
 
 __all__ = ["PseudoLabels", "PseudoLabel", "PseudoLabeld", "PseudoLabelD", "PseudoLabelDict"]
 
@@ -98,9 +98,13 @@ class PseudoLabel(Transform):
     def __call__(self, img: np.ndarray | torch.Tensor) -> PseudoLabels:
         rgb = as_rgb_uint8(img, channel_first=True)
         shape = rgb.shape[:2]
-        try:
-            stains = separate_stains(rgb, method=self.stain_method, seed=self.seed)
-        except NoTissueError:
+        stains = None
+        if has_tissue(rgb):  # black, ink and other non-H&E tiles would still give a stain matrix
+            try:
+                stains = separate_stains(rgb, method=self.stain_method, seed=self.seed)
+            except NoTissueError:
+                pass
+        if stains is None:
             return PseudoLabels(
                 mask=np.zeros(shape, dtype=bool),
                 instances=np.zeros(shape, dtype=np.int32),

@@ -73,6 +73,9 @@ class LabelFreeTrainTask(BundleTrainTask):
         overrides["dataset_dir"] = str(self._link_studies([d["image"] for d in images]))
         overrides["max_epochs"] = overrides[self.const.key_train_trainer_max_epochs()]
         overrides["resume"] = False  # a request starts a new run; stale epoch checkpoints must not be resumed
+        # the bundles' own train.json writes to a run folder and never over models/; the server's copy is the one
+        # place where replacing the served weights is the point of training
+        overrides["model_path"] = os.path.join(self.bundle_path, "models", "model.pt")
         if self._pretrained:
             handlers = list(self.bundle_config.get("train#base_handlers"))
             handlers.insert(

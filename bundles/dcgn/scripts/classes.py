@@ -18,7 +18,7 @@ from skimage.color import rgb2hed
 
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
-from labelfree.transforms.stain import has_tissue, tissue_mask
+from labelfree.transforms.stain import NO_TISSUE_NOTE, has_tissue, tissue_mask
 
 __all__ = ["RULE", "haematoxylin_order", "reorder_classes", "NameClassesd"]
 
@@ -92,6 +92,7 @@ class NameClassesd:
         if not has_tissue(rgb):
             named = np.zeros_like(named)
             inst = np.zeros(named.shape, np.int32)
+            d["note"] = NO_TISSUE_NOTE
         else:
             inst = instances_from_map(named == nuclei, **self.instance_kwargs)
         seg = (named * (255 if k == 2 else 1)).astype(np.uint8)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from labelfree.imageio import atomic_path, find_label, list_images, load_rgb
+from labelfree.imageio import InvalidImageError, atomic_path, load_rgb
+from labelfree.runs import image_datalist
 from labelfree.transforms.patches import select_patches
 from labelfree.transforms.pseudolabel import PseudoLabel
 from labelfree.transforms.soften import soften_mask
 from labelfree.transforms.voronoi import voronoi_trilabel
 
-__all__ = ["image_patches", "patch_datalist", "image_datalist"]
+__all__ = ["image_patches", "patch_datalist"]
 
 CACHE_VERSION = 1
 
@@ -85,11 +87,13 @@ def patch_datalist(
     Patches are cached in ``cache_dir`` (one ``.npz`` per tile, keyed by the file's content and the parameters), so
     the pseudo labels are computed once, not every epoch or every run.
 
+    A tile that cannot be read is reported in one line and left out.
+
     Raises:
-        FileNotFoundError / ValueError: missing or empty ``dataset_dir``.
-        RuntimeError: no tile yielded a usable patch (all blank, or all smaller than the patch size).
+        labelfree.runs.RunError: missing or empty ``dataset_dir``.
+        RuntimeError: no tile yielded a usable patch (all blank or unreadable, or all smaller than the patch size).
     """
-    files = list_images(dataset_dir)
+    files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
     params = dict(patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, seed=seed)
     cache = Path(cache_dir) if cache_dir else None
     items: list[dict] = []
@@ -105,7 +109,13 @@ def patch_datalist(
             with np.load(npz) as z:
                 data = {k: z[k] for k in z.files}
         else:
-            rgb = load_rgb(path)
+            try:
+                rgb = load_rgb(path)
+            except (InvalidImageError, OSError) as exc:
+                reason = str(exc).removeprefix(f"{path}: ")
+                print(f"left out: {path}: {reason}", file=sys.stderr)
+                skipped.append(f"{path.name} ({reason})")
+                continue
             if min(rgb.shape[:2]) < patch_size:
                 skipped.append(f"{path.name} (smaller than {patch_size} px)")
                 continue
@@ -123,19 +133,4 @@ def patch_datalist(
             f"no training patch from the {len(files)} tiles in {dataset_dir}: they are blank, have no nucleus-like "
             f"structure, or are smaller than {patch_size} px" + (f" ({', '.join(skipped)})" if skipped else "")
         )
-    return items
-
-
-def image_datalist(dataset_dir: str | os.PathLike, labels_dir: str | os.PathLike | None = None) -> list[dict]:
-    """``[{"image": path}]`` for every tile of ``dataset_dir`` (plus ``"label"`` when ``labels_dir`` is given).
-
-    Raises:
-        FileNotFoundError: a label map named like an image is missing.
-    """
-    items = []
-    for p in list_images(dataset_dir):
-        item = {"image": str(p)}
-        if labels_dir is not None:
-            item["label"] = str(find_label(labels_dir, p))
-        items.append(item)
     return items

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,10 @@ class FineTuningInferer(Inferer):
 
     Args:
         inferer: the inferer that makes the prediction (e.g. a ``SlidingWindowInferer``).
-        ckpt_path: checkpoint holding ``{"model": ..., "optimizer": ...}``; its optimiser state seeds the
-            fine-tuning Adam (a checkpoint without one starts a fresh Adam).
+        ckpt_path: the trained weights (a bare state dict, as ``models/model.pt``; an older
+            ``{"model", "optimizer"}`` checkpoint also works).
+        optimizer_path: the training's final optimiser state (``labelfree.handlers.optimizer_path``), which seeds
+            the fine-tuning Adam; ``None`` or a missing file starts a fresh Adam (unless ``ckpt_path`` holds one).
         epochs: fine-tuning epochs per image (5 in the paper); 0 disables fine-tuning.
         lr: learning rate of the fine-tuning (``None``: the one stored in the checkpoint).
         batch_size: patches per step.
@@ -45,6 +48,7 @@ class FineTuningInferer(Inferer):
         self,
         inferer: Inferer,
         ckpt_path: str,
+        optimizer_path: str | None = None,
         epochs: int = 5,
         lr: float | None = 5e-5,
         batch_size: int = 8,
@@ -56,7 +60,8 @@ class FineTuningInferer(Inferer):
         seed: int = 0,
     ):
         super().__init__()
-        self.inferer, self.ckpt_path, self.epochs, self.lr, self.batch_size = inferer, ckpt_path, epochs, lr, batch_size
+        self.inferer, self.ckpt_path, self.optimizer_path = inferer, ckpt_path, optimizer_path
+        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
         self.loss = SSimNetLoss(lam)
         self.patch_kwargs = dict(patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters)
         self.seed = seed
@@ -65,8 +70,11 @@ class FineTuningInferer(Inferer):
 
     def _optimizer_state(self) -> dict | None:
         if not self._loaded:
-            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-            self._optim_state = ckpt.get("optimizer") if isinstance(ckpt, dict) else None
+            if self.optimizer_path is not None and os.path.isfile(self.optimizer_path):
+                self._optim_state = torch.load(self.optimizer_path, map_location="cpu", weights_only=True)
+            else:
+                ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+                self._optim_state = ckpt.get("optimizer") if isinstance(ckpt, dict) else None
             self._loaded = True
         return self._optim_state
 
