@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.labelfree-installed
 MONUSEG ?= ../shared/data/monuseg/train
 
-.PHONY: demo demo-pseudo-labels test test-all bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
+.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,29 +35,33 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+## only the slow end-to-end runs (CI runs them after `make test`): the bundle zips in a fresh venv, the harness resume
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow --durations=10
+
 ## pseudo labels vs Otsu + watershed on the 30 MoNuSeg training images (labels used only to score)
 bench-pseudo-labels: $(STAMP)
-	$(BIN)/python bench/pseudo_labels.py --images $(MONUSEG)/images --labels $(MONUSEG)/labels --out bench/results
+	$(BIN)/python -m bench.pseudo_labels --images $(MONUSEG)/images --labels $(MONUSEG)/labels --out bench/results
 
 ## SSimNet bundle: train + fine-tuned inference on the 30 MoNuSeg training images, 3 seeds (about 1.5 h on 2 cores)
 bench-ssimnet: $(STAMP)
-	$(BIN)/python bench/ssimnet.py --images $(MONUSEG)/images --labels $(MONUSEG)/labels --seeds 0,1,2 --out bench/results
+	$(BIN)/python -m bench.ssimnet --images $(MONUSEG)/images --labels $(MONUSEG)/labels --seeds 0,1,2 --out bench/results
 
 ## DCGN bundle: 3 seeds (label-free rule and oracle, degeneration counts) through the comparison harness
 DCGN_EPOCHS ?= 40
 bench-dcgn: $(STAMP)
-	$(BIN)/python -m labelfree.bench compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels --methods dcgn \
+	$(BIN)/python -m bench.harness compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels --methods dcgn \
 		--seeds 3 --options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/results/dcgn --runs bench/runs/compare
 
 ## seconds per DCGN training step at 512², batch 1, on this machine's CPU
 bench-dcgn-step: $(STAMP)
-	$(BIN)/python bench/dcgn_step_time.py --images $(MONUSEG)/images --out bench/results
+	$(BIN)/python -m bench.dcgn_step_time --images $(MONUSEG)/images --out bench/results
 
 ## BENCHMARKS.md: both bundles and every baseline, 5 seeds, on the MoNuSeg training tiles (hours on 2 CPU cores;
 ## resumable: finished method/seed runs under bench/compare/runs are reused)
 SEEDS ?= 5
 benchmarks: $(STAMP)
-	$(BIN)/python -m labelfree.bench compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels \
+	$(BIN)/python -m bench.harness compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels \
 		--methods ssimnet,dcgn,otsu_cc,otsu_ws,kmeans,kmeans3,gmm,gmm3 --seeds $(SEEDS) \
 		--options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/compare --runs bench/runs/compare --markdown BENCHMARKS.md \
 		--notes bench/compare_notes.md

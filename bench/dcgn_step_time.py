@@ -4,7 +4,7 @@ The network, loss, optimiser and data loader are built from ``bundles/dcgn/confi
 timed is the bundle's: load (cached) → hue/saturation/flip augmentation → min–max → forward → GMM loss → backward →
 Adam. The first ``warmup`` steps are not counted; the median and mean of the next ``steps`` are reported.
 
-    python bench/dcgn_step_time.py --images ../shared/data/monuseg/train/images --out bench/results
+    python -m bench.dcgn_step_time --images ../shared/data/monuseg/train/images --out bench/results
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from labelfree.imageio import save_text
+from labelfree.core.imageio import save_text
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "dcgn"

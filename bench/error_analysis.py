@@ -11,7 +11,7 @@ For every tile of a prediction folder (``<stem>_inst.tif`` as written by the bun
 Labels are read only to analyse; nothing here feeds back into a method. Writes ``error_analysis.json`` and
 ``error_analysis.md`` to ``--out``.
 
-    python bench/error_analysis.py --pred bench/runs/compare/ssimnet/seed0/pred \
+    python -m bench.error_analysis --pred bench/runs/compare/ssimnet/seed0/pred \
         --labels ../shared/data/monuseg/train/labels --out bench/results
 """
 
@@ -24,8 +24,8 @@ import fire
 import numpy as np
 from tqdm import tqdm
 
-from labelfree.bench.errors import ERROR_COLUMNS, tile_errors
-from labelfree.imageio import find_label, load_instance_map, save_text
+from bench.harness.errors import ERROR_COLUMNS, tile_errors
+from labelfree.core.imageio import find_label, load_instance_map, save_text
 
 
 def run(pred: str, labels: str, out: str = "bench/results", border: float = 2.0) -> None:
@@ -45,7 +45,7 @@ def run(pred: str, labels: str, out: str = "bench/results", border: float = 2.0)
     lines = [
         f"# Error analysis of `{pred}`",
         "",
-        f"`python bench/error_analysis.py --pred {pred} --labels {labels} --out {out}`  ",
+        f"`python -m bench.error_analysis --pred {pred} --labels {labels} --out {out}`  ",
         f"Border = within {border:g} px of the other mask. Tiles sorted by area ratio.",
         "",
         "| tile | " + " | ".join(ERROR_COLUMNS) + " |",

@@ -4,7 +4,7 @@ Runs every method on every image of a labelled folder, times the segmentation al
 scores it with the project's metrics and writes ``pseudo_labels.json`` (per image and summary) and
 ``pseudo_labels.md`` (table) to ``--out``. Labels are read only to score.
 
-    python bench/pseudo_labels.py --images ../shared/data/monuseg/train/images \
+    python -m bench.pseudo_labels --images ../shared/data/monuseg/train/images \
         --labels ../shared/data/monuseg/train/labels --out bench/results
 """
 
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from labelfree.baselines import otsu_haematoxylin_watershed
-from labelfree.imageio import list_images, load_instance_map, load_rgb, save_text
-from labelfree.metrics import instance_scores
+from bench.harness.baselines import otsu_haematoxylin_watershed
+from labelfree.core.imageio import list_images, load_instance_map, load_rgb, save_text
+from labelfree.core.metrics import instance_scores
 from labelfree.transforms.pseudolabel import PseudoLabel
 
 METHODS = {
@@ -70,7 +70,7 @@ def run(images: str, labels: str, out: str = "bench/results", seed: int = 0, thr
             **{f"{m}_std_over_images": float(np.std([x[m] for x in r])) for m in ("dice", "aji")},
         }
     result = {
-        "command": "python bench/pseudo_labels.py --images {} --labels {} --out {} --seed {} --threads {}".format(
+        "command": "python -m bench.pseudo_labels --images {} --labels {} --out {} --seed {} --threads {}".format(
             images, labels, out, seed, threads
         ),
         "date": date.today().isoformat(),

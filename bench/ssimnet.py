@@ -5,7 +5,7 @@ same tiles with test-time fine-tuning, each through ``python -m monai.bundle run
 whose run folder already holds its results is not recomputed (the benchmark is resumable). The table also carries
 the raw pseudo labels and the Otsu + watershed baseline from ``bench/pseudo_labels.py`` when its results exist.
 
-    python bench/ssimnet.py --images ../shared/data/monuseg/train/images \
+    python -m bench.ssimnet --images ../shared/data/monuseg/train/images \
         --labels ../shared/data/monuseg/train/labels --seeds 0,1,2 --out bench/results
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import fire
 import numpy as np
 
-from labelfree.bench.methods import run_monai_bundle
-from labelfree.imageio import save_text
+from bench.harness.methods import run_monai_bundle
+from labelfree.core.imageio import save_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "ssimnet" / "configs"
@@ -119,7 +119,7 @@ def run(
     }
     outdir = Path(out)
     doc = {
-        "command": f"python bench/ssimnet.py --images {images} --labels {labels} --seeds {','.join(map(str, seed_list))} --out {out}",
+        "command": f"python -m bench.ssimnet --images {images} --labels {labels} --seeds {','.join(map(str, seed_list))} --out {out}",
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
         "seeds": seed_list,

@@ -5,7 +5,7 @@ For every real tile: the fraction of glass-free pixels (``tissue_mask``) that ea
 still counts as tissue. For made-up non-H&E tiles (black, scanner border, grey ink, green and blue pen, pure red,
 white): whether they are (wrongly) taken as tissue. No label is read. Writes ``tissue_check.md``.
 
-    python bench/tissue_check.py --data ../shared/data --out bench/results
+    python -m bench.tissue_check --data ../shared/data --out bench/results
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import fire
 import numpy as np
 
-from labelfree.imageio import list_images, load_rgb, save_text
+from labelfree.core.imageio import list_images, load_rgb, save_text
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, has_tissue, he_tissue_mask, tissue_mask
 
 DATASETS = ("monuseg", "cpm15", "glas")
@@ -43,7 +43,7 @@ def run(data: str = "../shared/data", out: str = "bench/results") -> str:
     lines = [
         "# Blank-tile check on real and non-H&E tiles",
         "",
-        "`python bench/tissue_check.py --data ../shared/data --out bench/results`. Per dataset: the smallest fraction "
+        "`python -m bench.tissue_check --data ../shared/data --out bench/results`. Per dataset: the smallest fraction "
         "of a tile's glass-free pixels that the H&E rules keep, and how many tiles still count as tissue "
         f"(threshold {MIN_TISSUE_FRACTION:.3%} of the tile).",
         "",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fire
 
-from labelfree.imageio import InvalidImageError, load_rgb
+from labelfree.core.imageio import InvalidImageError, load_rgb
 from labelfree.sample import sample_dir as _sample_dir
 
 log = logging.getLogger("labelfree")
@@ -47,10 +47,10 @@ def pseudo_labels(
     """
     from tqdm import tqdm
 
-    from labelfree.runs import check_output_dir, image_datalist, install_error_handling, write_failures
+    from labelfree.engines.runs import check_output_dir, image_datalist, install_error_handling, write_failures
     from labelfree.transforms.pseudolabel import PseudoLabel
     from labelfree.transforms.stain import NO_TISSUE_NOTE
-    from labelfree.writer import write_segmentation
+    from labelfree.core.writer import write_segmentation
 
     install_error_handling(debug)
     default = _sample_dir() / "images"
@@ -95,8 +95,8 @@ def score(pred: str = "out/demo", labels: str | None = None) -> None:
     """
     import tifffile
 
-    from labelfree.imageio import find_label, load_instance_map
-    from labelfree.metrics import instance_scores
+    from labelfree.core.imageio import find_label, load_instance_map
+    from labelfree.core.metrics import instance_scores
 
     label_dir = Path(labels) if labels is not None else _sample_dir() / "labels"
     maps = sorted(Path(pred).glob("*_inst.tif"))

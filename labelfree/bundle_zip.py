@@ -3,7 +3,7 @@
 A bundle's configs import ``labelfree`` (transforms, readers, writers). The zip therefore carries the package next to
 ``configs/`` so that, unpacked anywhere, ``python -m monai.bundle run --config_file configs/inference.json`` run from
 the bundle folder (the zoo's convention) needs only the packages listed in ``configs/metadata.json``. The benchmark
-harness (``labelfree.bench``, which needs scikit-learn and matplotlib) is left out.
+harness and the test fixtures live outside the package, so they never reach a zip.
 
 Entries get a fixed timestamp and a sorted order, as the zoo's release job does, so the same tree gives the same
 bytes and the same hash.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import labelfree
 import labelfree.transforms
-from labelfree.imageio import atomic_path
+from labelfree.core.imageio import atomic_path
 
 __all__ = ["bundle_files", "build_bundle_zip", "required_packages"]
 
@@ -27,7 +27,7 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 #: bundle parts a user needs, besides the weights ``large_files.yml`` lists; ``eval/`` (outputs), training checkpoints
 #: and exported TorchScript are left out
 _BUNDLE_PARTS = ("configs", "docs", "scripts", "LICENSE", "large_files.yml")
-_SKIP_PARTS = {"__pycache__", "bench"}
+_SKIP_PARTS = {"__pycache__"}
 
 
 def _walk(root: Path) -> Iterator[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from labelfree.synthetic import synthetic_tile
+from synthetic import synthetic_tile
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelfree.synthetic import synthetic_tile
+from synthetic import synthetic_tile
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ import tifffile
 from PIL import Image
 
 from bundle_runner import run_bundle
-from labelfree.imageio import find_label, load_instance_map, load_rgb
-from labelfree.metrics import pixel_scores
+from labelfree.core.imageio import find_label, load_instance_map, load_rgb
+from labelfree.core.metrics import pixel_scores
 from labelfree.sample import sample_dir
 
 GOOD = ("a_good", "z_good")

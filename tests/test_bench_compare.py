@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from labelfree.bench.compare import compare, parse_methods, parse_seeds
-from labelfree.bench.methods import cluster_classes, otsu_connected_components
-from labelfree.bench.scoring import score_image
-from labelfree.bench.tables import degeneration, results_table, summarise, wilcoxon_vs_best
+from bench.harness.compare import compare, parse_methods, parse_seeds
+from bench.harness.methods import cluster_classes, otsu_connected_components
+from bench.harness.scoring import score_image
+from bench.harness.tables import degeneration, results_table, summarise, wilcoxon_vs_best
 from labelfree.sample import sample_dir
 
 pytest.importorskip("sklearn")
@@ -110,6 +110,7 @@ def test_baselines_name_the_darkest_cluster_nuclei(tile):
     assert inst.max() > 5
 
 
+@pytest.mark.slow  # the harness's run-and-score path is covered fast by the crashed-method test below
 def test_compare_end_to_end_on_the_sample_is_resumable(tmp_path):
     s = sample_dir()
     out = tmp_path / "cmp"

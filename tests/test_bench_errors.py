@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labelfree.bench.errors import tile_errors
+from bench.harness.errors import tile_errors
 
 
 def disc(m, cy, cx, r, value):

@@ -94,7 +94,7 @@ def test_evaluate_and_missing_dataset_dir(trained, tmp_path):
 
 def test_shipped_checkpoint_finds_nuclei_on_the_embedded_sample(tmp_path):
     """The README's DCGN command: the shipped K = 2 model on the sample tiles, default settings, any cwd."""
-    from labelfree.imageio import find_label, list_images, load_instance_map
+    from labelfree.core.imageio import find_label, list_images, load_instance_map
     from labelfree.sample import sample_dir
 
     out = tmp_path / "out"

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from labelfree.metrics import pixel_scores
+from labelfree.core.metrics import pixel_scores
 from labelfree.transforms.fcm import FuzzyCMeansNuclei, FuzzyCMeansNucleid, fcm_memberships, fuzzy_cmeans
 from labelfree.transforms.stain import separate_stains
 

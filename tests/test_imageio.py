@@ -6,7 +6,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from labelfree.imageio import (
+from labelfree.core.imageio import (
     InvalidImageError,
     as_rgb_uint8,
     atomic_path,

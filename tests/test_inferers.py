@@ -2,7 +2,7 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
-from labelfree.inferers import FlipEnsembleInferer, PaddedSlidingWindowInferer
+from labelfree.engines.inferers import FlipEnsembleInferer, PaddedSlidingWindowInferer
 
 
 def test_orientation_free_network_gives_the_single_pass():

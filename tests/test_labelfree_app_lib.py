@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from skimage.draw import polygon as draw_polygon
 
-from labelfree.imageio import InvalidImageError
-from labelfree.metrics import pixel_scores
+from labelfree.core.imageio import InvalidImageError
+from labelfree.core.metrics import pixel_scores
 from labelfree.sample import sample_pairs
 
 REPO = Path(__file__).resolve().parents[1]

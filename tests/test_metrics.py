@@ -6,7 +6,7 @@ from monai.handlers import IgniteMetricHandler
 from monai.metrics import compute_panoptic_quality
 from skimage.measure import label
 
-from labelfree.metrics import (
+from labelfree.core.metrics import (
     InstanceSegmentationMetric,
     NMIMetric,
     aji,

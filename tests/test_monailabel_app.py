@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from skimage.draw import polygon as draw_polygon
 
-from labelfree.imageio import load_instance_map, load_rgb
-from labelfree.metrics import pixel_scores
+from labelfree.core.imageio import load_instance_map, load_rgb
+from labelfree.core.metrics import pixel_scores
 from labelfree.sample import sample_pairs
 
 if importlib.util.find_spec("monailabel") is None:

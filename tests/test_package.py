@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 import labelfree.transforms as lt
-from labelfree.imageio import load_instance_map, load_rgb
+from labelfree.core.imageio import load_instance_map, load_rgb
 from labelfree.sample import sample_dir, sample_pairs
 
 ARRAY_AND_DICT = {

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from labelfree.baselines import otsu_haematoxylin_watershed
-from labelfree.imageio import load_instance_map, load_rgb
-from labelfree.metrics import instance_scores
+from bench.harness.baselines import otsu_haematoxylin_watershed
+from labelfree.core.imageio import load_instance_map, load_rgb
+from labelfree.core.metrics import instance_scores
 from labelfree.sample import sample_pairs
 from labelfree.transforms.pseudolabel import PseudoLabel, PseudoLabeld
 

@@ -1,4 +1,4 @@
-"""labelfree.runs and labelfree.handlers.SaveTrainedWeights, in process: the glue every bundle run goes through."""
+"""labelfree.engines.runs and labelfree.engines.handlers.SaveTrainedWeights, in process: the glue every bundle run goes through."""
 
 import csv
 import os
@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from labelfree.handlers import SaveTrainedWeights, optimizer_path
-from labelfree.imageio import InvalidImageError
-from labelfree.runs import (
+from labelfree.engines.handlers import SaveTrainedWeights, optimizer_path
+from labelfree.core.imageio import InvalidImageError
+from labelfree.engines.runs import (
     ERROR_KEY,
     FAILURES_FILE,
     FaultTolerantEvaluator,
@@ -30,7 +30,7 @@ from labelfree.runs import (
     write_failures,
 )
 from labelfree.transforms.io import LoadRGBd
-from labelfree.writer import write_segmentation
+from labelfree.core.writer import write_segmentation
 
 
 def _tile(path, size=48, value=None):
@@ -148,7 +148,7 @@ def test_fault_tolerant_evaluator_goes_on_after_failures(tmp_path, capsys):
     from monai.data import DataLoader
     from monai.transforms import Compose, EnsureTyped, ScaleIntensityRanged
 
-    from labelfree.runs import TileProgress
+    from labelfree.engines.runs import TileProgress
 
     src = tmp_path / "in"
     src.mkdir()
@@ -223,8 +223,8 @@ def test_sigterm_removes_temporaries(tmp_path):
     """SIGTERM while a file is being written: the process exits with 143 and leaves neither output nor temporary."""
     script = textwrap.dedent(f"""
         import os, signal
-        from labelfree.imageio import atomic_paths
-        from labelfree.runs import install_signal_cleanup
+        from labelfree.core.imageio import atomic_paths
+        from labelfree.engines.runs import install_signal_cleanup
         install_signal_cleanup()
         with atomic_paths([r"{tmp_path / 'a.png'}", r"{tmp_path / 'b.tif'}"]) as (a, b):
             a.write_bytes(b"half")

@@ -237,7 +237,7 @@ def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
     from monai.networks.nets import UNet
 
     from bundle_runner import import_bundle_module
-    from labelfree.synthetic import synthetic_tile
+    from synthetic import synthetic_tile
 
     finetune = import_bundle_module("ssimnet", "finetune")
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage as ndi
 
-from labelfree.synthetic import synthetic_tile
+from synthetic import synthetic_tile
 
 
 def test_seeded_and_exact():

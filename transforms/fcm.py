@@ -11,7 +11,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 from skimage.color import rgb2lab
 
-from labelfree.imageio import as_rgb_uint8
+from labelfree.core.imageio import as_rgb_uint8
 
 __all__ = [
     "fuzzy_cmeans",

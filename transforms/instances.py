@@ -25,8 +25,17 @@ from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 
 from labelfree.transforms.contour import remove_small_objects
+from labelfree.transforms.io import tensor_to_rgb
+from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue
 
-__all__ = ["instances_from_map", "NucleiInstances", "NucleiInstancesd", "NucleiInstancesD", "NucleiInstancesDict"]
+__all__ = [
+    "instances_from_map",
+    "NucleiInstances",
+    "NucleiInstancesd",
+    "NucleiInstancesD",
+    "NucleiInstancesDict",
+    "ProbabilityToInstancesd",
+]
 
 
 def instances_from_map(
@@ -127,3 +136,46 @@ class NucleiInstancesd(MapTransform):
 
 
 NucleiInstancesD = NucleiInstancesDict = NucleiInstancesd
+
+
+class ProbabilityToInstancesd(MapTransform):
+    """Foreground probability → instances, with an empty result on tiles without stained tissue.
+
+    Reads ``keys`` (``(C, H, W)`` softmax; channel ``channel`` is the nucleus probability), writes ``inst_key``
+    ``(1, H, W)`` int32 and ``seg_key`` ``(1, H, W)`` uint8 (0/255); a blank tile also gets ``note``
+    (:data:`labelfree.transforms.stain.NO_TISSUE_NOTE`), which ``labelfree.engines.runs.FaultTolerantEvaluator`` prints.
+
+    Args:
+        image_key: the RGB tile, used for the blank-tile check (values in [0, 1] or [0, 255]).
+        min_tissue_fraction: below this fraction of tissue pixels the tile is blank and the result empty.
+        kwargs: passed to :func:`labelfree.transforms.instances.instances_from_map`.
+    """
+
+    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        image_key: str = "image",
+        channel: int = 1,
+        inst_key: str = "inst",
+        seg_key: str = "seg",
+        min_tissue_fraction: float = MIN_TISSUE_FRACTION,
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.channel, self.inst_key, self.seg_key = image_key, channel, inst_key, seg_key
+        self.min_tissue_fraction, self.kwargs = min_tissue_fraction, kwargs
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        blank = not has_tissue(tensor_to_rgb(d[self.image_key]), self.min_tissue_fraction)
+        for key in self.key_iterator(d):
+            prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]
+            inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
+            d[self.inst_key] = inst[None]
+            d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]
+        if blank:
+            d["note"] = NO_TISSUE_NOTE
+        return d

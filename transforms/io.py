@@ -1,7 +1,8 @@
-"""Dictionary transforms that load tiles and label maps with validation, and save the output contract.
+"""Dictionary transforms that load tiles and label maps with validation, and save the output contract (files in, files
+out; post-processing is in ``labelfree.transforms.instances``, scoring in ``labelfree.transforms.scoring``).
 
 These are what the bundles' ``preprocessing`` and ``postprocessing`` use in place of ``LoadImaged``/``SaveImaged``:
-the input is checked (grey, RGBA, 16-bit, tiny and corrupt tiles get a clear error, see ``labelfree.imageio``), the
+the input is checked (grey, RGBA, 16-bit, tiny and corrupt tiles get a clear error, see ``labelfree.core.imageio``), the
 layout is ``(C, H, W)`` — not MONAI's PIL ``(C, W, H)`` — and the output files are written atomically.
 """
 
@@ -17,20 +18,16 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import TransformBackends
 
-from labelfree.imageio import load_instance_map, load_rgb
-from labelfree.metrics import instance_scores
-from labelfree.transforms.instances import instances_from_map
-from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue
-from labelfree.writer import write_segmentation
+from labelfree.core.imageio import load_instance_map, load_rgb
+from labelfree.core.writer import write_segmentation
 
 __all__ = [
     "tensor_to_rgb",
+    "source_name",
     "rgb_metatensor",
     "LoadRGBd",
     "LoadInstanceMapd",
-    "ProbabilityToInstancesd",
     "SaveSegmentationd",
-    "InstanceScoresd",
 ]
 
 
@@ -41,7 +38,7 @@ def tensor_to_rgb(img: torch.Tensor | np.ndarray) -> np.ndarray:
     return (t * scale).round().clamp(0, 255).byte().numpy().transpose(1, 2, 0)
 
 
-def _filename(x: object) -> str:
+def source_name(x: object) -> str:
     meta = getattr(x, "meta", None) or {}
     name = meta.get("filename_or_obj")
     if isinstance(name, (list, tuple)):
@@ -84,49 +81,6 @@ class LoadInstanceMapd(MapTransform):
         return d
 
 
-class ProbabilityToInstancesd(MapTransform):
-    """Foreground probability → instances, with an empty result on tiles without stained tissue.
-
-    Reads ``keys`` (``(C, H, W)`` softmax; channel ``channel`` is the nucleus probability), writes ``inst_key``
-    ``(1, H, W)`` int32 and ``seg_key`` ``(1, H, W)`` uint8 (0/255); a blank tile also gets ``note``
-    (:data:`labelfree.transforms.stain.NO_TISSUE_NOTE`), which ``labelfree.runs.FaultTolerantEvaluator`` prints.
-
-    Args:
-        image_key: the RGB tile, used for the blank-tile check (values in [0, 1] or [0, 255]).
-        min_tissue_fraction: below this fraction of tissue pixels the tile is blank and the result empty.
-        kwargs: passed to :func:`labelfree.transforms.instances.instances_from_map`.
-    """
-
-    backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        image_key: str = "image",
-        channel: int = 1,
-        inst_key: str = "inst",
-        seg_key: str = "seg",
-        min_tissue_fraction: float = MIN_TISSUE_FRACTION,
-        allow_missing_keys: bool = False,
-        **kwargs,
-    ):
-        super().__init__(keys, allow_missing_keys)
-        self.image_key, self.channel, self.inst_key, self.seg_key = image_key, channel, inst_key, seg_key
-        self.min_tissue_fraction, self.kwargs = min_tissue_fraction, kwargs
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        d = dict(data)
-        blank = not has_tissue(tensor_to_rgb(d[self.image_key]), self.min_tissue_fraction)
-        for key in self.key_iterator(d):
-            prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]
-            inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
-            d[self.inst_key] = inst[None]
-            d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]
-        if blank:
-            d["note"] = NO_TISSUE_NOTE
-        return d
-
-
 class SaveSegmentationd(MapTransform):
     """Write ``<stem>_inst.tif``, ``<stem>_seg.png`` and ``<stem>_overlay.png`` flat in ``output_dir``.
 
@@ -155,35 +109,11 @@ class SaveSegmentationd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         image = d[self.image_key]
-        stem = Path(_filename(image)).stem
+        stem = Path(source_name(image)).stem
         rgb = tensor_to_rgb(image)
         for key in self.key_iterator(d):
             inst = np.asarray(torch.as_tensor(d[key]).detach().cpu())
             seg = None if self.seg_key is None else np.asarray(torch.as_tensor(d[self.seg_key]).cpu())
             text = None if self.text_key is None else d.get(self.text_key)
             write_segmentation(self.output_dir, stem, rgb, inst, seg, seg_text=text)
-        return d
-
-
-class InstanceScoresd(MapTransform):
-    """Score the instance map in ``keys`` against ``label_key``; writes a dict of every metric to ``scores_key``."""
-
-    backend = [TransformBackends.NUMPY]
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        label_key: str = "label",
-        scores_key: str = "scores",
-        allow_missing_keys: bool = False,
-    ):
-        super().__init__(keys, allow_missing_keys)
-        self.label_key, self.scores_key = label_key, scores_key
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            pred = np.asarray(torch.as_tensor(d[key]).cpu())
-            gt = np.asarray(torch.as_tensor(d[self.label_key]).cpu())
-            d[self.scores_key] = {"image": Path(_filename(d["image"])).stem, **instance_scores(gt, pred)}
         return d

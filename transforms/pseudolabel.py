@@ -27,7 +27,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from labelfree.imageio import as_rgb_uint8
+from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.contour import ActiveContour
 from labelfree.transforms.fcm import FuzzyCMeansNuclei
 from labelfree.transforms.instances import instances_from_map

@@ -18,7 +18,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from labelfree.imageio import InvalidImageError, as_rgb_uint8
+from labelfree.core.imageio import InvalidImageError, as_rgb_uint8
 
 __all__ = [
     "NoTissueError",
@@ -245,7 +245,7 @@ def separate_stains(
     """Estimate the stain matrix, solve the concentrations of every pixel and rebuild the haematoxylin-only image.
 
     Args:
-        rgb: ``(H, W, 3)`` or ``(3, H, W)`` RGB (validated by :func:`labelfree.imageio.as_rgb_uint8`).
+        rgb: ``(H, W, 3)`` or ``(3, H, W)`` RGB (validated by :func:`labelfree.core.imageio.as_rgb_uint8`).
         method: ``"vahadane"`` or ``"macenko"``.
         lambda1: Vahadane dictionary L1 weight.
         lambda_conc: L1 weight of the per-pixel concentrations (StainTools: 0.01).

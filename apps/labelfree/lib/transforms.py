@@ -18,7 +18,7 @@ from monai.utils import TransformBackends
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
-from labelfree.imageio import as_rgb_uint8, load_rgb
+from labelfree.core.imageio import as_rgb_uint8, load_rgb
 from labelfree.transforms.io import rgb_metatensor
 
 __all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]

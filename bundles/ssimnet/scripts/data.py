@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labelfree.imageio import InvalidImageError, atomic_path, load_rgb
-from labelfree.runs import image_datalist
+from labelfree.core.imageio import InvalidImageError, atomic_path, load_rgb
+from labelfree.engines.runs import image_datalist
 from labelfree.transforms.patches import select_patches
 from labelfree.transforms.pseudolabel import PseudoLabel
 from labelfree.transforms.soften import soften_mask
@@ -90,7 +90,7 @@ def patch_datalist(
     A tile that cannot be read is reported in one line and left out.
 
     Raises:
-        labelfree.runs.RunError: missing or empty ``dataset_dir``.
+        labelfree.engines.runs.RunError: missing or empty ``dataset_dir``.
         RuntimeError: no tile yielded a usable patch (all blank or unreadable, or all smaller than the patch size).
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]

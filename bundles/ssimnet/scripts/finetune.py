@@ -34,7 +34,7 @@ class FineTuningInferer(Inferer):
         inferer: the inferer that makes the prediction (e.g. a ``SlidingWindowInferer``).
         ckpt_path: the trained weights (a bare state dict, as ``models/model.pt``; an older
             ``{"model", "optimizer"}`` checkpoint also works).
-        optimizer_path: the training's final optimiser state (``labelfree.handlers.optimizer_path``), which seeds
+        optimizer_path: the training's final optimiser state (``labelfree.engines.handlers.optimizer_path``), which seeds
             the fine-tuning Adam; ``None`` or a missing file starts a fresh Adam (unless ``ckpt_path`` holds one).
         epochs: fine-tuning epochs per image (5 in the paper); 0 disables fine-tuning.
         lr: learning rate of the fine-tuning (``None``: the one stored in the checkpoint).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from labelfree.imageio import as_rgb_uint8
+from labelfree.core.imageio import as_rgb_uint8
 
 __all__ = ["contour_overlay", "error_overlay"]
 

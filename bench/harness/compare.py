@@ -2,7 +2,7 @@
 
 Each (method, seed) runs in its own process, so a crash is contained (reported in the table, the others go on), its
 peak memory is its own, and a finished run is never recomputed: ``<out>/runs/<method>/seed<k>/done.json`` marks it.
-Labels are read only after a method has finished (``labelfree.bench.scoring``).
+Labels are read only after a method has finished (``bench.harness.scoring``).
 
 Outputs in ``out``: ``results.csv``, ``summary.json``, ``table.md``, ``degeneration.md``, ``speed.md``, ``report.md``
 (the three tables together), ``boxplot.png`` and ``overlays.png``.
@@ -26,10 +26,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from labelfree.bench.figures import boxplot, overlay_grid
-from labelfree.bench.methods import METHODS
-from labelfree.bench.scoring import score_run
-from labelfree.bench.tables import (
+from bench.harness.figures import boxplot, overlay_grid
+from bench.harness.methods import METHODS, REPO
+from bench.harness.scoring import score_run
+from bench.harness.tables import (
     METRICS,
     ORACLE_METRICS,
     degeneration,
@@ -40,7 +40,7 @@ from labelfree.bench.tables import (
     summarise,
     wilcoxon_vs_best,
 )
-from labelfree.imageio import list_images, save_text
+from labelfree.core.imageio import list_images, save_text
 
 __all__ = ["compare", "run_one", "parse_methods", "parse_seeds"]
 
@@ -48,7 +48,7 @@ CSV_COLUMNS = ("method", "seed", "image", *METRICS, "seconds", *ORACLE_METRICS, 
 
 
 def parse_methods(methods: str | tuple | list) -> list[str]:
-    """``"a,b"`` or a sequence → names, checked against :data:`labelfree.bench.methods.METHODS`."""
+    """``"a,b"`` or a sequence → names, checked against :data:`bench.harness.methods.METHODS`."""
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if str(m).strip()]
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
@@ -95,10 +95,12 @@ def _launch(method: str, images: Path, run_dir: Path, seed: int, options: dict) 
     """Run one method/seed in a child process; returns ``None`` on success, else the error's last line."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "run.log"
-    cmd = [sys.executable, "-m", "labelfree.bench", "run_one", "--method", method, "--images", str(images)]
+    cmd = [sys.executable, "-m", "bench.harness", "run_one", "--method", method, "--images", str(images)]
     cmd += ["--run_dir", str(run_dir), "--seed", str(seed), "--options", json.dumps(options)]
+    # the harness is not installed: the child finds it in the repository, whatever its working directory
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
     with open(log, "w") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
     if rc == 0 and (run_dir / "timings.json").is_file():
         return None
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
@@ -135,7 +137,7 @@ def compare(
     Args:
         images: folder of tiles (png/tif/jpg).
         labels: folder of instance maps named like the tiles; read only to score.
-        methods: comma-separated names from :data:`labelfree.bench.methods.METHODS`.
+        methods: comma-separated names from :data:`bench.harness.methods.METHODS`.
         seeds: number of seeds (``0..n-1``) or a comma-separated list; deterministic methods run once.
         out: output folder; runs are kept under ``out/runs`` and reused when the command is repeated.
         options: per-method overrides, JSON ``{"dcgn": {"max_epochs": 30}}`` (passed to the bundles' configs).
@@ -201,7 +203,7 @@ def compare(
         f"{platform.processor() or platform.machine()}, GPU: {_gpu_name()}; date: {date.today().isoformat()}."
     )
     if Path(sys.argv[0]).parent.name == "bench" and Path(sys.argv[0]).name == "__main__.py":
-        header = f"Command: `python -m labelfree.bench {shlex.join(sys.argv[1:])}`\n\n{header}"
+        header = f"Command: `python -m bench.harness {shlex.join(sys.argv[1:])}`\n\n{header}"
     descriptions = "\n".join(f"- `{m}`: {METHODS[m].description}" for m in names)
     report = (
         f"{header}\n\n{descriptions}\n\n## Accuracy (mean ± std over runs (best run); p: Wilcoxon signed-rank vs the "

@@ -22,12 +22,12 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label as connected_components
 from tqdm import tqdm
 
-from labelfree.baselines import otsu_haematoxylin_watershed
-from labelfree.imageio import list_images, load_rgb
+from bench.harness.baselines import otsu_haematoxylin_watershed
+from labelfree.core.imageio import list_images, load_rgb
 from labelfree.transforms.contour import remove_small_objects
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.stain import has_tissue
-from labelfree.writer import write_segmentation
+from labelfree.core.writer import write_segmentation
 
 __all__ = ["METHODS", "Method", "REPO", "cluster_classes", "otsu_connected_components", "run_monai_bundle"]
 

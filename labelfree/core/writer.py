@@ -2,7 +2,7 @@
 
 ``<stem>_inst.tif`` (uint16, or uint32 above 65,535 instances; 0 = background), ``<stem>_seg.png`` (0/255, or the class
 map for multi-class output) and ``<stem>_overlay.png`` (contours on the image). Every array is computed before the
-first file is written, and the three files are written as a set (``labelfree.imageio.atomic_paths``): all three
+first file is written, and the three files are written as a set (``labelfree.core.imageio.atomic_paths``): all three
 appear, or none does, and ``_inst.tif`` appears last, so its presence marks a finished tile.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labelfree.imageio import atomic_paths, write_png, write_tiff
-from labelfree.overlay import contour_overlay
+from labelfree.core.imageio import atomic_paths, write_png, write_tiff
+from labelfree.core.overlay import contour_overlay
 
 __all__ = ["output_paths", "write_segmentation"]
 

@@ -13,8 +13,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from labelfree.imageio import find_label, list_images, load_instance_map
-from labelfree.metrics import instance_scores, pixel_scores
+from labelfree.core.imageio import find_label, list_images, load_instance_map
+from labelfree.core.metrics import instance_scores, pixel_scores
 from labelfree.transforms.instances import instances_from_map
 
 __all__ = ["class_fractions", "read_classes", "score_image", "score_run"]
@@ -42,7 +42,7 @@ def score_image(gt: np.ndarray, inst: np.ndarray, classes: np.ndarray, n_classes
         n_classes: classes in ``classes``.
 
     Returns:
-        the metrics of :func:`labelfree.metrics.instance_scores`, ``oracle_class``, ``oracle_dice`` and
+        the metrics of :func:`labelfree.core.metrics.instance_scores`, ``oracle_class``, ``oracle_dice`` and
         ``oracle_aji`` (instances of the oracle class by the project's watershed) and ``class_fractions``.
     """
     scores = instance_scores(gt, inst)

@@ -1,10 +1,10 @@
-"""``python -m labelfree.bench compare ...`` (and ``run_one``, which the harness runs in a child process)."""
+"""``python -m bench.harness compare ...`` (and ``run_one``, which the harness runs in a child process)."""
 
 from __future__ import annotations
 
 import fire
 
-from labelfree.bench.compare import compare, run_one
+from bench.harness.compare import compare, run_one
 
 
 def main() -> None:

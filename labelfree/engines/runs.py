@@ -32,8 +32,8 @@ import torch
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-from labelfree.imageio import InvalidImageError, find_label, list_images, save_text
-from labelfree.writer import output_paths
+from labelfree.core.imageio import InvalidImageError, find_label, list_images, save_text
+from labelfree.core.writer import output_paths
 
 __all__ = [
     "ERROR_KEY",
@@ -183,7 +183,7 @@ def check_checkpoint(path: str | os.PathLike, hint: str = "") -> str:
 
 
 def outputs_complete(output_dir: str | os.PathLike, stem: str) -> bool:
-    """Whether all three outputs of ``stem`` exist (``labelfree.writer`` renames ``_inst.tif`` last)."""
+    """Whether all three outputs of ``stem`` exist (``labelfree.core.writer`` renames ``_inst.tif`` last)."""
     return all(p.is_file() for p in output_paths(output_dir, stem).values())
 
 
@@ -202,7 +202,7 @@ def image_datalist(
         skip_existing: resume an interrupted run instead of redoing finished tiles.
         default_dir: the configured default input; running on it prints a note, so a forgotten ``--dataset_dir``
             is not mistaken for the user's data.
-        labels_dir: adds ``"label"``, the tile's label map (``labelfree.imageio.find_label``), for evaluation; a tile
+        labels_dir: adds ``"label"``, the tile's label map (``labelfree.core.imageio.find_label``), for evaluation; a tile
             without one gets the path it should have, so it fails alone, with that path in its message.
 
     Raises:
@@ -238,13 +238,13 @@ def image_datalist(
 
 
 def readable_images(items: Sequence[Mapping[str, str]], key: str = "image") -> list[Mapping[str, str]]:
-    """The items whose image passes validation (``labelfree.imageio.load_rgb``); every other one is reported in one
+    """The items whose image passes validation (``labelfree.core.imageio.load_rgb``); every other one is reported in one
     line and left out. For training, which reads each image every epoch and must not stop at the first bad one.
 
     Raises:
         RunError: no image is usable.
     """
-    from labelfree.imageio import load_rgb
+    from labelfree.core.imageio import load_rgb
 
     kept = []
     for item in items:

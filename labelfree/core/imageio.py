@@ -265,7 +265,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
 
     Every file is written to its temporary first; the renames follow only when all are written, in the given order, so
     the last path is the one to test for completeness. If the renames are interrupted (an exception, or SIGTERM turned
-    into ``SystemExit`` by :func:`labelfree.runs.install_signal_cleanup`), the files already renamed are removed again.
+    into ``SystemExit`` by :func:`labelfree.engines.runs.install_signal_cleanup`), the files already renamed are removed again.
     Temporaries are removed in every case.
     """
     finals = [Path(p) for p in paths]

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from monai.handlers import CheckpointLoader
 
-from labelfree.imageio import atomic_path
-from labelfree.metrics import INSTANCE_METRICS
+from labelfree.core.imageio import atomic_path
+from labelfree.core.metrics import INSTANCE_METRICS
 
 __all__ = [
     "latest_checkpoint",

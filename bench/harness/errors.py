@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from labelfree.metrics import aji
+from labelfree.core.metrics import aji
 from labelfree.transforms.instances import instances_from_map
 
 __all__ = ["ERROR_COLUMNS", "tile_errors"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from labelfree.imageio import atomic_path, find_label, load_instance_map, load_rgb
-from labelfree.overlay import error_overlay
+from labelfree.core.imageio import atomic_path, find_label, load_instance_map, load_rgb
+from labelfree.core.overlay import error_overlay
 
 __all__ = ["boxplot", "overlay_grid"]
 

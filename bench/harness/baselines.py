@@ -7,7 +7,7 @@ import torch
 from skimage.color import rgb2hed
 from skimage.filters import threshold_otsu
 
-from labelfree.imageio import as_rgb_uint8
+from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, has_tissue
 

@@ -1,5 +1,0 @@
-"""Benchmark harness: the papers' comparison tables and figures for our bundles and the classic baselines.
-
-``python -m labelfree.bench compare --images DIR --labels DIR --methods ssimnet,dcgn,otsu_ws,kmeans,gmm --seeds 5
---out OUT`` (see :func:`labelfree.bench.compare.compare`).
-"""
