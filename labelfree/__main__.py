@@ -18,6 +18,7 @@ import fire
 
 from labelfree.core.imageio import InvalidImageError, load_rgb
 from labelfree.sample import sample_dir as _sample_dir
+from labelfree.transforms.fcm import N_CLUSTERS
 
 log = logging.getLogger("labelfree")
 
@@ -26,7 +27,7 @@ def pseudo_labels(
     input: str | None = None,  # noqa: A002 - the CLI reads best as --input
     output: str = "out/pseudo_labels",
     stain_method: str = "vahadane",
-    n_clusters: int = 3,
+    n_clusters: int = N_CLUSTERS,
     seed: int = 0,
     skip_existing: bool = False,
     debug: bool = False,

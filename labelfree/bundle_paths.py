@@ -7,7 +7,10 @@ import ast
 import sys
 from pathlib import Path
 
-__all__ = ["bundle_root"]
+__all__ = ["bundle_root", "shared_parameters", "SHARED_CONFIG"]
+
+#: the file, in a bundle's ``configs/``, with the parameters its training and inference configs share
+SHARED_CONFIG = "common.json"
 
 
 def bundle_root(default: str = ".", argv: list[str] | None = None) -> str:
@@ -33,3 +36,20 @@ def bundle_root(default: str = ".", argv: list[str] | None = None) -> str:
             return default
     cfg = Path(value).resolve()
     return str(cfg.parent.parent if cfg.parent.name == "configs" else cfg.parent)
+
+
+def shared_parameters(root: str | Path) -> dict:
+    """The parameters a bundle's ``train.json`` and ``inference.json`` must agree on, from ``configs/common.json``.
+
+    Both configs read them from here (``"n_clusters": "$@shared['n_clusters']"``), so each is declared once; keys
+    starting with ``_`` are comments.
+
+    Raises:
+        FileNotFoundError: the bundle has no ``configs/common.json``.
+    """
+    import json
+
+    path = Path(root) / "configs" / SHARED_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the bundle's shared training/inference parameters live there")
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}

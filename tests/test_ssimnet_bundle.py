@@ -93,20 +93,29 @@ def test_training_is_deterministic_and_resumes(trained, tmp_path):
     assert "Epoch[1] Complete" not in proc.stdout + proc.stderr and "Epoch[3] Complete" in proc.stdout + proc.stderr
 
 
-def test_inference_contract_with_finetuning_leaves_checkpoint_untouched(trained, tmp_path):
+@pytest.fixture(scope="module")
+def finetuned(trained, tmp_path_factory):
+    """Inference with test-time fine-tuning (2 epochs at a high learning rate, so that it visibly changes the output)."""
+    root = tmp_path_factory.mktemp("finetuned")
     before = sha(trained["model"])
-    out = tmp_path / "out"
+    out = root / "out"
     run_bundle_ok(
         BUNDLE,
         ("inference",),
-        cwd=tmp_path,
+        cwd=root,
         dataset_dir=trained["images"],
         output_dir=out,
         ckpt_path=trained["model"],
-        finetune_epochs=1,
+        finetune_epochs=2,
+        finetune_lr=1e-3,
         **FAST,
     )
-    assert sha(trained["model"]) == before
+    return {"out": out, "checkpoint_unchanged": sha(trained["model"]) == before}
+
+
+def test_inference_contract_with_finetuning_leaves_checkpoint_untouched(finetuned):
+    out = finetuned["out"]
+    assert finetuned["checkpoint_unchanged"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"tile{i}_{k}" for i in range(3) for k in ("inst.tif", "seg.png", "overlay.png")
     )
@@ -117,24 +126,23 @@ def test_inference_contract_with_finetuning_leaves_checkpoint_untouched(trained,
     assert np.asarray(Image.open(out / "tile0_overlay.png")).shape == (256, 256, 3)
 
 
-def test_finetuning_changes_the_prediction_and_can_be_switched_off(trained, tmp_path):
-    outs = {}
-    for flag in (True, False):
-        out = tmp_path / f"ft{flag}"
-        run_bundle_ok(
-            BUNDLE,
-            ("inference",),
-            cwd=tmp_path,
-            dataset_dir=trained["images"],
-            output_dir=out,
-            ckpt_path=trained["model"],
-            finetune=flag,
-            finetune_epochs=2,
-            finetune_lr=1e-3,
-            **FAST,
-        )
-        outs[flag] = tifffile.imread(out / "tile1_inst.tif")
-    assert not np.array_equal(outs[True], outs[False])
+def test_finetuning_changes_the_prediction_and_can_be_switched_off(trained, finetuned, tmp_path):
+    out = tmp_path / "off"
+    run_bundle_ok(
+        BUNDLE,
+        ("inference",),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        ckpt_path=trained["model"],
+        finetune=False,
+        finetune_epochs=2,
+        finetune_lr=1e-3,
+        **FAST,
+    )
+    assert not np.array_equal(
+        tifffile.imread(out / "tile1_inst.tif"), tifffile.imread(finetuned["out"] / "tile1_inst.tif")
+    )
 
 
 def test_evaluate_writes_csv_and_json(trained, tmp_path):
@@ -249,7 +257,16 @@ def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
     torch.save(net.state_dict(), ckpt)
     torch.save(opt.state_dict(), optim)
     inferer = finetune.FineTuningInferer(
-        SimpleInferer(), str(ckpt), str(optim), epochs=1, patch_size=64, n_per_axis=2, lr=1e-3
+        SimpleInferer(),
+        str(ckpt),
+        str(optim),
+        epochs=1,
+        lr=1e-3,
+        lam=0.9,
+        patch_size=64,
+        n_per_axis=2,
+        alpha=0.7,
+        n_clusters=3,
     )
     tiles = [torch.from_numpy(synthetic_tile(128, n_nuclei=12, seed=s).image.transpose(2, 0, 1)) for s in (3, 4)]
     x_a, x_b = (t[None].float() / 255.0 for t in tiles)

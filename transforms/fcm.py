@@ -13,7 +13,12 @@ from skimage.color import rgb2lab
 
 from labelfree.core.imageio import as_rgb_uint8
 
+#: the project's one default number of clusters: nuclei, cytoplasm/stroma and background (the DCGN paper's
+#: "redundant class"); the SSimNet paper's 2 is an option (``labelfree.transforms.pseudolabel`` explains why)
+N_CLUSTERS = 3
+
 __all__ = [
+    "N_CLUSTERS",
     "fuzzy_cmeans",
     "fcm_memberships",
     "FuzzyCMeansNuclei",
@@ -41,7 +46,7 @@ def fcm_memberships(x: torch.Tensor, centers: torch.Tensor, m: float = 2.0) -> t
 
 
 def fuzzy_cmeans(
-    x: torch.Tensor, n_clusters: int = 2, m: float = 2.0, max_iter: int = 100, tol: float = 1e-5, seed: int = 0
+    x: torch.Tensor, n_clusters: int = N_CLUSTERS, m: float = 2.0, max_iter: int = 100, tol: float = 1e-5, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuzzy c-means (Bezdek) on ``x``.
 
@@ -94,7 +99,7 @@ class FuzzyCMeansNuclei(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, n_clusters: int = 2, m: float = 2.0, max_pixels: int = 20000, seed: int = 0):
+    def __init__(self, n_clusters: int = N_CLUSTERS, m: float = 2.0, max_pixels: int = 20000, seed: int = 0):
         self.n_clusters, self.m, self.max_pixels, self.seed = n_clusters, m, max_pixels, seed
 
     def __call__(self, hema_rgb: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

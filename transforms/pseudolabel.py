@@ -29,7 +29,7 @@ from monai.utils import TransformBackends
 
 from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.contour import ActiveContour
-from labelfree.transforms.fcm import FuzzyCMeansNuclei
+from labelfree.transforms.fcm import N_CLUSTERS, FuzzyCMeansNuclei
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.stain import NoTissueError, has_tissue, separate_stains
 
@@ -74,7 +74,7 @@ class PseudoLabel(Transform):
     def __init__(
         self,
         stain_method: str = "vahadane",
-        n_clusters: int = 3,
+        n_clusters: int = N_CLUSTERS,
         m: float = 2.0,
         contour_on: str = "membership",
         contour_iter: int = 10,

@@ -31,7 +31,6 @@ from scipy.sparse.csgraph import connected_components
 __all__ = [
     "INSTANCE_METRICS",
     "Contingency",
-    "contingency",
     "pixel_scores",
     "aji",
     "aji_plus",
@@ -99,11 +98,6 @@ class Contingency:
         c = self.inter.tocoo()
         union = self.gt_area[c.row] + self.pred_area[c.col] - c.data
         return coo_matrix((c.data / union, (c.row, c.col)), shape=c.shape)
-
-
-def contingency(gt: Any, pred: Any) -> Contingency:
-    """Build the :class:`Contingency` of two ``(H, W)`` instance maps (0 = background)."""
-    return Contingency(gt, pred)
 
 
 def _empty_case(c: Contingency) -> float | None:

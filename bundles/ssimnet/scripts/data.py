@@ -30,7 +30,7 @@ CACHE_VERSION = 1
 
 
 def image_patches(
-    rgb: np.ndarray, patch_size: int = 256, n_per_axis: int = 4, alpha: float = 0.7, n_clusters: int = 3, seed: int = 0
+    rgb: np.ndarray, *, patch_size: int, n_per_axis: int, alpha: float, n_clusters: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Purified pseudo-label patches of one tile.
 
@@ -75,10 +75,11 @@ def _cache_key(path: Path, params: dict) -> str:
 def patch_datalist(
     dataset_dir: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
-    patch_size: int = 256,
-    n_per_axis: int = 4,
-    alpha: float = 0.7,
-    n_clusters: int = 3,
+    *,
+    patch_size: int,
+    n_per_axis: int,
+    alpha: float,
+    n_clusters: int,
     seed: int = 0,
     progress: bool = True,
 ) -> list[dict]:

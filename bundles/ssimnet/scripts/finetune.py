@@ -39,8 +39,9 @@ class FineTuningInferer(Inferer):
         epochs: fine-tuning epochs per image (5 in the paper); 0 disables fine-tuning.
         lr: learning rate of the fine-tuning (``None``: the one stored in the checkpoint).
         batch_size: patches per step.
-        lam: λ of the SSimNet loss.
-        patch_size, n_per_axis, alpha, n_clusters: pseudo-label patches, as in training.
+        lam: λ of the SSimNet loss, as in training.
+        patch_size, n_per_axis, alpha, n_clusters: pseudo-label patches, as in training. These five have no default
+            here: they come from the bundle's ``configs/common.json``, the one place training and inference share.
         seed: seed of the patch order and the flips (each image uses the same seed: results do not depend on order).
     """
 
@@ -52,11 +53,12 @@ class FineTuningInferer(Inferer):
         epochs: int = 5,
         lr: float | None = 5e-5,
         batch_size: int = 8,
-        lam: float = 0.9,
-        patch_size: int = 256,
-        n_per_axis: int = 4,
-        alpha: float = 0.7,
-        n_clusters: int = 3,
+        *,
+        lam: float,
+        patch_size: int,
+        n_per_axis: int,
+        alpha: float,
+        n_clusters: int,
         seed: int = 0,
     ):
         super().__init__()
