@@ -42,6 +42,9 @@ def test_tensor_to_rgb_undoes_the_scaling_exactly():
     chw = torch.from_numpy(a.transpose(2, 0, 1))
     assert np.array_equal(tensor_to_rgb(chw), a)
     assert np.array_equal(tensor_to_rgb(chw.float() / 255.0), a)  # the [0, 1] network input gives the same bytes
+    dark = np.zeros((3, 8, 8), np.uint8)
+    dark[0, 0, 0] = 1  # a uint8 tile whose maximum is 1 is not [0, 1] data: the dtype decides, not the values
+    assert tensor_to_rgb(torch.from_numpy(dark)).max() == 1
 
 
 def test_save_segmentation_writes_the_contract_from_the_network_input(tmp_path):

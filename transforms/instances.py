@@ -146,7 +146,7 @@ class ProbabilityToInstancesd(MapTransform):
     (:data:`labelfree.transforms.stain.NO_TISSUE_NOTE`), which ``labelfree.engines.runs.FaultTolerantEvaluator`` prints.
 
     Args:
-        image_key: the RGB tile, used for the blank-tile check (values in [0, 1] or [0, 255]).
+        image_key: the tile, for the blank-tile check (uint8, or the [0, 1] network input; see ``tensor_to_rgb``).
         min_tissue_fraction: below this fraction of tissue pixels the tile is blank and the result empty.
         kwargs: passed to :func:`labelfree.transforms.instances.instances_from_map`.
     """

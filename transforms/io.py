@@ -32,10 +32,19 @@ __all__ = [
 
 
 def tensor_to_rgb(img: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(3, H, W)`` RGB with values in [0, 1] or [0, 255] → ``(H, W, 3)`` uint8."""
-    t = torch.as_tensor(img).detach().float().cpu()
-    scale = 255.0 if t.max() <= 1.0 else 1.0
-    return (t * scale).round().clamp(0, 255).byte().numpy().transpose(1, 2, 0)
+    """``(3, H, W)`` RGB → ``(H, W, 3)`` uint8.
+
+    The scale follows the dtype, never the values: uint8 is taken as it is (the validated tile, which the bundles
+    keep as ``"tile"``), a floating tensor is the network input in [0, 1] and is multiplied by 255 (exact for the
+    bundles' ``ScaleIntensityRanged`` 0–255 → 0–1). Guessing from the values would read a near-black uint8 tile whose
+    maximum is 1 as [0, 1] data.
+    """
+    t = torch.as_tensor(img).detach().cpu()
+    if t.dtype == torch.uint8:
+        return np.ascontiguousarray(t.numpy().transpose(1, 2, 0))
+    if not t.is_floating_point():
+        raise TypeError(f"expected a uint8 tile or a float tensor in [0, 1], got {t.dtype}")
+    return (t.float() * 255.0).round().clamp(0, 255).byte().numpy().transpose(1, 2, 0)
 
 
 def source_name(x: object) -> str:
@@ -87,7 +96,7 @@ class SaveSegmentationd(MapTransform):
     Args:
         keys: the instance map key.
         output_dir: output folder (created if missing).
-        image_key: the tile (its meta gives the stem; values in [0, 1] or [0, 255]).
+        image_key: the tile (its meta gives the stem; uint8, or the [0, 1] network input; see ``tensor_to_rgb``).
         seg_key: optional segmentation to save as ``_seg.png`` (default: 255 where an instance is).
         text_key: optional key of a ``dict[str, str]`` stored as PNG text metadata of ``_seg.png``.
     """
