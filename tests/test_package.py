@@ -7,6 +7,7 @@ import labelfree.transforms as lt
 from labelfree.core.imageio import load_instance_map, load_rgb
 from labelfree.sample import sample_dir, sample_pairs
 
+
 def test_transforms_is_a_subpackage_not_a_top_level_module():
     assert lt.__name__ == "labelfree.transforms"
     assert Path(lt.__file__).parent.name == "transforms"
@@ -41,3 +42,27 @@ def test_sample_is_shipped_with_licence_and_labels():
         assert rgb.shape == (512, 512, 3) and inst.shape == (512, 512) and inst.max() > 50
         assert img.stem in text
         assert np.array_equal(np.unique(inst), np.arange(inst.max() + 1))
+
+
+def test_image_to_image_transforms_return_the_type_they_are_given(tile):
+    """MONAI's backend contract: a transform that takes a tensor returns one (and a numpy array gives an array)."""
+    import torch
+
+    from labelfree.transforms.contour import ActiveContour
+    from labelfree.transforms.instances import NucleiInstances
+    from labelfree.transforms.soften import SoftenLabel
+    from labelfree.transforms.voronoi import VoronoiTriLabel
+
+    mask = (tile.instances > 0)[None]
+    grey = tile.image[..., :1].transpose(2, 0, 1).astype(np.float32)
+    cases = [
+        (SoftenLabel(), (mask,)),
+        (VoronoiTriLabel(), (tile.instances[None],)),
+        (NucleiInstances(min_size=10), (mask.astype(np.float32),)),
+        (ActiveContour(num_iter=2), (mask, grey)),
+    ]
+    for op, args in cases:
+        as_array = op(*args)
+        as_tensor = op(*(torch.from_numpy(np.ascontiguousarray(a)) for a in args))
+        assert isinstance(as_array, np.ndarray) and isinstance(as_tensor, torch.Tensor), type(op).__name__
+        assert np.array_equal(as_tensor.numpy(), as_array) and as_tensor.shape == mask.shape

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
 __all__ = [
@@ -142,14 +142,14 @@ class ActiveContour(Transform):
         self.num_iter, self.smoothing, self.lambda1, self.lambda2 = num_iter, smoothing, lambda1, lambda2
         self.min_size, self.fill_holes = min_size, fill_holes
 
-    def __call__(self, mask: np.ndarray | torch.Tensor, image: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, mask: np.ndarray | torch.Tensor, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """
         Args:
             mask: ``(1, H, W)`` initial binary mask.
             image: ``(1, H, W)`` grey image the contour is attracted by (for example L* of the haematoxylin image).
 
         Returns:
-            ``(1, H, W)`` bool mask.
+            ``(1, H, W)`` bool mask, of ``mask``'s type (tensor in, tensor out).
         """
         m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
         g = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
@@ -161,7 +161,7 @@ class ActiveContour(Transform):
         out = remove_small_objects(out, self.min_size)
         if self.fill_holes:
             out = ndi.binary_fill_holes(out)
-        return out[None]
+        return convert_to_dst_type(out[None], dst=mask, dtype=bool)[0]  # tensor in, tensor out
 
 
 class ActiveContourd(MapTransform):

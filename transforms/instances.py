@@ -20,7 +20,7 @@ import torch
 from monai.apps.pathology.transforms.post.array import Watershed
 from monai.config import KeysCollection
 from monai.transforms import DistanceTransformEDT, MapTransform, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 
@@ -114,8 +114,10 @@ class NucleiInstances(Transform):
     ):
         self.kwargs = dict(threshold=threshold, min_size=min_size, h=h, sigma=sigma, fill_holes=fill_holes)
 
-    def __call__(self, prob: np.ndarray | torch.Tensor) -> np.ndarray:
-        return instances_from_map(prob, **self.kwargs)[None]
+    def __call__(self, prob: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """``(1, H, W)`` or ``(H, W)`` map → ``(1, H, W)`` int32 instances, of the input's type (tensor in, tensor out)."""
+        out = instances_from_map(prob, **self.kwargs)[None]
+        return convert_to_dst_type(out, dst=prob, dtype=out.dtype)[0]
 
 
 class NucleiInstancesd(MapTransform):

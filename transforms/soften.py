@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
 __all__ = ["soften_mask", "SoftenLabel", "SoftenLabeld", "SoftenLabelD", "SoftenLabelDict"]
@@ -64,11 +64,13 @@ class SoftenLabel(Transform):
     def __init__(self, stop: float = 0.975):
         self.stop = stop
 
-    def __call__(self, mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, mask: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """``(1, H, W)`` mask → ``(1, H, W)`` float32 soft label, of the input's type (tensor in, tensor out)."""
         m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
         if m.ndim != 3 or m.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) mask, got shape {m.shape}")
-        return soften_mask(m[0], self.stop)[None]
+        out = soften_mask(m[0], self.stop)[None]
+        return convert_to_dst_type(out, dst=mask, dtype=out.dtype)[0]
 
 
 class SoftenLabeld(MapTransform):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
@@ -105,7 +105,8 @@ class VoronoiTriLabel(Transform):
         m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
         if m.ndim != 3 or m.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) mask, got shape {m.shape}")
-        return voronoi_trilabel(m[0], self.point_radius, self.edge_mode, self.ignore_index)[None]
+        out = voronoi_trilabel(m[0], self.point_radius, self.edge_mode, self.ignore_index)[None]
+        return convert_to_dst_type(out, dst=mask, dtype=out.dtype)[0]  # tensor in, tensor out
 
 
 class VoronoiTriLabeld(MapTransform):

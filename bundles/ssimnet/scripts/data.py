@@ -16,23 +16,45 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from monai.transforms import Compose
 
 from labelfree.core.imageio import InvalidImageError, atomic_path, load_rgb
 from labelfree.engines.runs import image_datalist
-from labelfree.transforms.patches import select_patches
-from labelfree.transforms.pseudolabel import PseudoLabel
-from labelfree.transforms.soften import soften_mask
-from labelfree.transforms.voronoi import voronoi_trilabel
+from labelfree.transforms.patches import USMIPatchSelectiond
+from labelfree.transforms.pseudolabel import PseudoLabeld
+from labelfree.transforms.soften import SoftenLabeld
+from labelfree.transforms.voronoi import VoronoiTriLabeld
 
-__all__ = ["image_patches", "patch_datalist"]
+__all__ = ["patch_pipeline", "image_patches", "patch_datalist"]
 
 CACHE_VERSION = 1
+
+
+def patch_pipeline(*, patch_size: int, n_per_axis: int, alpha: float, n_clusters: int, seed: int = 0) -> Compose:
+    """The transforms that turn ``{"image": (3, H, W) uint8}`` into purified pseudo-label patches: pseudo labels →
+    soft label of the whole hard mask (eq. 4) and Voronoi tri-label of the whole tile → grid patches ranked by USMI,
+    the best ``alpha`` kept and cropped from ``image``, ``soft`` and ``voronoi``. Returns a list of patch dictionaries
+    (MONAI's cropping-by-samples convention). A tile without tissue gives no instance and therefore no patch."""
+    return Compose(
+        [
+            PseudoLabeld("image", n_clusters=n_clusters, seed=seed),
+            SoftenLabeld("pseudo_mask", output_key="soft"),
+            VoronoiTriLabeld("pseudo_inst", output_key="voronoi"),
+            USMIPatchSelectiond(
+                ["image", "soft", "voronoi"],
+                mask_key="pseudo_inst",
+                patch_size=patch_size,
+                n_per_axis=n_per_axis,
+                alpha=alpha,
+            ),
+        ]
+    )
 
 
 def image_patches(
     rgb: np.ndarray, *, patch_size: int, n_per_axis: int, alpha: float, n_clusters: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Purified pseudo-label patches of one tile.
+    """Purified pseudo-label patches of one tile, stacked (:func:`patch_pipeline`).
 
     Args:
         rgb: ``(H, W, 3)`` uint8.
@@ -45,24 +67,20 @@ def image_patches(
         ``location`` ``(n, 2)`` and ``usmi`` ``(n,)``; ``n`` may be 0 (blank tile, or no regular patch).
     """
     p = patch_size
-    res = PseudoLabel(n_clusters=n_clusters, seed=seed)(rgb.transpose(2, 0, 1))
-    kept = select_patches(res.instances, p, n_per_axis, alpha) if res.has_tissue else []
-    soft = soften_mask(res.mask)
-    vor = voronoi_trilabel(res.instances)
+    chain = patch_pipeline(patch_size=p, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, seed=seed)
+    patches = chain({"image": np.ascontiguousarray(rgb.transpose(2, 0, 1))})
 
-    def crops(chw: np.ndarray, dtype: type) -> np.ndarray:
-        """``(n, C, P, P)`` crops of a channel-first array at the kept corners (``n`` may be 0)."""
-        out = np.zeros((len(kept), chw.shape[0], p, p), dtype=dtype)
-        for i, (y, x, _) in enumerate(kept):
-            out[i] = chw[:, y : y + p, x : x + p]
-        return out
+    def stack(key: str, channels: int, dtype: type) -> np.ndarray:
+        if not patches:
+            return np.zeros((0, channels, p, p), dtype=dtype)
+        return np.stack([np.asarray(q[key]) for q in patches]).astype(dtype)
 
     return {
-        "image": crops(rgb.transpose(2, 0, 1), np.uint8),
-        "soft": crops(soft[None], np.float32),
-        "voronoi": crops(vor[None], np.uint8),
-        "location": np.array([(y, x) for y, x, _ in kept], dtype=np.int64).reshape(-1, 2),
-        "usmi": np.array([u for *_, u in kept], dtype=np.float64),
+        "image": stack("image", 3, np.uint8),
+        "soft": stack("soft", 1, np.float32),
+        "voronoi": stack("voronoi", 1, np.uint8),
+        "location": np.array([q["patch_location"] for q in patches], dtype=np.int64).reshape(-1, 2),
+        "usmi": np.array([q["usmi"] for q in patches], dtype=np.float64),
     }
 
 
