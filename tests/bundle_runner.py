@@ -66,3 +66,17 @@ def run_bundle_ok(bundle: str, configs: tuple[str, ...], cwd: Path, **overrides)
     proc = run_bundle(bundle, configs, cwd, **overrides)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def run_inference_ok(bundle: str, trained: dict, cwd: Path, out: Path, **overrides) -> subprocess.CompletedProcess:
+    """A bundle's ``inference.json`` on a test fixture's images with its trained model (``trained["images"]``,
+    ``trained["model"]``), writing to ``out``; it must succeed."""
+    return run_bundle_ok(
+        bundle,
+        ("inference",),
+        cwd,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        ckpt_path=trained["model"],
+        **overrides,
+    )

@@ -8,7 +8,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from bundle_runner import REPO, run_bundle, run_bundle_ok, write_synthetic_dataset
+from bundle_runner import REPO, run_bundle, run_bundle_ok, run_inference_ok, write_synthetic_dataset
 
 BUNDLE = "dcgn"
 FAST = {"image_size": 128}
@@ -50,15 +50,7 @@ def test_training_is_label_free_deterministic_and_saves_bare_weights(trained, tm
 
 def test_inference_contract_and_class_rule_metadata(trained, tmp_path):
     out = tmp_path / "out"
-    run_bundle_ok(
-        BUNDLE,
-        ("inference",),
-        cwd=tmp_path,
-        dataset_dir=trained["images"],
-        output_dir=out,
-        ckpt_path=trained["model"],
-        **FAST,
-    )
+    run_inference_ok(BUNDLE, trained, tmp_path, out, **FAST)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"tile{i}_{k}" for i in range(3) for k in ("inst.tif", "seg.png", "overlay.png")
     )

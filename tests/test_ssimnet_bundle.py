@@ -11,7 +11,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from bundle_runner import REPO, bundle_config, run_bundle, run_bundle_ok, write_synthetic_dataset
+from bundle_runner import REPO, bundle_config, run_bundle, run_bundle_ok, run_inference_ok, write_synthetic_dataset
 
 BUNDLE = "ssimnet"
 FAST = {"patch_size": 128, "patches_per_axis": 3}  # small patches keep the CPU runs short
@@ -99,17 +99,7 @@ def finetuned(trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("finetuned")
     before = sha(trained["model"])
     out = root / "out"
-    run_bundle_ok(
-        BUNDLE,
-        ("inference",),
-        cwd=root,
-        dataset_dir=trained["images"],
-        output_dir=out,
-        ckpt_path=trained["model"],
-        finetune_epochs=2,
-        finetune_lr=1e-3,
-        **FAST,
-    )
+    run_inference_ok(BUNDLE, trained, root, out, finetune_epochs=2, finetune_lr=1e-3, **FAST)
     return {"out": out, "checkpoint_unchanged": sha(trained["model"]) == before}
 
 
@@ -128,18 +118,7 @@ def test_inference_contract_with_finetuning_leaves_checkpoint_untouched(finetune
 
 def test_finetuning_changes_the_prediction_and_can_be_switched_off(trained, finetuned, tmp_path):
     out = tmp_path / "off"
-    run_bundle_ok(
-        BUNDLE,
-        ("inference",),
-        cwd=tmp_path,
-        dataset_dir=trained["images"],
-        output_dir=out,
-        ckpt_path=trained["model"],
-        finetune=False,
-        finetune_epochs=2,
-        finetune_lr=1e-3,
-        **FAST,
-    )
+    run_inference_ok(BUNDLE, trained, tmp_path, out, finetune=False, finetune_epochs=2, finetune_lr=1e-3, **FAST)
     assert not np.array_equal(
         tifffile.imread(out / "tile1_inst.tif"), tifffile.imread(finetuned["out"] / "tile1_inst.tif")
     )
