@@ -20,7 +20,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 
 ## the main job: the SSimNet bundle (shipped checkpoint, test-time fine-tuning) on the embedded sample
 demo: $(STAMP)
-	$(BIN)/python -m monai.bundle run --config_file bundles/ssimnet/configs/inference.json --output_dir out/demo
+	$(BIN)/python -m monai.bundle run --config_file bundles/ssimnet/configs/inference.json --bundle_root bundles/ssimnet \
+		--output_dir out/demo
 	@echo "scores against the sample's own labels (used only to measure):"
 	@$(BIN)/python -m labelfree score --pred out/demo
 
@@ -28,9 +29,10 @@ demo: $(STAMP)
 demo-pseudo-labels: $(STAMP)
 	$(BIN)/python -m labelfree pseudo_labels --output out/pseudo_labels
 
-## the test suite (slow end-to-end runs excluded; `make test-all` includes them)
+## the test suite (slow end-to-end runs excluded; `make test-all` includes them), one worker per core; a file's tests
+## share a worker, so module fixtures (a tiny trained model) are built once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"

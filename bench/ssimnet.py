@@ -42,6 +42,8 @@ def run_seed(images: str, labels: str, seed: int, runs: Path, finetune: bool = T
             [
                 "--config_file",
                 str(CONFIGS / "train.json"),
+                "--bundle_root",
+                str(CONFIGS.parent),
                 "--dataset_dir",
                 images,
                 "--seed",
@@ -61,6 +63,8 @@ def run_seed(images: str, labels: str, seed: int, runs: Path, finetune: bool = T
         [
             "--config_file",
             configs,
+            "--bundle_root",
+            str(CONFIGS.parent),
             "--dataset_dir",
             images,
             "--labels_dir",

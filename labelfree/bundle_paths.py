@@ -1,41 +1,37 @@
-"""Locating a bundle's root folder, so ``python -m monai.bundle run --config_file .../configs/x.json`` works from any
-current directory. Tools that pass ``--bundle_root`` (MONAI Label, the model-zoo CI) override it as usual."""
+"""A bundle's own folder: checking ``bundle_root`` (``"."`` in the configs, as in the model zoo; ``--bundle_root`` from
+anywhere else), and the parameters its training and inference configs share."""
 
 from __future__ import annotations
 
-import ast
-import sys
+import os
 from pathlib import Path
 
-__all__ = ["bundle_root", "shared_parameters", "SHARED_CONFIG"]
+__all__ = ["check_bundle_root", "shared_parameters", "SHARED_CONFIG"]
 
 #: the file, in a bundle's ``configs/``, with the parameters its training and inference configs share
 SHARED_CONFIG = "common.json"
 
 
-def bundle_root(default: str = ".", argv: list[str] | None = None) -> str:
-    """The folder above ``configs/`` of the first ``--config_file`` on the command line, else ``default``.
+def check_bundle_root(root: str | os.PathLike) -> str:
+    """Fail early, in one line, when ``bundle_root`` is not a bundle folder.
 
-    Accepts ``--config_file PATH``, ``--config_file=PATH`` and MONAI's list form ``"['a.json', 'b.json']"``.
+    As in the model zoo, the configs say ``"bundle_root": "."``: run them from the bundle's folder, or pass
+    ``--bundle_root PATH`` (MONAI Label and the zoo's CI do).
+
+    Returns:
+        the root as a string.
+
+    Raises:
+        labelfree.engines.runs.RunError: ``root`` has no ``configs/metadata.json``.
     """
-    args = sys.argv if argv is None else argv
-    value = None
-    for i, a in enumerate(args):
-        if a == "--config_file" and i + 1 < len(args):
-            value = args[i + 1]
-        elif a.startswith("--config_file="):
-            value = a.split("=", 1)[1]
-        if value is not None:
-            break
-    if value is None:
-        return default
-    if value.strip().startswith("["):
-        try:
-            value = ast.literal_eval(value)[0]
-        except (ValueError, SyntaxError, IndexError):
-            return default
-    cfg = Path(value).resolve()
-    return str(cfg.parent.parent if cfg.parent.name == "configs" else cfg.parent)
+    from labelfree.engines.runs import RunError
+
+    if not (Path(root) / "configs" / "metadata.json").is_file():
+        raise RunError(
+            f"bundle_root {os.path.abspath(root)} is not a bundle folder (no configs/metadata.json): run from the "
+            "bundle's folder or pass --bundle_root PATH, e.g. --bundle_root bundles/ssimnet"
+        )
+    return str(root)
 
 
 def shared_parameters(root: str | Path) -> dict:

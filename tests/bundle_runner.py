@@ -22,7 +22,9 @@ def bundle_config(bundle: str, *names: str) -> str:
 def run_bundle(
     bundle: str, configs: tuple[str, ...], cwd: Path, timeout: int = 600, **overrides
 ) -> subprocess.CompletedProcess:
-    """Run ``monai.bundle run`` with the given config files and ``--key value`` overrides from ``cwd``."""
+    """Run ``monai.bundle run`` with the given config files and ``--key value`` overrides from ``cwd``, with
+    ``--bundle_root`` pointing at the bundle (its configs say ``"."``, as in the model zoo)."""
+    overrides.setdefault("bundle_root", REPO / "bundles" / bundle)
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", bundle_config(bundle, *configs)]
     for k, v in overrides.items():
         cmd += [f"--{k}", str(v)]

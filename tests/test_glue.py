@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from bundle_runner import REPO
-from labelfree.bundle_paths import SHARED_CONFIG, bundle_root, shared_parameters
+from labelfree.bundle_paths import SHARED_CONFIG, check_bundle_root, shared_parameters
 from labelfree.core.overlay import contour_overlay, error_overlay
 from labelfree.core.writer import output_paths, write_segmentation
 from labelfree.engines.handlers import EvaluationReport, latest_checkpoint
@@ -104,20 +104,15 @@ def test_instance_scores_transform():
     assert s["image"] == "tile7" and s["dice"] == s["aji"] == 1.0 and s["pq"] == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["run", "--config_file", "/b/x/configs/inference.json"],
-        ["run", "--config_file=/b/x/configs/inference.json"],
-        ["run", "--config_file", "['/b/x/configs/inference.json', '/b/x/configs/evaluate.json']"],
-    ],
-)
-def test_bundle_root_from_the_config_file(argv):
-    assert bundle_root(argv=argv) == "/b/x"
+def test_check_bundle_root(tmp_path, monkeypatch):
+    from labelfree.engines.runs import RunError
 
-
-def test_bundle_root_default_without_a_config_file():
-    assert bundle_root(default="here", argv=["run"]) == "here"
+    assert check_bundle_root(REPO / "bundles" / "ssimnet") == str(REPO / "bundles" / "ssimnet")
+    monkeypatch.chdir(REPO / "bundles" / "dcgn")
+    assert check_bundle_root(".") == "."  # the configs' own value, run from the bundle folder as in the zoo
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match="not a bundle folder .* pass --bundle_root"):
+        check_bundle_root(".")
 
 
 def test_shared_parameters_are_declared_once(tmp_path):

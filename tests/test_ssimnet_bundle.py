@@ -185,6 +185,8 @@ def test_multi_gpu_config_runs_with_gloo_on_two_processes(trained, tmp_path):
         "run",
         "--config_file",
         bundle_config(BUNDLE, "train", "multi_gpu_train"),
+        "--bundle_root",
+        str(REPO / "bundles" / BUNDLE),
         "--dataset_dir",
         str(trained["images"]),
         "--output_dir",

@@ -169,7 +169,7 @@ def _bundle(bundle: str, pseudo_labels: bool) -> Runner:
     def run(images: Path, run_dir: Path, seed: int, options: dict) -> dict:
         n = len(list_images(images))
         model, train_dir = run_dir / "model.pt", run_dir / "train"
-        common = ["--dataset_dir", str(images), "--seed", str(seed)]
+        common = ["--bundle_root", str(configs.parent), "--dataset_dir", str(images), "--seed", str(seed)]
         timings = {}
         train_args = ["--config_file", str(configs / "train.json"), *common, "--output_dir", str(train_dir)]
         train_args += ["--model_path", str(model), *_overrides(options)]
