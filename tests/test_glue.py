@@ -154,3 +154,25 @@ def test_latest_checkpoint_and_evaluation_report(tmp_path, capsys):
     EvaluationReport(str(tmp_path / "empty")).attach(empty)
     with pytest.raises(RuntimeError, match="no image was scored"):
         empty.run([0], max_epochs=1)
+
+
+def test_log_lines_go_above_the_progress_bar_during_a_run():
+    import logging
+
+    from ignite.engine import Engine
+    from tqdm.contrib.logging import _TqdmLoggingHandler
+
+    from labelfree.engines.handlers import LogAboveProgressBar
+
+    root = logging.getLogger()
+    console = logging.StreamHandler()
+    root.addHandler(console)
+    seen = []
+    try:
+        engine = Engine(lambda e, b: seen.append(list(root.handlers)))
+        LogAboveProgressBar().attach(engine)
+        engine.run([0], max_epochs=1)
+        assert any(isinstance(h, _TqdmLoggingHandler) for h in seen[0]) and console not in seen[0]  # while running
+        assert console in root.handlers and not any(isinstance(h, _TqdmLoggingHandler) for h in root.handlers)
+    finally:
+        root.removeHandler(console)

@@ -24,6 +24,7 @@ __all__ = [
     "ResumableCheckpointSaver",
     "optimizer_path",
     "SaveTrainedWeights",
+    "LogAboveProgressBar",
     "optional_tensorboard",
     "EvaluationReport",
 ]
@@ -124,6 +125,38 @@ class SaveTrainedWeights:
             with atomic_path(optimizer_path(self.model_path)) as tmp:
                 torch.save(self.optimizer.state_dict(), tmp)
         print(f"trained weights written to {self.model_path.resolve()} (use them with --ckpt_path)")
+
+
+class LogAboveProgressBar:
+    """While the engine runs, console log lines (loss statistics, epoch summaries) are written through ``tqdm.write``,
+    so they print above Ignite's progress bar instead of breaking into it; the logging set-up is restored when the run
+    completes.
+
+    Args:
+        loggers: the loggers to redirect (default: the root logger, which MONAI's and Ignite's loggers reach).
+    """
+
+    def __init__(self, loggers: list[logging.Logger] | None = None):
+        self.loggers = loggers
+        self._redirect = None
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.COMPLETED, self._stop)
+
+    def _start(self, _engine) -> None:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._stop(_engine)
+        self._redirect = logging_redirect_tqdm(loggers=self.loggers)
+        self._redirect.__enter__()
+
+    def _stop(self, _engine) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
 
 
 def optional_tensorboard(log_dir: str, tag_name: str = "train_loss") -> list:
