@@ -48,7 +48,13 @@ def pseudo_labels(
     """
     from tqdm import tqdm
 
-    from labelfree.engines.runs import check_output_dir, image_datalist, install_error_handling, write_failures
+    from labelfree.engines.runs import (
+        check_output_dir,
+        describe_failure,
+        image_datalist,
+        install_error_handling,
+        report_run,
+    )
     from labelfree.transforms.pseudolabel import PseudoLabel
     from labelfree.transforms.stain import NO_TISSUE_NOTE
     from labelfree.core.writer import write_segmentation
@@ -69,19 +75,11 @@ def pseudo_labels(
             note = "" if res.has_tissue else f" ({NO_TISSUE_NOTE})"
             tqdm.write(f"{path.name}: {int(res.instances.max())} nuclei in {time.perf_counter() - t0:.2f} s{note}")
         except (InvalidImageError, OSError) as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
+            reason = describe_failure(exc, str(path))
             failed.append((str(path), reason))
             tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
-    report = write_failures(output, failed)
-    out = Path(output).resolve()
-    print(
-        f"{len(items) - len(failed)} tile(s): masks (<stem>_inst.tif, <stem>_seg.png) and overlays (<stem>_overlay.png) written to {out}"
-    )
-    if failed:
-        print(f"{len(failed)} of {len(items)} inputs failed, listed in {report}:", file=sys.stderr)
-        for source, reason in failed:
-            print(f"  {source}: {reason}", file=sys.stderr)
-        sys.exit(1)
+    what = "masks (<stem>_inst.tif, <stem>_seg.png) and overlays (<stem>_overlay.png)"
+    report_run(output, len(items) - len(failed), failed, what)
     return None
 
 

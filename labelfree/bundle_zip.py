@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import labelfree
+import labelfree.core
 import labelfree.transforms
 from labelfree.core.imageio import atomic_path
 
@@ -70,11 +71,12 @@ def bundle_files(bundle_dir: str | Path) -> list[tuple[Path, str]]:
         src = bundle_dir / part
         if src.exists():
             pairs += [(p, f"{name}/{p.relative_to(bundle_dir).as_posix()}") for p in _walk(src)]
-    package = Path(labelfree.__file__).resolve().parent
-    pairs += [(p, f"{name}/labelfree/{p.relative_to(package).as_posix()}") for p in _walk(package)]
-    tdir = Path(labelfree.transforms.__file__).resolve().parent
-    if tdir.parent != package:  # an editable install maps it from elsewhere
-        pairs += [(p, f"{name}/labelfree/transforms/{p.relative_to(tdir).as_posix()}") for p in _walk(tdir)]
+    # each package by its own location: core/ and transforms/ may sit outside labelfree/ (the repository's layout,
+    # mapped by setup.cfg) or inside it (a regular install); in the zip they are subpackages, as when installed
+    for package in (labelfree, labelfree.core, labelfree.transforms):
+        folder = Path(package.__file__).resolve().parent
+        prefix = package.__name__.replace(".", "/")
+        pairs += [(p, f"{name}/{prefix}/{p.relative_to(folder).as_posix()}") for p in _walk(folder)]
     return sorted(set(pairs), key=lambda x: x[1])
 
 

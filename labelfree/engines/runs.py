@@ -11,7 +11,8 @@ What the bundles' inference configs and the command line share:
   (``skip_existing`` resumes an interrupted run).
 * :class:`GuardedDataset` and :class:`FaultTolerantEvaluator`: a tile that cannot be read, or fails anywhere in
   inference, post-processing or writing, is reported in one line and the run goes on with the next.
-* :func:`finish_run`: prints what was written, writes ``failures.csv`` and exits with status 1 when a tile failed.
+* :func:`report_run` (:func:`finish_run` for an evaluator): prints what was written, writes ``failures.csv`` and
+  exits with status 1 when a tile failed. The command line reports through the same function.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ __all__ = [
     "image_datalist",
     "outputs_complete",
     "readable_images",
+    "describe_failure",
     "GuardedDataset",
     "FaultTolerantEvaluator",
     "TileProgress",
     "write_failures",
+    "report_run",
     "finish_run",
 ]
 
@@ -59,12 +62,14 @@ log = logging.getLogger(__name__)
 ERROR_KEY = "error"
 #: the per-run report of failed inputs, in the output folder
 FAILURES_FILE = "failures.csv"
-#: exception types whose message is all a user needs (bad paths, unreadable images, set-up mistakes)
-USER_ERRORS = (InvalidImageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 class RunError(Exception):
     """A problem with how a run was set up (input folder, output folder, checkpoint); the message says what to do."""
+
+
+#: exception types whose message is all a user needs (set-up mistakes, bad paths, unreadable images)
+USER_ERRORS = (RunError, InvalidImageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def user_error(exc: BaseException) -> BaseException | None:
@@ -76,7 +81,7 @@ def user_error(exc: BaseException) -> BaseException | None:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, (RunError, *USER_ERRORS)):
+        if isinstance(cur, USER_ERRORS):
             return cur
         cur = cur.__cause__ or cur.__context__
     return None
@@ -252,13 +257,13 @@ def readable_images(items: Sequence[Mapping[str, str]], key: str = "image") -> l
             load_rgb(item[key])
             kept.append(item)
         except (InvalidImageError, OSError) as exc:
-            print(f"left out: {item[key]}: {_describe(exc, str(item[key]))}", file=sys.stderr)
+            print(f"left out: {item[key]}: {describe_failure(exc, str(item[key]))}", file=sys.stderr)
     if not kept:
         raise RunError(f"none of the {len(items)} images can be used (see the lines above)")
     return kept
 
 
-def _describe(exc: BaseException, source: str) -> str:
+def describe_failure(exc: BaseException, source: str) -> str:
     """The reason an input failed, in one line and without the file name (which image errors start with). MONAI
     wraps a transform's error in ``RuntimeError("applying transform ...")``: the user's error below it is described;
     an unexpected error keeps its type name."""
@@ -266,7 +271,7 @@ def _describe(exc: BaseException, source: str) -> str:
     msg = _one_line(exc)
     if msg.startswith(f"{source}: "):
         msg = msg[len(source) + 2 :]
-    return msg if isinstance(exc, (RunError, *USER_ERRORS)) else f"{type(exc).__name__}: {msg}"
+    return msg if isinstance(exc, USER_ERRORS) else f"{type(exc).__name__}: {msg}"
 
 
 class GuardedDataset(Dataset):
@@ -290,7 +295,7 @@ class GuardedDataset(Dataset):
             item = self.data[index]
             source = str(item.get(self.source_key, index)) if isinstance(item, Mapping) else str(item)
             log.debug("failed to prepare %s", source, exc_info=True)
-            return {self.source_key: source, ERROR_KEY: _describe(exc, source)}
+            return {self.source_key: source, ERROR_KEY: describe_failure(exc, source)}
 
 
 def _sources(batch: Any, key: str) -> list[str]:
@@ -352,7 +357,7 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
             if self.debug:
                 self._say(traceback.format_exc())
             for source in sources:
-                self._fail(source, _describe(exc, source))
+                self._fail(source, describe_failure(exc, source))
             return {}
         self.n_written += len(sources)
         items = output if isinstance(output, list) else [output]
@@ -429,30 +434,41 @@ def write_failures(output_dir: str | os.PathLike, failures: Sequence[tuple[str, 
     return save_text(path, buf.getvalue())
 
 
-def finish_run(
-    evaluator: FaultTolerantEvaluator,
+def report_run(
     output_dir: str | os.PathLike,
+    n_written: int,
+    failures: Sequence[tuple[str, str]],
     what: str = "outputs",
     exit_on_failure: bool = True,
 ) -> int:
-    """Report the end of a run: what was written where, the failures (``failures.csv``), and the exit status.
+    """Report the end of a folder run: what was written where, the failures (``failures.csv``), the exit status.
 
     Args:
-        evaluator: the evaluator that ran.
         output_dir: the output folder.
+        n_written: inputs that went through.
+        failures: ``(file, reason)`` of every failed input.
         what: what was written, for the message.
         exit_on_failure: raise ``SystemExit(1)`` when any input failed (a command line's exit status).
 
     Returns:
         the number of failed inputs.
     """
-    n_fail = len(evaluator.failures)
-    report = write_failures(output_dir, evaluator.failures)
-    print(f"{evaluator.n_written} tile(s): {what} written to {Path(output_dir).resolve()}")
-    if n_fail:
-        print(f"{n_fail} tile(s) failed, listed in {report}:", file=sys.stderr)
-        for source, reason in evaluator.failures:
+    report = write_failures(output_dir, failures)
+    print(f"{n_written} tile(s): {what} written to {Path(output_dir).resolve()}")
+    if failures:
+        print(f"{len(failures)} tile(s) failed, listed in {report}:", file=sys.stderr)
+        for source, reason in failures:
             print(f"  {source}: {reason}", file=sys.stderr)
         if exit_on_failure:
             raise SystemExit(1)
-    return n_fail
+    return len(failures)
+
+
+def finish_run(
+    evaluator: FaultTolerantEvaluator,
+    output_dir: str | os.PathLike,
+    what: str = "outputs",
+    exit_on_failure: bool = True,
+) -> int:
+    """:func:`report_run` for a bundle's :class:`FaultTolerantEvaluator` (the last step of ``inference.json``)."""
+    return report_run(output_dir, evaluator.n_written, evaluator.failures, what, exit_on_failure)

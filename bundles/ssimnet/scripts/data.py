@@ -19,7 +19,7 @@ import numpy as np
 from monai.transforms import Compose
 
 from labelfree.core.imageio import InvalidImageError, atomic_path, load_rgb
-from labelfree.engines.runs import image_datalist
+from labelfree.engines.runs import describe_failure, image_datalist
 from labelfree.transforms.patches import USMIPatchSelectiond
 from labelfree.transforms.pseudolabel import PseudoLabeld
 from labelfree.transforms.soften import SoftenLabeld
@@ -131,7 +131,7 @@ def patch_datalist(
             try:
                 rgb = load_rgb(path)
             except (InvalidImageError, OSError) as exc:
-                reason = str(exc).removeprefix(f"{path}: ")
+                reason = describe_failure(exc, str(path))
                 print(f"left out: {path}: {reason}", file=sys.stderr)
                 skipped.append(f"{path.name} ({reason})")
                 continue

@@ -147,7 +147,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    arr, bits = _read_array(path, with_bits=True)
+    arr, bits = _read_array(path)
     return as_rgb_uint8(arr, channel_first=False, name=str(path), bits=bits)
 
 
@@ -156,7 +156,7 @@ def load_instance_map(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label map not found: {path}")
-    arr = _read_array(path)
+    arr, _ = _read_array(path)
     if arr.ndim != 2 or arr.dtype.kind not in "ui":
         raise InvalidImageError(f"{path}: an instance map must be a 2D integer image, got {arr.shape} {arr.dtype}")
     return arr.astype(np.int64)
@@ -166,7 +166,8 @@ def load_instance_map(path: str | os.PathLike) -> np.ndarray:
 _OTHER_COLOUR_MODES = {"CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELAB", "HSV": "HSV"}
 
 
-def _read_array(path: Path, with_bits: bool = False) -> np.ndarray | tuple[np.ndarray, int | None]:
+def _read_array(path: Path) -> tuple[np.ndarray, int | None]:
+    """The file's pixels and, for a TIFF, its ``BitsPerSample`` (``None`` for other formats)."""
     bits = None
     if path.stat().st_size == 0:
         raise InvalidImageError(f"{path}: empty file (0 bytes)")
@@ -198,7 +199,7 @@ def _read_array(path: Path, with_bits: bool = False) -> np.ndarray | tuple[np.nd
         raise
     except Exception as exc:  # PIL/tifffile raise a zoo of types for truncated or non-image files
         raise InvalidImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})") from exc
-    return (arr, bits) if with_bits else arr
+    return arr, bits
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:
