@@ -29,7 +29,9 @@ from labelfree.core.metrics import instance_scores
 from labelfree.transforms.pseudolabel import PseudoLabel
 
 METHODS = {
-    "pseudo_labels": "ours: Vahadane → FCM (k=3) → contour on membership → watershed",
+    "pseudo_labels": "ours: Vahadane → FCM (k = 2 or 3 per tile, by object solidity) → contour on membership → "
+    "watershed",
+    "pseudo_labels_k3": "ours before 0.2.0: Vahadane → FCM (k=3) → contour on membership → watershed",
     "pseudo_labels_paper": "as the SSimNet paper: Vahadane → FCM (k=2) → contour on L* → watershed",
     "otsu_ws": "classic: Otsu on rgb2hed haematoxylin → same watershed",
 }
@@ -38,9 +40,11 @@ REPORTED = ("dice", "precision", "recall", "aji", "aji_plus", "pq")
 
 def _segmenters(seed: int):
     ours = PseudoLabel(seed=seed)
+    k3 = PseudoLabel(n_clusters=3, seed=seed)
     paper = PseudoLabel(n_clusters=2, contour_on="lightness", seed=seed)
     return {
         "pseudo_labels": lambda rgb: ours(rgb.transpose(2, 0, 1)).instances,
+        "pseudo_labels_k3": lambda rgb: k3(rgb.transpose(2, 0, 1)).instances,
         "pseudo_labels_paper": lambda rgb: paper(rgb.transpose(2, 0, 1)).instances,
         "otsu_ws": otsu_haematoxylin_watershed,
     }

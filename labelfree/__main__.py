@@ -18,7 +18,6 @@ import fire
 
 from labelfree.core.imageio import InvalidImageError, load_rgb
 from labelfree.sample import sample_dir as _sample_dir
-from labelfree.transforms.fcm import N_CLUSTERS
 
 log = logging.getLogger("labelfree")
 
@@ -27,7 +26,7 @@ def pseudo_labels(
     input: str | None = None,  # noqa: A002 - the CLI reads best as --input
     output: str = "out/pseudo_labels",
     stain_method: str = "vahadane",
-    n_clusters: int = N_CLUSTERS,
+    n_clusters: int | str = "auto",
     seed: int = 0,
     skip_existing: bool = False,
     debug: bool = False,
@@ -38,7 +37,8 @@ def pseudo_labels(
         input: an image file or a folder of png/tif/jpg tiles; default: the embedded MoNuSeg sample.
         output: output folder.
         stain_method: ``vahadane`` or ``macenko``.
-        n_clusters: fuzzy c-means clusters (3 default, 2 as in the SSimNet paper).
+        n_clusters: fuzzy c-means clusters: ``auto`` (default: 2 or 3 per tile, by the objects' solidity), 2 as in
+            the SSimNet paper, or 3.
         seed: random seed.
         skip_existing: leave out tiles whose three outputs are already in ``output`` (resume an interrupted run).
         debug: print full tracebacks.

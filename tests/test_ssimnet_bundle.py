@@ -248,6 +248,7 @@ def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
         n_per_axis=2,
         alpha=0.7,
         n_clusters=3,
+        contour_on="membership",
     )
     tiles = [torch.from_numpy(synthetic_tile(128, n_nuclei=12, seed=s).image.transpose(2, 0, 1)) for s in (3, 4)]
     x_a, x_b = (t[None].float() / 255.0 for t in tiles)
@@ -258,3 +259,25 @@ def test_finetuning_restarts_from_the_checkpoint_for_every_image(tmp_path):
     assert torch.equal(first, again)
     assert torch.equal(torch.load(optim, weights_only=True)["state"][0]["exp_avg"],
                        opt.state_dict()["state"][0]["exp_avg"])  # fmt: skip
+
+
+def test_paper_overlay_restores_the_published_recipe():
+    from monai.bundle import ConfigParser
+
+    root = REPO / "bundles" / BUNDLE
+    sys.path.insert(0, str(root))  # the configs name scripts.* as the zoo does, relative to the bundle
+    try:
+        for config in ("train", "inference"):
+            parser = ConfigParser()
+            parser.read_config([str(root / "configs" / f"{config}.json"), str(root / "configs" / "paper.json")])
+            parser["bundle_root"] = str(root)
+            assert parser.get_parsed_content("n_clusters") == 2
+            assert parser.get_parsed_content("contour_on") == "lightness"
+        assert parser.get_parsed_content("inferer").patch_kwargs["contour_on"] == "lightness"
+        assert parser.get_parsed_content("threshold") == 0.5 and parser.get_parsed_content("flip_tta") is False
+        default = ConfigParser()
+        default.read_config(str(root / "configs" / "train.json"))
+        default["bundle_root"] = str(root)
+        assert default.get_parsed_content("n_clusters") == "auto"
+    finally:
+        sys.path.remove(str(root))

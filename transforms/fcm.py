@@ -13,8 +13,8 @@ from skimage.color import rgb2lab
 
 from labelfree.core.imageio import as_rgb_uint8
 
-#: the project's one default number of clusters: nuclei, cytoplasm/stroma and background (the DCGN paper's
-#: "redundant class"); the SSimNet paper's 2 is an option (``labelfree.transforms.pseudolabel`` explains why)
+#: default number of clusters of a single FCM run: nuclei, cytoplasm/stroma and background (the DCGN paper's
+#: "redundant class"); the pseudo labels choose 2 or 3 per tile (``labelfree.transforms.pseudolabel`` explains why)
 N_CLUSTERS = 3
 
 __all__ = [

@@ -3,11 +3,17 @@
 stain separation (Vahadane) → haematoxylin-only RGB → CIELAB → fuzzy c-means (nuclei = darkest cluster) →
 active-contour smoothing → small-object removal and hole filling → watershed instances.
 
-Two choices differ from a literal reading of the paper, both label-free and both switchable:
+Three choices differ from a literal reading of the paper, all label-free and all switchable:
 
-* ``n_clusters=3`` by default (the "redundant class" of the DCGN paper's baselines): with two clusters the nuclei
-  cluster also swallows haematoxylin-tinted cytoplasm and stroma; a third cluster takes those pixels.
-  ``n_clusters=2`` is the paper's setting.
+* the number of clusters is chosen per tile (``n_clusters="auto"``, the default). With two clusters (the paper) the
+  nuclei cluster of a pale, vesicular tile holds whole nuclei, but on a dense or stroma-rich tile it also swallows
+  haematoxylin-tinted cytoplasm and merges neighbours; with three (the DCGN paper's "redundant class") the third
+  cluster takes those pixels, but pale nuclei shrink to their chromatin. Both are computed and the two-cluster
+  mask is kept only when its objects look clearly more like nuclei: a mean solidity (area / convex-hull area) higher
+  by :data:`SOLIDITY_MARGIN`. Lace, slivers and merged clumps are not convex; whole nuclei are. The kept mask is then
+  split at the three-cluster instances (:func:`split_at_markers`), which separate touching nuclei better, except
+  where a component is as convex as one nucleus: that stays whole, so a pale nucleus is not cut at its chromatin.
+  ``n_clusters=2`` or ``3`` fixes the count.
 * the active contour runs on the FCM nuclei membership (``contour_on="membership"``) rather than on L*: Chan–Vese
   with a global two-region model moves the boundary to the midpoint of "nuclei" and "everything else", which undoes
   the clustering; on the membership it only smooths the FCM boundary, the "smoothing operation" the paper asks for.
@@ -26,14 +32,78 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
+from scipy import ndimage as ndi
+from skimage.measure import regionprops
+from skimage.segmentation import watershed
 
 from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.contour import ActiveContour
-from labelfree.transforms.fcm import N_CLUSTERS, FuzzyCMeansNuclei
+from labelfree.transforms.fcm import FuzzyCMeansNuclei
 from labelfree.transforms.instances import instances_from_map
-from labelfree.transforms.stain import NoTissueError, has_tissue, separate_stains
+from labelfree.transforms.stain import NoTissueError, StainSeparationResult, has_tissue, separate_stains
 
-__all__ = ["PseudoLabels", "PseudoLabel", "PseudoLabeld", "PseudoLabelD", "PseudoLabelDict"]
+__all__ = [
+    "AUTO_CLUSTERS",
+    "SOLIDITY_MARGIN",
+    "WHOLE_SOLIDITY",
+    "mean_solidity",
+    "split_at_markers",
+    "PseudoLabels",
+    "PseudoLabel",
+    "PseudoLabeld",
+    "PseudoLabelD",
+    "PseudoLabelDict",
+]
+
+#: ``n_clusters`` value that chooses 2 or 3 clusters per tile (the default)
+AUTO_CLUSTERS = "auto"
+#: how much higher the mean object solidity of the two-cluster mask must be for it to replace the three-cluster one.
+#: Fixed before any scoring as "clearly more convex" (solidity of a disc drawn on the pixel grid is ~0.9, of a
+#: chromatin fragment or a merged pair ~0.7-0.8); never fitted to labels.
+SOLIDITY_MARGIN = 0.02
+#: a component of the two-cluster mask at least this convex is one nucleus (an ellipse drawn on the pixel grid
+#: scores 0.9-1.0; two touching nuclei have a waist and score less)
+WHOLE_SOLIDITY = 0.9
+
+
+def mean_solidity(instances: np.ndarray) -> float:
+    """Mean solidity (area / convex-hull area) of the objects of a ``(H, W)`` instance map; 0.0 when it has none."""
+    props = regionprops(np.asarray(instances, dtype=np.int32))
+    return float(np.mean([p.solidity for p in props])) if props else 0.0
+
+
+def split_at_markers(
+    mask: np.ndarray, markers: np.ndarray, min_size: int = 30, h: float = 2.0, whole_solidity: float = WHOLE_SOLIDITY
+) -> np.ndarray:
+    """Split a ``(H, W)`` foreground mask into instances grown from marker instances.
+
+    The holes of ``mask`` are filled and the markers' pixels added. A component at least as convex as
+    ``whole_solidity`` is one nucleus, whatever the markers in it (the chromatin clumps of a pale nucleus must not cut
+    it); in any other component each marker grows by watershed on the negative distance to the background, so two
+    touching nuclei are cut along the saddle between them. Components without a marker are split on their own by
+    :func:`instances_from_map`.
+
+    Args:
+        mask: ``(H, W)`` bool foreground.
+        markers: ``(H, W)`` int instance map (0 = none), typically a finer segmentation of the same tile.
+        min_size, h: passed to :func:`instances_from_map` for the unmarked components.
+        whole_solidity: solidity from which a component is kept whole (> 1 splits every component at its markers).
+
+    Returns:
+        ``(H, W)`` int32 instances, ids ``1..n``.
+    """
+    markers = np.asarray(markers)
+    fg = ndi.binary_fill_holes(np.asarray(mask, dtype=bool) | (markers > 0))
+    comp, _ = ndi.label(fg)
+    whole = np.zeros(comp.max() + 1, dtype=bool)
+    for p in regionprops(comp):
+        whole[p.label] = p.solidity >= whole_solidity
+    seeds = np.where(whole[comp], comp + markers.max(), markers)
+    inst = watershed(-ndi.distance_transform_edt(fg), seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, int)
+    rest = instances_from_map(fg & (inst == 0), min_size=min_size, h=h)
+    inst = np.where(rest > 0, rest + inst.max(), inst)
+    _, seq = np.unique(inst, return_inverse=True)
+    return seq.reshape(inst.shape).astype(np.int32)
 
 
 class PseudoLabels(NamedTuple):
@@ -45,6 +115,7 @@ class PseudoLabels(NamedTuple):
         membership: float32 FCM membership of the nuclei cluster (zeros on a blank tile).
         stain_matrix: ``(2, 3)`` stain matrix, or ``None`` on a blank tile.
         has_tissue: False when the tile had no stained tissue and the outputs are empty.
+        n_clusters: the number of FCM clusters used (chosen per tile with ``n_clusters="auto"``); 0 on a blank tile.
     """
 
     mask: np.ndarray
@@ -52,6 +123,7 @@ class PseudoLabels(NamedTuple):
     membership: np.ndarray
     stain_matrix: np.ndarray | None
     has_tissue: bool
+    n_clusters: int = 0
 
 
 class PseudoLabel(Transform):
@@ -59,7 +131,8 @@ class PseudoLabel(Transform):
 
     Args:
         stain_method: ``"vahadane"`` or ``"macenko"``.
-        n_clusters: FCM clusters (3 by default, 2 as in the paper; see the module docstring).
+        n_clusters: FCM clusters: ``"auto"`` (default: 2 or 3 per tile, see the module docstring), 2 (the paper)
+            or 3.
         m: FCM fuzzifier.
         contour_on: ``"membership"`` (default) or ``"lightness"`` (L* of the haematoxylin image).
         contour_iter: Chan–Vese iterations (0 = no contour).
@@ -74,7 +147,7 @@ class PseudoLabel(Transform):
     def __init__(
         self,
         stain_method: str = "vahadane",
-        n_clusters: int = N_CLUSTERS,
+        n_clusters: int | str = AUTO_CLUSTERS,
         m: float = 2.0,
         contour_on: str = "membership",
         contour_iter: int = 10,
@@ -92,7 +165,10 @@ class PseudoLabel(Transform):
             h,
             seed,
         )
-        self.fcm = FuzzyCMeansNuclei(n_clusters=n_clusters, m=m, seed=seed)
+        if n_clusters != AUTO_CLUSTERS and not (isinstance(n_clusters, int) and n_clusters >= 2):
+            raise ValueError(f"n_clusters must be {AUTO_CLUSTERS!r} or an integer >= 2, got {n_clusters!r}")
+        counts = (3, 2) if n_clusters == AUTO_CLUSTERS else (n_clusters,)
+        self.fcm = {k: FuzzyCMeansNuclei(n_clusters=k, m=m, seed=seed) for k in counts}
         self.contour = ActiveContour(num_iter=contour_iter, smoothing=smoothing, min_size=min_size)
 
     def __call__(self, img: np.ndarray | torch.Tensor) -> PseudoLabels:
@@ -112,16 +188,26 @@ class PseudoLabel(Transform):
                 stain_matrix=None,
                 has_tissue=False,
             )
-        fcm_mask, membership, lightness = self.fcm(stains.haematoxylin_rgb)
-        mask = self.contour(fcm_mask, membership if self.contour_on == "membership" else lightness)[0]
-        instances = instances_from_map(mask, min_size=self.min_size, h=self.h)
+        found = {k: self._segment(stains, k) for k in self.fcm}
+        k = next(iter(found))
+        instances, membership = found[k]
+        if len(found) == 2 and mean_solidity(found[2][0]) > mean_solidity(found[3][0]) + SOLIDITY_MARGIN:
+            k, membership = 2, found[2][1]
+            instances = split_at_markers(found[2][0] > 0, found[3][0], min_size=self.min_size, h=self.h)
         return PseudoLabels(
             mask=instances > 0,
             instances=instances,
-            membership=membership[0],
+            membership=membership,
             stain_matrix=stains.stain_matrix,
             has_tissue=True,
+            n_clusters=k,
         )
+
+    def _segment(self, stains: StainSeparationResult, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+        """FCM with ``n_clusters`` → contour → instances; returns ``(instances, nuclei membership)``, both ``(H, W)``."""
+        fcm_mask, membership, lightness = self.fcm[n_clusters](stains.haematoxylin_rgb)
+        mask = self.contour(fcm_mask, membership if self.contour_on == "membership" else lightness)[0]
+        return instances_from_map(mask, min_size=self.min_size, h=self.h), membership[0]
 
 
 class PseudoLabeld(MapTransform):

@@ -27,17 +27,25 @@ from labelfree.transforms.voronoi import VoronoiTriLabeld
 
 __all__ = ["patch_pipeline", "image_patches", "patch_datalist"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
-def patch_pipeline(*, patch_size: int, n_per_axis: int, alpha: float, n_clusters: int, seed: int = 0) -> Compose:
+def patch_pipeline(
+    *,
+    patch_size: int,
+    n_per_axis: int,
+    alpha: float,
+    n_clusters: int | str,
+    contour_on: str = "membership",
+    seed: int = 0,
+) -> Compose:
     """The transforms that turn ``{"image": (3, H, W) uint8}`` into purified pseudo-label patches: pseudo labels →
     soft label of the whole hard mask (eq. 4) and Voronoi tri-label of the whole tile → grid patches ranked by USMI,
     the best ``alpha`` kept and cropped from ``image``, ``soft`` and ``voronoi``. Returns a list of patch dictionaries
     (MONAI's cropping-by-samples convention). A tile without tissue gives no instance and therefore no patch."""
     return Compose(
         [
-            PseudoLabeld("image", n_clusters=n_clusters, seed=seed),
+            PseudoLabeld("image", n_clusters=n_clusters, contour_on=contour_on, seed=seed),
             SoftenLabeld("pseudo_mask", output_key="soft"),
             VoronoiTriLabeld("pseudo_inst", output_key="voronoi"),
             USMIPatchSelectiond(
@@ -52,14 +60,22 @@ def patch_pipeline(*, patch_size: int, n_per_axis: int, alpha: float, n_clusters
 
 
 def image_patches(
-    rgb: np.ndarray, *, patch_size: int, n_per_axis: int, alpha: float, n_clusters: int, seed: int = 0
+    rgb: np.ndarray,
+    *,
+    patch_size: int,
+    n_per_axis: int,
+    alpha: float,
+    n_clusters: int | str,
+    contour_on: str = "membership",
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Purified pseudo-label patches of one tile, stacked (:func:`patch_pipeline`).
 
     Args:
         rgb: ``(H, W, 3)`` uint8.
         patch_size, n_per_axis, alpha: patch grid and USMI purification (see ``labelfree.transforms.patches``).
-        n_clusters: FCM clusters of the pseudo labels.
+        n_clusters, contour_on: FCM clusters and active-contour input of the pseudo labels
+            (``labelfree.transforms.pseudolabel.PseudoLabel``).
         seed: pseudo-label seed.
 
     Returns:
@@ -67,7 +83,9 @@ def image_patches(
         ``location`` ``(n, 2)`` and ``usmi`` ``(n,)``; ``n`` may be 0 (blank tile, or no regular patch).
     """
     p = patch_size
-    chain = patch_pipeline(patch_size=p, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, seed=seed)
+    chain = patch_pipeline(
+        patch_size=p, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, contour_on=contour_on, seed=seed
+    )
     patches = chain({"image": np.ascontiguousarray(rgb.transpose(2, 0, 1))})
 
     def stack(key: str, channels: int, dtype: type) -> np.ndarray:
@@ -97,7 +115,8 @@ def patch_datalist(
     patch_size: int,
     n_per_axis: int,
     alpha: float,
-    n_clusters: int,
+    n_clusters: int | str,
+    contour_on: str = "membership",
     seed: int = 0,
     progress: bool = True,
 ) -> list[dict]:
@@ -113,7 +132,9 @@ def patch_datalist(
         RuntimeError: no tile yielded a usable patch (all blank or unreadable, or all smaller than the patch size).
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
-    params = dict(patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, seed=seed)
+    params = dict(
+        patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, contour_on=contour_on, seed=seed
+    )
     cache = Path(cache_dir) if cache_dir else None
     items: list[dict] = []
     skipped: list[str] = []

@@ -40,8 +40,9 @@ class FineTuningInferer(Inferer):
         lr: learning rate of the fine-tuning (``None``: the one stored in the checkpoint).
         batch_size: patches per step.
         lam: λ of the SSimNet loss, as in training.
-        patch_size, n_per_axis, alpha, n_clusters: pseudo-label patches, as in training. These five have no default
-            here: they come from the bundle's ``configs/common.json``, the one place training and inference share.
+        patch_size, n_per_axis, alpha, n_clusters, contour_on: pseudo-label patches, as in training. These have no
+            default here: they come from the bundle's ``configs/common.json``, the one place training and inference
+            share.
         seed: seed of the patch order and the flips (each image uses the same seed: results do not depend on order).
     """
 
@@ -58,14 +59,17 @@ class FineTuningInferer(Inferer):
         patch_size: int,
         n_per_axis: int,
         alpha: float,
-        n_clusters: int,
+        n_clusters: int | str,
+        contour_on: str,
         seed: int = 0,
     ):
         super().__init__()
         self.inferer, self.ckpt_path, self.optimizer_path = inferer, ckpt_path, optimizer_path
         self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
         self.loss = SSimNetLoss(lam)
-        self.patch_kwargs = dict(patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters)
+        self.patch_kwargs = dict(
+            patch_size=patch_size, n_per_axis=n_per_axis, alpha=alpha, n_clusters=n_clusters, contour_on=contour_on
+        )
         self.seed = seed
         self._optim_state: dict | None = None
         self._loaded = False
