@@ -149,3 +149,18 @@ def test_a_crashed_method_is_reported_and_the_others_still_run(tmp_path):
     assert "| ssimnet | failed: " in table
     assert next(ln for ln in table.splitlines() if ln.startswith("| otsu_cc |")).count("failed") == 0
     assert not (out / "runs" / "ssimnet" / "seed0" / "done.json").exists()  # a re-run retries it
+
+
+def test_a_shipped_checkpoint_run_is_redone_when_the_checkpoint_changes(tmp_path, monkeypatch):
+    from bench.harness import compare as cmp
+    from bench.harness.methods import METHODS, Method
+
+    digest = {"value": "aaaa"}
+    shipped = Method("fake_shipped", False, 2, METHODS["otsu_ws"].run, "fake", lambda: digest["value"])
+    monkeypatch.setitem(METHODS, "fake_shipped", shipped)
+    first = cmp._run_dir(tmp_path, "fake_shipped", 0, {})
+    assert cmp._run_dir(tmp_path, "fake_shipped", 0, {}) == first
+    digest["value"] = "bbbb"
+    assert cmp._run_dir(tmp_path, "fake_shipped", 0, {}) != first
+    assert cmp._run_dir(tmp_path, "otsu_ws", 0, {}).name == "seed0"  # no fingerprint, folder as before
+    assert len(METHODS["ssimnet_shipped"].fingerprint()) == 12

@@ -88,6 +88,9 @@ def _run_dir(runs: Path, method: str, seed: int, options: dict) -> Path:
     name = f"seed{seed}"
     if options:
         name += "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    fingerprint = METHODS[method].fingerprint
+    if fingerprint is not None:
+        name += "-" + fingerprint()
     return runs / method / name
 
 

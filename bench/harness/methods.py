@@ -9,6 +9,8 @@ nuclei cluster is the darkest one (lowest mean RGB), as a user without labels wo
 
 from __future__ import annotations
 
+import hashlib
+
 import subprocess
 import sys
 import time
@@ -48,6 +50,8 @@ class Method:
             overrides it (``num_classes`` of a bundle) reports ``n_classes`` in its timings.
         run: the runner.
         description: one line for the tables.
+        fingerprint: what the result depends on besides seed and options (a shipped checkpoint's digest): a run
+            folder made with another fingerprint is never reused.
     """
 
     name: str
@@ -55,6 +59,7 @@ class Method:
     n_classes: int
     run: Runner
     description: str
+    fingerprint: Callable[[], str] | None = None
 
 
 def otsu_connected_components(rgb: np.ndarray, min_size: int = 30) -> np.ndarray:
@@ -196,11 +201,41 @@ def _bundle(bundle: str, pseudo_labels: bool) -> Runner:
     return run
 
 
+def _shipped(bundle: str) -> Runner:
+    """A runner that segments the images with ``bundles/<bundle>``'s shipped checkpoint (no training on them): how a
+    lab uses the bundle on its own tiles, and the check that a model trained on one data set carries to another."""
+    configs = REPO / "bundles" / bundle / "configs"
+
+    def run(images: Path, run_dir: Path, seed: int, options: dict) -> dict:
+        n = len(list_images(images))
+        args = ["--config_file", str(configs / "inference.json"), "--bundle_root", str(configs.parent)]
+        args += ["--dataset_dir", str(images), "--seed", str(seed), "--output_dir", str(run_dir / "pred")]
+        secs = run_monai_bundle([*args, *_overrides(options)], run_dir / "inference.log")
+        return {"inference_seconds_per_image": secs / max(n, 1)}
+
+    return run
+
+
+def _checkpoint_digest(bundle: str) -> Callable[[], str]:
+    def digest() -> str:
+        return hashlib.sha1((REPO / "bundles" / bundle / "models" / "model.pt").read_bytes()).hexdigest()[:12]
+
+    return digest
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("ssimnet", True, 2, _bundle("ssimnet", pseudo_labels=True), "SSimNet bundle (label-free training)"),
         Method("dcgn", True, 2, _bundle("dcgn", pseudo_labels=False), "DCGN bundle, K = 2 (label-free training)"),
+        Method(
+            "ssimnet_shipped",
+            False,
+            2,
+            _shipped("ssimnet"),
+            "SSimNet bundle, shipped checkpoint (trained on MoNuSeg train), test-time fine-tuning",
+            _checkpoint_digest("ssimnet"),
+        ),
         Method("otsu_cc", False, 2, _per_image(_otsu_cc, 2, "otsu_cc"), "Otsu on haematoxylin + connected comps"),
         Method("otsu_ws", False, 2, _per_image(_otsu_ws, 2, "otsu_ws"), "Otsu on haematoxylin + watershed"),
         Method("kmeans", True, 2, _per_image(_clusters("kmeans", 2), 2, "kmeans"), "mini-batch k-means on RGB, k = 2"),
