@@ -8,6 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.labelfree-installed
 MONUSEG ?= ../shared/data/monuseg/train
+CPM15 ?= ../shared/data/cpm15/train
 
 .PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
 
@@ -43,7 +44,8 @@ test-slow: $(STAMP)
 
 ## pseudo labels vs Otsu + watershed on the 30 MoNuSeg training images (labels used only to score)
 bench-pseudo-labels: $(STAMP)
-	$(BIN)/python -m bench.pseudo_labels --images $(MONUSEG)/images --labels $(MONUSEG)/labels --out bench/results
+	$(BIN)/python -m bench.pseudo_labels --images $(MONUSEG)/images --labels $(MONUSEG)/labels --out bench/results/v2/monuseg/pseudo_labels
+	$(BIN)/python -m bench.pseudo_labels --images $(CPM15)/images --labels $(CPM15)/labels --out bench/results/v2/cpm15/pseudo_labels
 
 ## SSimNet bundle: train + fine-tuned inference on the 30 MoNuSeg training images, 3 seeds (about 1.5 h on 2 cores)
 bench-ssimnet: $(STAMP)
