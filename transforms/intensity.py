@@ -17,6 +17,8 @@ from monai.utils import TransformBackends
 from monai.data.meta_obj import get_track_meta
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
 
+from labelfree.transforms.shared_draw import SharedDrawd
+
 __all__ = [
     "rgb_to_hsv",
     "hsv_to_rgb",
@@ -128,7 +130,7 @@ class RandHueSaturation(RandomizableTransform):
         return convert_to_dst_type(hsv_to_rgb(hsv.as_tensor() if hasattr(hsv, "as_tensor") else hsv), dst=x)[0]
 
 
-class RandHueSaturationd(RandomizableTransform, MapTransform):
+class RandHueSaturationd(SharedDrawd):
     """Dictionary twin of :class:`RandHueSaturation`; all keys get the same random draw."""
 
     backend = RandHueSaturation.backend
@@ -141,24 +143,7 @@ class RandHueSaturationd(RandomizableTransform, MapTransform):
         saturation: tuple[float, float] = (0.5, 1.5),
         allow_missing_keys: bool = False,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.op = RandHueSaturation(prob=1.0, hue=hue, saturation=saturation)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.op.set_random_state(seed, state)
-        return self
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize(None)
-        if not self._do_transform:
-            return d
-        self.op.randomize()
-        for key in self.key_iterator(d):
-            d[key] = self.op(d[key], randomize=False)
-        return d
+        super().__init__(keys, RandHueSaturation(prob=1.0, hue=hue, saturation=saturation), prob, allow_missing_keys)
 
 
 MinMaxNormalizeD = MinMaxNormalizeDict = MinMaxNormalized

@@ -10,15 +10,15 @@ image (all pixels move together), so the network learns nuclei that do not depen
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data.meta_obj import get_track_meta
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
+
+from labelfree.transforms.shared_draw import SharedDrawd
 
 __all__ = ["HED_FROM_RGB_STAINS", "RandHEDJitter", "RandHEDJitterd", "RandHEDJitterD", "RandHEDJitterDict"]
 
@@ -76,7 +76,7 @@ class RandHEDJitter(RandomizableTransform):
         return convert_to_dst_type(rgb, dst=x)[0]
 
 
-class RandHEDJitterd(RandomizableTransform, MapTransform):
+class RandHEDJitterd(SharedDrawd):
     """Dictionary twin of :class:`RandHEDJitter`; all keys get the same random draw."""
 
     backend = RandHEDJitter.backend
@@ -89,24 +89,7 @@ class RandHEDJitterd(RandomizableTransform, MapTransform):
         shift: float = 0.02,
         allow_missing_keys: bool = False,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.op = RandHEDJitter(prob=1.0, scale=scale, shift=shift)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.op.set_random_state(seed, state)
-        return self
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize(None)
-        if not self._do_transform:
-            return d
-        self.op.randomize()
-        for key in self.key_iterator(d):
-            d[key] = self.op(d[key], randomize=False)
-        return d
+        super().__init__(keys, RandHEDJitter(prob=1.0, scale=scale, shift=shift), prob, allow_missing_keys)
 
 
 RandHEDJitterD = RandHEDJitterDict = RandHEDJitterd
