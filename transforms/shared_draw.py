@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import TransformBackends
 
 __all__ = ["SharedDrawd"]
 
@@ -27,6 +28,9 @@ class SharedDrawd(RandomizableTransform, MapTransform):
         prob: probability of transforming the dictionary.
         allow_missing_keys: as in MONAI.
     """
+
+    #: what the colour augmentations built on it accept; a subclass states its own ``op``'s backend
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, keys: KeysCollection, op: RandomizableTransform, prob: float, allow_missing_keys: bool = False):
         MapTransform.__init__(self, keys, allow_missing_keys)
