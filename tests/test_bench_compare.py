@@ -164,3 +164,17 @@ def test_a_shipped_checkpoint_run_is_redone_when_the_checkpoint_changes(tmp_path
     assert cmp._run_dir(tmp_path, "fake_shipped", 0, {}) != first
     assert cmp._run_dir(tmp_path, "otsu_ws", 0, {}).name == "seed0"  # no fingerprint, folder as before
     assert len(METHODS["ssimnet_shipped"].fingerprint()) == 12
+
+
+def test_json_booleans_in_options_reach_the_bundle_as_booleans():
+    from bench.harness.compare import _as_dict
+    from bench.harness.methods import _overrides
+
+    # fire turns the command line's {"finetune": false} into a dict holding the string "false"
+    for given in (
+        '{"ssimnet": {"finetune": false, "max_epochs": 3}}',
+        {"ssimnet": {"finetune": "false", "max_epochs": 3}},
+    ):
+        opts = _as_dict(given)
+        assert opts == {"ssimnet": {"finetune": False, "max_epochs": 3}}
+        assert _overrides(opts["ssimnet"]) == ["--finetune", "False", "--max_epochs", "3"]

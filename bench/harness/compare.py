@@ -66,10 +66,20 @@ def parse_seeds(seeds: int | str | tuple | list) -> list[int]:
     return [int(s) for s in items if str(s).strip() != ""]
 
 
+#: JSON literals that fire, which parses the command line, leaves as strings inside a dict (``{"a": false}``)
+_JSON_LITERALS = {"true": True, "false": False, "null": None}
+
+
+def _json_values(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _json_values(v) for k, v in value.items()}
+    return _JSON_LITERALS.get(value, value) if isinstance(value, str) else value
+
+
 def _as_dict(options: str | dict | None) -> dict:
     if options is None or options == "":
         return {}
-    return json.loads(options) if isinstance(options, str) else dict(options)
+    return _json_values(json.loads(options) if isinstance(options, str) else dict(options))
 
 
 def run_one(method: str, images: str, run_dir: str, seed: int = 0, options: str | dict | None = None) -> None:
