@@ -19,6 +19,7 @@ N_CLUSTERS = 3
 
 __all__ = [
     "N_CLUSTERS",
+    "cielab_pixels",
     "fuzzy_cmeans",
     "fcm_memberships",
     "FuzzyCMeansNuclei",
@@ -81,6 +82,11 @@ def fuzzy_cmeans(
     return centers, u
 
 
+def cielab_pixels(rgb: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB → its pixels in CIELAB, ``(H·W, 3)`` float32 tensor (the space the clustering uses)."""
+    return torch.from_numpy(rgb2lab(rgb).reshape(-1, 3).astype(np.float32))
+
+
 class FuzzyCMeansNuclei(Transform):
     """Candidate nuclei mask: fuzzy c-means on CIELAB of a haematoxylin-only RGB image.
 
@@ -102,10 +108,18 @@ class FuzzyCMeansNuclei(Transform):
     def __init__(self, n_clusters: int = N_CLUSTERS, m: float = 2.0, max_pixels: int = 20000, seed: int = 0):
         self.n_clusters, self.m, self.max_pixels, self.seed = n_clusters, m, max_pixels, seed
 
-    def __call__(self, hema_rgb: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(
+        self, hema_rgb: np.ndarray | torch.Tensor, lab: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        Args:
+            hema_rgb: ``(3, H, W)`` haematoxylin-only RGB image.
+            lab: its CIELAB pixels, ``(H·W, 3)`` float32, when already computed (:func:`cielab_pixels`): several
+                clusterings of one image then convert it once.
+        """
         rgb = as_rgb_uint8(hema_rgb, channel_first=True, name="haematoxylin image")
         h, w = rgb.shape[:2]
-        lab = torch.from_numpy(rgb2lab(rgb).reshape(-1, 3).astype(np.float32))
+        lab = cielab_pixels(rgb) if lab is None else lab
         n = lab.shape[0]
         idx = np.random.default_rng(self.seed).choice(n, min(self.max_pixels, n), replace=False)
         centers, _ = fuzzy_cmeans(lab[idx], self.n_clusters, self.m, seed=self.seed)

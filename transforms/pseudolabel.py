@@ -38,7 +38,7 @@ from skimage.segmentation import watershed
 
 from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.contour import ActiveContour
-from labelfree.transforms.fcm import FuzzyCMeansNuclei
+from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_pixels
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.stain import NoTissueError, StainSeparationResult, has_tissue, separate_stains
 
@@ -188,7 +188,8 @@ class PseudoLabel(Transform):
                 stain_matrix=None,
                 has_tissue=False,
             )
-        found = {k: self._segment(stains, k) for k in self.fcm}
+        lab = cielab_pixels(as_rgb_uint8(stains.haematoxylin_rgb, channel_first=True, name="haematoxylin image"))
+        found = {k: self._segment(stains, k, lab) for k in self.fcm}
         k = next(iter(found))
         instances, membership = found[k]
         if len(found) == 2 and mean_solidity(found[2][0]) > mean_solidity(found[3][0]) + SOLIDITY_MARGIN:
@@ -203,9 +204,12 @@ class PseudoLabel(Transform):
             n_clusters=k,
         )
 
-    def _segment(self, stains: StainSeparationResult, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-        """FCM with ``n_clusters`` → contour → instances; returns ``(instances, nuclei membership)``, both ``(H, W)``."""
-        fcm_mask, membership, lightness = self.fcm[n_clusters](stains.haematoxylin_rgb)
+    def _segment(
+        self, stains: StainSeparationResult, n_clusters: int, lab: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FCM with ``n_clusters`` on the haematoxylin image (``lab``: its CIELAB pixels, shared by the runs) →
+        contour → instances; returns ``(instances, nuclei membership)``, both ``(H, W)``."""
+        fcm_mask, membership, lightness = self.fcm[n_clusters](stains.haematoxylin_rgb, lab=lab)
         mask = self.contour(fcm_mask, membership if self.contour_on == "membership" else lightness)[0]
         return instances_from_map(mask, min_size=self.min_size, h=self.h), membership[0]
 
