@@ -17,14 +17,15 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
+from skimage.color import rgb_from_hed
 
 from labelfree.transforms.shared_draw import SharedDrawd
 
 __all__ = ["HED_FROM_RGB_STAINS", "RandHEDJitter", "RandHEDJitterd", "RandHEDJitterD", "RandHEDJitterDict"]
 
-#: rows: haematoxylin, eosin, DAB optical density per unit concentration (Ruifrok & Johnston 2001; scikit-image's
-#: ``rgb_from_hed``); the DAB row takes whatever the two stains do not explain
-HED_FROM_RGB_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+#: rows: haematoxylin, eosin, DAB optical density per unit concentration (Ruifrok & Johnston 2001), as scikit-image
+#: ships them; the DAB row takes whatever the two stains do not explain
+HED_FROM_RGB_STAINS = rgb_from_hed
 
 _EPS = 1.0 / 255.0  # darkest representable value of an 8-bit tile: keeps log() finite
 
