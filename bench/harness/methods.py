@@ -190,15 +190,20 @@ def _bundle(bundle: str, pseudo_labels: bool) -> Runner:
             secs = run_monai_bundle(train_args, run_dir / "train.log")
             seconds_file.write_text(f"{secs:.2f}\n")
         timings["train_seconds"] = float(seconds_file.read_text())
-        infer_args = ["--config_file", str(configs / "inference.json"), *common, "--output_dir", str(run_dir / "pred")]
-        infer_args += ["--ckpt_path", str(model), *_overrides(options)]
-        secs = run_monai_bundle(infer_args, run_dir / "inference.log")
-        timings["inference_seconds_per_image"] = secs / max(n, 1)
+        timings.update(_infer(configs, images, run_dir, seed, {"ckpt_path": str(model), **options}))
         if "num_classes" in options:
             timings["n_classes"] = int(options["num_classes"])
         return timings
 
     return run
+
+
+def _infer(configs: Path, images: Path, run_dir: Path, seed: int, options: dict) -> dict:
+    """Run a bundle's ``inference.json`` on ``images`` into ``run_dir/pred``; returns its wall time per image."""
+    args = ["--config_file", str(configs / "inference.json"), "--bundle_root", str(configs.parent)]
+    args += ["--dataset_dir", str(images), "--seed", str(seed), "--output_dir", str(run_dir / "pred")]
+    secs = run_monai_bundle([*args, *_overrides(options)], run_dir / "inference.log")
+    return {"inference_seconds_per_image": secs / max(len(list_images(images)), 1)}
 
 
 def _shipped(bundle: str) -> Runner:
@@ -207,11 +212,7 @@ def _shipped(bundle: str) -> Runner:
     configs = REPO / "bundles" / bundle / "configs"
 
     def run(images: Path, run_dir: Path, seed: int, options: dict) -> dict:
-        n = len(list_images(images))
-        args = ["--config_file", str(configs / "inference.json"), "--bundle_root", str(configs.parent)]
-        args += ["--dataset_dir", str(images), "--seed", str(seed), "--output_dir", str(run_dir / "pred")]
-        secs = run_monai_bundle([*args, *_overrides(options)], run_dir / "inference.log")
-        return {"inference_seconds_per_image": secs / max(n, 1)}
+        return _infer(configs, images, run_dir, seed, options)
 
     return run
 
