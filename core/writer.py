@@ -3,7 +3,8 @@
 ``<stem>_inst.tif`` (uint16, or uint32 above 65,535 instances; 0 = background), ``<stem>_seg.png`` (0/255, or the class
 map for multi-class output) and ``<stem>_overlay.png`` (contours on the image). Every array is computed before the
 first file is written, and the three files are written as a set (``labelfree.core.imageio.atomic_paths``): all three
-appear, or none does, and ``_inst.tif`` appears last, so its presence marks a finished tile.
+appear, or none does, and ``_inst.tif`` appears last, so its presence marks a finished tile. A mode that has more to
+show (DCGN's tissue map, ``<stem>_tissue.png``) adds its images to the same set.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def write_segmentation(
     instances: np.ndarray,
     seg: np.ndarray | None = None,
     seg_text: dict[str, str] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
+    overlay: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write the three outputs of one image.
 
@@ -42,19 +45,30 @@ def write_segmentation(
         instances: ``(H, W)`` instance map.
         seg: ``(H, W)`` uint8 segmentation to save as ``_seg.png``; default: ``255 * (instances > 0)``.
         seg_text: metadata stored as PNG text chunks of ``_seg.png`` (for example how classes were named).
+        extra: more uint8 images, each written as ``<stem>_<name>.png`` with the others (``{"tissue": rgb}``).
+        overlay: ``(H, W, 3)`` uint8 image to save as ``_overlay.png`` instead of the instance contours.
 
     Returns:
-        the written paths by kind (``inst``, ``seg``, ``overlay``).
+        the written paths by kind (``inst``, ``seg``, ``overlay`` and the names of ``extra``).
     """
     inst = np.squeeze(np.asarray(instances))
     if inst.shape != image.shape[:2]:
         raise ValueError(f"instance map {inst.shape} does not match the image {image.shape[:2]}")
     inst = inst.astype(np.uint16 if inst.max() <= np.iinfo(np.uint16).max else np.uint32)
     seg_arr = (inst > 0).astype(np.uint8) * 255 if seg is None else np.squeeze(np.asarray(seg)).astype(np.uint8)
-    overlay = contour_overlay(image, inst)
+    overlay = contour_overlay(image, inst) if overlay is None else np.asarray(overlay, dtype=np.uint8)
+    extra = {} if extra is None else extra
     paths = output_paths(out_dir, stem)
-    with atomic_paths([paths["seg"], paths["overlay"], paths["inst"]]) as (seg_tmp, overlay_tmp, inst_tmp):
-        write_png(seg_tmp, seg_arr, text=seg_text)
-        write_png(overlay_tmp, overlay)
-        write_tiff(inst_tmp, inst)
+    bad = [name for name in extra if name in paths or not name.isidentifier()]
+    if bad:
+        raise ValueError(f"extra output names must be new identifiers, got {bad}")
+    paths.update({name: Path(out_dir) / f"{stem}_{name}.png" for name in extra})
+    names = [*extra, "seg", "overlay", "inst"]  # _inst.tif last: its presence marks a finished tile
+    with atomic_paths([paths[n] for n in names]) as tmps:
+        tmp = dict(zip(names, tmps))
+        for name, arr in extra.items():
+            write_png(tmp[name], np.asarray(arr))
+        write_png(tmp["seg"], seg_arr, text=seg_text)
+        write_png(tmp["overlay"], overlay)
+        write_tiff(tmp["inst"], inst)
     return paths

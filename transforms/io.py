@@ -8,7 +8,7 @@ layout is ``(C, H, W)`` — not MONAI's PIL ``(C, W, H)`` — and the output fil
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,8 @@ class SaveSegmentationd(MapTransform):
         image_key: the tile (its meta gives the stem; uint8, or the [0, 1] network input; see ``tensor_to_rgb``).
         seg_key: optional segmentation to save as ``_seg.png`` (default: 255 where an instance is).
         text_key: optional key of a ``dict[str, str]`` stored as PNG text metadata of ``_seg.png``.
+        extra_keys: keys of more ``(H, W[, 3])`` uint8 images, each saved as ``<stem>_<key>.png`` with the others.
+        overlay_key: optional key of an ``(H, W, 3)`` uint8 image saved as ``_overlay.png`` instead of the contours.
     """
 
     backend = [TransformBackends.NUMPY]
@@ -110,10 +112,13 @@ class SaveSegmentationd(MapTransform):
         image_key: str = "image",
         seg_key: str | None = None,
         text_key: str | None = None,
+        extra_keys: Sequence[str] = (),
+        overlay_key: str | None = None,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.output_dir, self.image_key, self.seg_key, self.text_key = output_dir, image_key, seg_key, text_key
+        self.extra_keys, self.overlay_key = list(extra_keys), overlay_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -124,5 +129,7 @@ class SaveSegmentationd(MapTransform):
             inst = np.asarray(torch.as_tensor(d[key]).detach().cpu())
             seg = None if self.seg_key is None else np.asarray(torch.as_tensor(d[self.seg_key]).cpu())
             text = None if self.text_key is None else d.get(self.text_key)
-            write_segmentation(self.output_dir, stem, rgb, inst, seg, seg_text=text)
+            extra = {k: np.asarray(d[k]) for k in self.extra_keys}
+            overlay = None if self.overlay_key is None else np.asarray(d[self.overlay_key])
+            write_segmentation(self.output_dir, stem, rgb, inst, seg, seg_text=text, extra=extra, overlay=overlay)
         return d
