@@ -73,6 +73,20 @@ def test_writer_widens_to_uint32_and_keeps_metadata(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big_inst.tif", "big_overlay.png", "big_seg.png"]
 
 
+def test_writer_adds_extra_maps_and_a_given_overlay_to_the_same_set(tmp_path):
+    image = np.full((40, 48, 3), 200, np.uint8)
+    inst = np.zeros((40, 48), np.int32)
+    inst[5:10, 5:10] = 1
+    colour, overlay = np.full((40, 48, 3), 7, np.uint8), np.full((40, 48, 3), 9, np.uint8)
+    paths = write_segmentation(tmp_path, "t", image, inst, extra={"tissue": colour}, overlay=overlay)
+    assert np.array_equal(np.asarray(Image.open(paths["tissue"])), colour) and paths["tissue"].name == "t_tissue.png"
+    assert np.array_equal(np.asarray(Image.open(paths["overlay"])), overlay)
+    for bad in ("seg", "not a name"):
+        with pytest.raises(ValueError, match="new identifiers"):
+            write_segmentation(tmp_path, "u", image, inst, extra={bad: colour})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t_inst.tif", "t_overlay.png", "t_seg.png", "t_tissue.png"]
+
+
 def test_overlays_colour_only_what_they_should():
     a = np.full((40, 40, 3), 100, np.uint8)
     inst = np.zeros((40, 40), np.int32)
