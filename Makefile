@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.labelfree-installed
 MONUSEG ?= ../shared/data/monuseg/train
 CPM15 ?= ../shared/data/cpm15/train
+GLAS ?= ../shared/data/glas/train
 
 .PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
 
@@ -51,11 +52,16 @@ bench-pseudo-labels: $(STAMP)
 bench-ssimnet: $(STAMP)
 	$(BIN)/python -m bench.ssimnet --images $(MONUSEG)/images --labels $(MONUSEG)/labels --seeds 0,1,2 --out bench/results
 
-## DCGN bundle: 3 seeds (label-free rule and oracle, degeneration counts) through the comparison harness
-DCGN_EPOCHS ?= 40
+## DCGN bundle: 3 seeds (label-free rule and oracle, degeneration counts) through the comparison harness, then the
+## shipped checkpoint on CPM-15 beside k-means k = 3 and Otsu + watershed, and the tissue mode on GlaS
+DCGN_EPOCHS ?= 20
+DCGN_SEEDS ?= 3
 bench-dcgn: $(STAMP)
-	$(BIN)/python -m bench.harness compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels --methods dcgn \
-		--seeds 3 --options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/results/dcgn --runs bench/runs/compare
+	$(BIN)/python -m bench.harness compare --images $(MONUSEG)/images --labels $(MONUSEG)/labels --methods dcgn,kmeans3 \
+		--seeds $(DCGN_SEEDS) --options '{"dcgn": {"max_epochs": $(DCGN_EPOCHS)}}' --out bench/results/dcgn --runs bench/runs/compare
+	$(BIN)/python -m bench.harness compare --images $(CPM15)/images --labels $(CPM15)/labels \
+		--methods dcgn_shipped,kmeans3,otsu_ws --seeds 1 --out bench/results/dcgn_cpm15 --runs bench/runs/compare_cpm15
+	$(BIN)/python -m bench.glas_tissue --images $(GLAS)/images --labels $(GLAS)/labels_binary --out bench/results/glas_tissue
 
 ## seconds per DCGN training step at 512², batch 1, on this machine's CPU
 bench-dcgn-step: $(STAMP)

@@ -1,8 +1,11 @@
-"""Benchmark: seconds per DCGN training step at 512², batch 1, on this machine's CPU cores.
+"""Benchmark: seconds per DCGN training step on this machine's CPU cores, default recipe and paper recipe in one run.
 
-The network, loss, optimiser and data loader are built from ``bundles/dcgn/configs/train.json`` itself, so the step
-timed is the bundle's: load (cached) → hue/saturation/flip augmentation → min–max → forward → GMM loss → backward →
-Adam. The first ``warmup`` steps are not counted; the median and mean of the next ``steps`` are reported.
+The network, loss, optimiser, data loader and batch preparation are built from ``bundles/dcgn/configs/train.json``
+itself (with ``configs/paper.json`` laid over it for the paper's row), so the step timed is the bundle's: load
+(cached, with the stain features of the default recipe) → crop or resize → hue/saturation/flip augmentation → min–max
+→ forward → GMM loss → backward → Adam. The default step sees four 256² crops of one tile, the paper's one tile
+squashed to 512²: the same number of pixels. The first ``warmup`` steps are not counted; the median and mean of the
+next ``steps`` are reported.
 
     python -m bench.dcgn_step_time --images ../shared/data/monuseg/train/images --out bench/results
 """
@@ -28,12 +31,16 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "dcgn"
 
 
-def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 3, threads: int = 2) -> dict:
-    """Time ``steps`` training steps of the DCGN bundle on ``images`` and write ``dcgn_step_time.{json,md}``."""
-    sys.path.insert(0, str(BUNDLE))
+def time_steps(images: str, recipe: str, steps: int, warmup: int, threads: int) -> dict:
+    """Time ``steps`` training steps of one recipe (``"default"`` or ``"paper"``)."""
+    if str(BUNDLE) not in sys.path:
+        sys.path.insert(0, str(BUNDLE))
     torch.set_num_threads(threads)
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    files = [str(BUNDLE / "configs" / "train.json")]
+    if recipe == "paper":
+        files.append(str(BUNDLE / "configs" / "paper.json"))
+    parser.read_config(files)
     parser["bundle_root"] = str(BUNDLE)
     parser["dataset_dir"] = images
     parser["device"] = "$torch.device('cpu')"
@@ -43,6 +50,7 @@ def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 
     loss_fn = parser.get_parsed_content("loss")
     opt = parser.get_parsed_content("optimizer")
     loader = parser.get_parsed_content("train#dataloader")
+    prepare = parser.get_parsed_content("train#prepare_batch")
     net.train()
     times: list[float] = []
     batches = iter(loader)
@@ -53,15 +61,16 @@ def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
-        image = torch.as_tensor(batch["image"])
+        image, target = prepare(batch, torch.device("cpu"))
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(image), image)
+        loss = loss_fn(net(image), target)
         loss.backward()
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     t = np.array(times)
-    result = {
+    return {
+        "recipe": recipe,
         "image_size": list(image.shape[-2:]),
         "batch_size": int(image.shape[0]),
         "threads": threads,
@@ -74,18 +83,31 @@ def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 
         "torch": torch.__version__,
         "date": date.today().isoformat(),
     }
+
+
+def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 3, threads: int = 2) -> list[dict]:
+    """Time both recipes on ``images`` one after the other and write ``dcgn_step_time.{json,md}``."""
+    results = [time_steps(images, recipe, steps, warmup, threads) for recipe in ("default", "paper")]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_text(out_dir / "dcgn_step_time.json", json.dumps(result, indent=2))
-    md = (
-        f"DCGN training step, {result['image_size'][0]}×{result['image_size'][1]}, batch {result['batch_size']}, "
-        f"{threads} threads, {result['cpu_count']} CPU cores, torch {result['torch']}, {result['date']}: "
-        f"median **{result['seconds_per_step_median']:.3f} s**, mean {result['seconds_per_step_mean']:.3f} s, "
-        f"max {result['seconds_per_step_max']:.3f} s over {steps} steps (after {warmup} warm-up steps).\n"
-    )
+    save_text(out_dir / "dcgn_step_time.json", json.dumps(results, indent=2))
+    r0 = results[0]
+    lines = [
+        f"DCGN training step, {threads} threads, {r0['cpu_count']} CPU cores, torch {r0['torch']}, {r0['date']}, "
+        f"{steps} steps after {warmup} warm-up steps (`python -m bench.dcgn_step_time --images IMAGES`):",
+        "",
+        "| recipe | input per step | median s | mean s | max s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['recipe']} | {r['batch_size']} × {r['image_size'][0]}×{r['image_size'][1]} | "
+            f"**{r['seconds_per_step_median']:.3f}** | {r['seconds_per_step_mean']:.3f} | {r['seconds_per_step_max']:.3f} |"
+        )
+    md = "\n".join(lines) + "\n"
     save_text(out_dir / "dcgn_step_time.md", md)
     print(md)
-    return result
+    return results
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ import torch
 from PIL import Image
 
 from bundle_runner import REPO, run_bundle, run_bundle_ok, run_inference_ok, write_synthetic_dataset
+from synthetic import synthetic_tile
 
 BUNDLE = "dcgn"
-FAST = {"image_size": 128}
+# small crops and windows: the default recipe at native resolution, at a test's cost
+FAST = {"patch_size": 128, "patches_per_tile": 2, "window_size": 256}
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,62 @@ def test_inference_contract_and_class_rule_metadata(trained, tmp_path):
         f"tile{i}_{k}" for i in range(3) for k in ("inst.tif", "seg.png", "overlay.png")
     )
     seg = Image.open(out / "tile0_seg.png")
-    assert "haematoxylin" in seg.text["dcgn_class_rule"] and seg.text["dcgn_nuclei_class"] == "1"
-    assert np.asarray(seg).shape == (256, 256) and set(np.unique(np.asarray(seg))) <= {0, 255}
+    assert "haematoxylin" in seg.text["dcgn_class_rule"] and seg.text["dcgn_nuclei_class"] == "2"
+    assert seg.text["dcgn_num_classes"] == "3"
+    assert np.asarray(seg).shape == (256, 256) and set(np.unique(np.asarray(seg))) <= {0, 1, 2}
     assert tifffile.imread(out / "tile0_inst.tif").shape == (256, 256)
+
+
+def test_native_resolution_on_a_non_square_tile(trained, tmp_path):
+    """A 200 x 330 tile is segmented at its own resolution by the sliding window: the network input is never
+    stretched to a square, and every output has the tile's shape."""
+    from monai.bundle import ConfigParser
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(synthetic_tile((200, 330), n_nuclei=20, seed=5).image).save(images / "wide.png")
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / BUNDLE / "configs" / "inference.json"))
+    parser["bundle_root"] = str(REPO / "bundles" / BUNDLE)
+    parser["dataset_dir"] = str(images)
+    item = parser.get_parsed_content("preprocessing")({"image": str(images / "wide.png")})
+    assert tuple(item["image"].shape) == (3, 200, 330)
+    out = tmp_path / "out"
+    run_bundle_ok(
+        BUNDLE, ("inference",), cwd=tmp_path, dataset_dir=images, output_dir=out, ckpt_path=trained["model"], **FAST
+    )
+    assert np.asarray(Image.open(out / "wide_seg.png")).shape == (200, 330)
+    assert tifffile.imread(out / "wide_inst.tif").shape == (200, 330)
+
+
+def test_paper_recipe_overlay_switches_to_two_classes_on_squashed_tiles(trained, tmp_path):
+    """configs/paper.json lays the published recipe over both configs: K = 2, the mixture on the min-max RGB input,
+    every tile resized to image_size."""
+    model = tmp_path / "paper.pt"
+    run_bundle_ok(
+        BUNDLE,
+        ("train", "paper"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=tmp_path / "o",
+        model_path=model,
+        max_epochs=1,
+        image_size=128,
+    )
+    assert torch.load(model, weights_only=True)["head.0.weight"].shape[0] == 2
+    out = tmp_path / "out"
+    run_bundle_ok(
+        BUNDLE,
+        ("inference", "paper"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        ckpt_path=model,
+        image_size=128,
+    )
+    seg = Image.open(out / "tile0_seg.png")
+    assert seg.text["dcgn_nuclei_class"] == "1" and set(np.unique(np.asarray(seg))) <= {0, 255}
+    assert np.asarray(seg).shape == (256, 256)
 
 
 def test_evaluate_and_missing_dataset_dir(trained, tmp_path):
@@ -85,7 +140,7 @@ def test_evaluate_and_missing_dataset_dir(trained, tmp_path):
 
 
 def test_shipped_checkpoint_finds_nuclei_on_the_embedded_sample(tmp_path):
-    """The README's DCGN command: the shipped K = 2 model on the sample tiles, default settings, any cwd."""
+    """The README's DCGN command: the shipped model on the sample tiles, default settings, any cwd."""
     from labelfree.core.imageio import find_label, list_images, load_instance_map
     from labelfree.sample import sample_dir
 
@@ -93,9 +148,33 @@ def test_shipped_checkpoint_finds_nuclei_on_the_embedded_sample(tmp_path):
     run_bundle_ok(BUNDLE, ("inference",), cwd=tmp_path, output_dir=out)
     for path in list_images(sample_dir() / "images"):
         stem = path.stem
-        seg = np.asarray(Image.open(out / f"{stem}_seg.png")) > 0
+        seg_png = Image.open(out / f"{stem}_seg.png")
+        seg = np.asarray(seg_png) == int(seg_png.text["dcgn_nuclei_class"]) * (
+            255 if seg_png.text["dcgn_num_classes"] == "2" else 1
+        )
         gt = load_instance_map(find_label(sample_dir() / "labels", path)) > 0
         assert 0.01 < seg.mean() < 0.97  # neither class empty nor collapsed
         # the class named "nuclei" without labels covers nuclei better than chance (its share of the tile)
         assert (seg & gt).sum() / gt.sum() > seg.mean()
         assert tifffile.imread(out / f"{stem}_inst.tif").max() > 0
+
+
+def test_tissue_mode_writes_class_index_colour_map_and_legend(trained, tmp_path):
+    out = tmp_path / "out"
+    run_bundle_ok(
+        BUNDLE,
+        ("inference", "tissue"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        ckpt_path=trained["model"],
+        **FAST,
+    )
+    legend = json.loads((out / "tissue_legend.json").read_text())["classes"]
+    assert [e["class"] for e in legend] == [0, 1, 2]
+    seg = np.asarray(Image.open(out / "tile0_seg.png"))
+    colour = np.asarray(Image.open(out / "tile0_tissue.png"))
+    assert colour.shape == (256, 256, 3) and set(np.unique(seg)) <= {0, 1, 2}
+    for e in legend:
+        assert (colour[seg == e["class"]] == e["colour"]).all()
+    assert (out / "tile0_overlay.png").is_file() and (out / "tile0_inst.tif").is_file()

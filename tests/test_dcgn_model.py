@@ -163,7 +163,41 @@ def test_glass_becomes_background_class_when_asked(tile):
     assert np.array_equal(glass, np.where(tissue_mask(rgb), plain, 0))
 
 
-def test_prepare_batch_uses_the_image_as_target():
-    x = torch.rand(2, 3, 8, 8)
+def test_prepare_batch_uses_the_image_or_its_features_as_target():
+    x, f = torch.rand(2, 3, 8, 8), torch.rand(2, 2, 8, 8)
     a, b = _engine.PrepareBatchImageAsTarget()({"image": x, "label": torch.zeros(1)})
     assert a is b and torch.equal(a, x)
+    a, b = _engine.PrepareBatchImageAsTarget(target_key="features")({"image": x, "features": f, "label": x})
+    assert torch.equal(a, x) and torch.equal(b, f)
+
+
+_tissue = import_bundle_module("dcgn", "tissue")
+
+
+def test_tissue_legend_names_every_class_by_stain():
+    names = [e["name"] for e in _tissue.tissue_legend(3)]
+    assert names[0].startswith("least stained") and names[1].startswith("eosin-rich") and names[2].startswith("haematoxylin")
+    four = _tissue.tissue_legend(4)
+    assert [e["class"] for e in four] == [0, 1, 2, 3] and "(2 of 2)" in four[2]["name"]
+    assert len({tuple(e["colour"]) for e in four}) == 4  # every class its own colour
+    assert _tissue.tissue_legend(2)[1]["name"] == "stained tissue"
+    with pytest.raises(ValueError, match="at least 2"):
+        _tissue.tissue_legend(1)
+
+
+def test_tissue_map_colours_the_named_classes_and_blends_the_overlay(tile):
+    import numpy as np
+
+    seg = np.zeros((1, 256, 256), np.uint8)
+    seg[0, :, 100:200], seg[0, :, 200:] = 1, 2
+    rgb = torch.as_tensor(tile.image).permute(2, 0, 1)
+    d = _tissue.TissueMapd(image_key="tile", n_classes=3)({"seg": seg, "tile": rgb, "class_metadata": {"a": "b"}})
+    legend = _tissue.tissue_legend(3)
+    for j, cols in enumerate((slice(0, 100), slice(100, 200), slice(200, None))):
+        assert (d["tissue"][:, cols] == legend[j]["colour"]).all()
+    assert d["tissue_overlay"].shape == (256, 256, 3) and d["tissue_overlay"].dtype == np.uint8
+    assert not np.array_equal(d["tissue_overlay"], tile.image)
+    assert d["class_metadata"]["a"] == "b" and "least stained" in d["class_metadata"]["dcgn_tissue_legend"]
+    # K = 2 maps are stored as 0/255
+    two = _tissue.TissueMapd(image_key="tile", n_classes=2)({"seg": seg * 255 // 2, "tile": rgb})
+    assert (two["tissue"][:, 0] == legend[0]["colour"]).all()

@@ -224,11 +224,28 @@ def _checkpoint_digest(bundle: str) -> Callable[[], str]:
     return digest
 
 
+def _recipe_digest(bundle: str) -> Callable[[], str]:
+    """The digest of a bundle's ``configs/common.json``, where its recipe's defaults live: a run trained under other
+    defaults (another K, another mixture input) is never reused for the current ones."""
+
+    def digest() -> str:
+        return hashlib.sha1((REPO / "bundles" / bundle / "configs" / "common.json").read_bytes()).hexdigest()[:12]
+
+    return digest
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("ssimnet", True, 2, _bundle("ssimnet", pseudo_labels=True), "SSimNet bundle (label-free training)"),
-        Method("dcgn", True, 2, _bundle("dcgn", pseudo_labels=False), "DCGN bundle, K = 2 (label-free training)"),
+        Method(
+            "dcgn",
+            True,
+            3,
+            _bundle("dcgn", pseudo_labels=False),
+            "DCGN bundle (label-free training)",
+            _recipe_digest("dcgn"),
+        ),
         Method(
             "ssimnet_shipped",
             False,
@@ -236,6 +253,14 @@ METHODS: dict[str, Method] = {
             _shipped("ssimnet"),
             "SSimNet bundle, shipped checkpoint (trained on MoNuSeg train), test-time fine-tuning",
             _checkpoint_digest("ssimnet"),
+        ),
+        Method(
+            "dcgn_shipped",
+            False,
+            3,
+            _shipped("dcgn"),
+            "DCGN bundle, shipped checkpoint (trained on MoNuSeg train)",
+            _checkpoint_digest("dcgn"),
         ),
         Method("otsu_cc", False, 2, _per_image(_otsu_cc, 2, "otsu_cc"), "Otsu on haematoxylin + connected comps"),
         Method("otsu_ws", False, 2, _per_image(_otsu_ws, 2, "otsu_ws"), "Otsu on haematoxylin + watershed"),

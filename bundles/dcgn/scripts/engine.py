@@ -1,4 +1,4 @@
-"""Ignite glue for unsupervised training: the image is its own target."""
+"""Ignite glue for unsupervised training: the target is the image itself or features computed from it, never a label."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ __all__ = ["PrepareBatchImageAsTarget"]
 
 
 class PrepareBatchImageAsTarget(PrepareBatch):
-    """Return ``(image, image)`` so that ``SupervisedTrainer`` calls ``loss(pred, image)``; no label is read."""
+    """Return ``(image, target)`` so that ``SupervisedTrainer`` calls ``loss(pred, target)``; no label is read.
 
-    def __init__(self, image_key: str = "image"):
+    Args:
+        image_key: the network input.
+        target_key: what the mixture is fitted on: the input itself (the paper, the default) or per-pixel features
+            of the same pixels (``labelfree.transforms.mixture_features``), cropped and flipped with it.
+    """
+
+    def __init__(self, image_key: str = "image", target_key: str | None = None):
         self.image_key = image_key
+        self.target_key = image_key if target_key is None else target_key
 
     def __call__(
         self,
@@ -24,4 +31,6 @@ class PrepareBatchImageAsTarget(PrepareBatch):
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
-        return image, image
+        if self.target_key == self.image_key:
+            return image, image
+        return image, batchdata[self.target_key].to(device=device, non_blocking=non_blocking, **kwargs)
