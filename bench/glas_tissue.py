@@ -76,11 +76,13 @@ def run(
     labels: str = "../shared/data/glas/train/labels_binary",
     out: str = "bench/results/glas_tissue",
     ckpt_path: str | None = None,
+    pred_dir: str = "bench/runs/glas_tissue/dcgn_tissue",
 ) -> str:
-    """Segment every tile with DCGN's tissue mode (shipped checkpoint unless ``ckpt_path``) and with k-means in optical
-    density, apply :func:`gland_mask` to both, score against the labels and write ``glas_tissue.md`` / ``.json``."""
+    """Segment every tile with DCGN's tissue mode (shipped checkpoint unless ``ckpt_path``) into ``pred_dir`` (kept
+    out of the results: 85 tiles of maps; finished tiles are reused) and with k-means in optical density, apply
+    :func:`gland_mask` to both, score against the labels and write ``glas_tissue.md`` / ``.json`` into ``out``."""
     out_dir = Path(out)
-    pred = out_dir / "dcgn_tissue"
+    pred = Path(pred_dir)
     configs = REPO / "bundles" / "dcgn" / "configs"
     args = ["--config_file", f"['{configs / 'inference.json'}','{configs / 'tissue.json'}']"]
     args += ["--bundle_root", str(configs.parent), "--dataset_dir", str(Path(images).resolve())]

@@ -66,7 +66,8 @@ def run(
     lines = [
         f"# Per-tile EM mixture fits (no network), `{images}` ({len(rows) // (len(kinds) * len(ks))} tiles)",
         "",
-        f"`python -m bench.mixture_em --images {images} --labels {labels} --out {out}`; nuclei = the component with the "
+        f"`python -m bench.mixture_em --images {images} --labels {labels} --out {out} --kinds {','.join(kinds)} "
+        f"--ks {','.join(map(str, ks))}`; nuclei = the component with the "
         "highest mean haematoxylin (label-free); labels only to score.",
         "",
         "| features | K | Dice | AJI | predicted / true area, mean (max) |",
