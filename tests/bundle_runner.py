@@ -70,12 +70,14 @@ def run_bundle_ok(bundle: str, configs: tuple[str, ...], cwd: Path, **overrides)
     return proc
 
 
-def run_inference_ok(bundle: str, trained: dict, cwd: Path, out: Path, **overrides) -> subprocess.CompletedProcess:
-    """A bundle's ``inference.json`` on a test fixture's images with its trained model (``trained["images"]``,
-    ``trained["model"]``), writing to ``out``; it must succeed."""
+def run_inference_ok(
+    bundle: str, trained: dict, cwd: Path, out: Path, configs: tuple[str, ...] = ("inference",), **overrides
+) -> subprocess.CompletedProcess:
+    """A bundle's ``inference.json`` (with any overlay ``configs``) on a test fixture's images with its trained model
+    (``trained["images"]``, ``trained["model"]``), writing to ``out``; it must succeed."""
     return run_bundle_ok(
         bundle,
-        ("inference",),
+        configs,
         cwd,
         dataset_dir=trained["images"],
         output_dir=out,

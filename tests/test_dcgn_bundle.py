@@ -161,15 +161,7 @@ def test_shipped_checkpoint_finds_nuclei_on_the_embedded_sample(tmp_path):
 
 def test_tissue_mode_writes_class_index_colour_map_and_legend(trained, tmp_path):
     out = tmp_path / "out"
-    run_bundle_ok(
-        BUNDLE,
-        ("inference", "tissue"),
-        cwd=tmp_path,
-        dataset_dir=trained["images"],
-        output_dir=out,
-        ckpt_path=trained["model"],
-        **FAST,
-    )
+    run_inference_ok(BUNDLE, trained, tmp_path, out, configs=("inference", "tissue"), **FAST)
     legend = json.loads((out / "tissue_legend.json").read_text())["classes"]
     assert [e["class"] for e in legend] == [0, 1, 2]
     seg = np.asarray(Image.open(out / "tile0_seg.png"))
