@@ -24,7 +24,13 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from labelfree.core.imageio import as_rgb_uint8
-from labelfree.transforms.stain import RUIFROK_HE, NoTissueError, nonneg_lasso_2, optical_density, separate_stains
+from labelfree.transforms.stain import (
+    RUIFROK_HE,
+    NoTissueError,
+    optical_density,
+    separate_stains,
+    stain_concentrations,
+)
 
 __all__ = ["FEATURE_KINDS", "feature_channels", "mixture_features", "MixtureFeatures", "MixtureFeaturesd"]
 
@@ -62,9 +68,7 @@ def mixture_features(rgb: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
         return separate_stains(rgb, seed=seed).concentrations
     except NoTissueError:
         # blank glass or a stain the estimator cannot read: the textbook matrix still gives finite concentrations
-        w = RUIFROK_HE / np.linalg.norm(RUIFROK_HE, axis=1, keepdims=True)
-        conc = nonneg_lasso_2(optical_density(rgb).reshape(-1, 3), w, 0.01).astype(np.float32)
-        return np.ascontiguousarray(conc.T.reshape(2, *rgb.shape[:2]))
+        return stain_concentrations(rgb, RUIFROK_HE / np.linalg.norm(RUIFROK_HE, axis=1, keepdims=True))
 
 
 class MixtureFeatures(Transform):

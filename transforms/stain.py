@@ -33,6 +33,7 @@ __all__ = [
     "vahadane_stain_matrix",
     "macenko_stain_matrix",
     "separate_stains",
+    "stain_concentrations",
     "StainSeparation",
     "StainSeparationd",
     "StainSeparationD",
@@ -263,15 +264,29 @@ def separate_stains(
     else:
         raise ValueError(f"unknown stain separation method {method!r}; use 'vahadane' or 'macenko'")
     h, wd = rgb.shape[:2]
-    od = optical_density(rgb).reshape(-1, 3)
-    conc = nonneg_lasso_2(od, w, lambda_conc).astype(np.float32)
-    od_h = conc[:, :1] * w[:1].astype(np.float32)
+    conc = stain_concentrations(rgb, w, lambda_conc)
+    od_h = conc.reshape(2, -1)[:1].T * w[:1].astype(np.float32)
     hema = np.clip(np.rint(255.0 * np.exp(-od_h)), 0, 255).astype(np.uint8)
     return StainSeparationResult(
         stain_matrix=w,
-        concentrations=np.ascontiguousarray(conc.T.reshape(2, h, wd)),
+        concentrations=conc,
         haematoxylin_rgb=np.ascontiguousarray(hema.T.reshape(3, h, wd)),
     )
+
+
+def stain_concentrations(rgb: np.ndarray, stain_matrix: np.ndarray, lambda_conc: float = 0.01) -> np.ndarray:
+    """Per-pixel stain concentrations of a tile under a given stain matrix (the non-negative lasso of every pixel).
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8.
+        stain_matrix: ``(2, 3)``, rows L2-normalised, row 0 haematoxylin.
+        lambda_conc: L1 weight of the concentrations.
+
+    Returns:
+        ``(2, H, W)`` float32.
+    """
+    conc = nonneg_lasso_2(optical_density(rgb).reshape(-1, 3), stain_matrix, lambda_conc).astype(np.float32)
+    return np.ascontiguousarray(conc.T.reshape(2, *rgb.shape[:2]))
 
 
 class StainSeparation(Transform):
