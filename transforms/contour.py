@@ -20,6 +20,7 @@ from scipy import ndimage as ndi
 __all__ = [
     "morphological_chan_vese",
     "remove_small_objects",
+    "fill_mask_holes",
     "ActiveContour",
     "ActiveContourd",
     "ActiveContourD",
@@ -116,6 +117,22 @@ def remove_small_objects(mask: np.ndarray, min_size: int, connectivity: int = 1)
     return keep[lab]
 
 
+def fill_mask_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a 2D bool mask: background components (4-connected) that do not touch the image border.
+
+    The same result as ``scipy.ndimage.binary_fill_holes`` (whose default structure is 4-connected too), by one
+    labelling of the background instead of an iterated dilation from the border.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[lab]
+
+
 class ActiveContour(Transform):
     """Smooth a binary mask with morphological Chan–Vese on a grey image, then clean it.
 
@@ -160,7 +177,7 @@ class ActiveContour(Transform):
         )
         out = remove_small_objects(out, self.min_size)
         if self.fill_holes:
-            out = ndi.binary_fill_holes(out)
+            out = fill_mask_holes(out)
         return convert_to_dst_type(out[None], dst=mask, dtype=bool)[0]  # tensor in, tensor out
 
 

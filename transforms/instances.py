@@ -2,7 +2,8 @@
 
 Markers are the h-maxima of the (lightly smoothed) Euclidean distance to the background: two touching round nuclei
 give two distance peaks separated by a saddle deeper than ``h`` and are split; the ripples of one irregular nucleus
-are shallower than ``h`` and are not. MONAI's ``DistanceTransformEDT`` and pathology ``Watershed`` do the work.
+are shallower than ``h`` and are not. MONAI's ``DistanceTransformEDT`` gives the distance; the markers and the
+flooding are one :func:`labelfree.transforms.dynamics.dynamics_watershed`.
 
 Given a probability map rather than a mask, the distance is weighted by the probability. A network trained on
 SSimNet's soft labels (0.5 on a nucleus rim, rising towards its centre) and Voronoi edges (background between
@@ -17,19 +18,19 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
-from monai.apps.pathology.transforms.post.array import Watershed
 from monai.config import KeysCollection
 from monai.transforms import DistanceTransformEDT, MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
 
-from labelfree.transforms.contour import remove_small_objects
+from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
+from labelfree.transforms.dynamics import dynamics_watershed
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue
 
 __all__ = [
     "instances_from_map",
+    "sequential_labels",
     "NucleiInstances",
     "NucleiInstancesd",
     "NucleiInstancesD",
@@ -67,41 +68,34 @@ def instances_from_map(
         raise ValueError("the probability map contains NaN or infinite values")
     fg = p > threshold
     if fill_holes:
-        fg = ndi.binary_fill_holes(fg)
+        fg = fill_mask_holes(fg)
     fg = remove_small_objects(fg, min_size)
     if not fg.any():
         return np.zeros(fg.shape, dtype=np.int32)
     dist = np.asarray(DistanceTransformEDT()(fg[None].astype(np.float32)))[0]
     dist = dist * np.where(p > threshold, p, 1.0) if p.dtype.kind == "f" else dist
     relief = (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
-    markers, _ = ndi.label(_h_maxima_per_component(relief, fg, h))
-    inst = np.asarray(Watershed(connectivity=1, dtype=np.int32)(-relief[None], mask=fg[None], markers=markers[None]))[0]
-    # components too thin to hold an h-maximum get no marker: keep them whole rather than lose them
-    orphans, n_orph = ndi.label(fg & (inst == 0))
-    if n_orph:
-        inst = np.where(orphans > 0, orphans + inst.max(), inst)
-    inst = np.where(_large_enough(inst, min_size), inst, 0)
-    _, seq = np.unique(inst, return_inverse=True)
-    return seq.reshape(inst.shape).astype(np.int32)
+    # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
+    return sequential_labels(dynamics_watershed(relief, fg, h), min_size)
 
 
-def _h_maxima_per_component(relief: np.ndarray, fg: np.ndarray, h: float) -> np.ndarray:
-    """``skimage.morphology.h_maxima`` run on each component's bounding box: the same maxima (components are
-    separated by zero relief), at a fraction of the cost of one reconstruction over the whole tile."""
-    lab, _ = ndi.label(fg)
-    out = np.zeros(fg.shape, dtype=bool)
-    for i, box in enumerate(ndi.find_objects(lab), start=1):
-        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        own = lab[box] == i
-        out[box] |= h_maxima(np.where(own, relief[box], 0.0), h).astype(bool) & own
-    return out
+def sequential_labels(labels: np.ndarray, min_size: int = 1) -> np.ndarray:
+    """Drop regions smaller than ``min_size`` pixels and number the rest ``1..n`` in order of their old labels.
 
+    A lookup table over ``np.bincount``: linear in the pixels, where ``np.unique(..., return_inverse=True)`` sorts them.
 
-def _large_enough(inst: np.ndarray, min_size: int) -> np.ndarray:
-    sizes = np.bincount(inst.ravel())
+    Args:
+        labels: ``(H, W)`` non-negative integer labels, 0 = background.
+        min_size: smallest region kept, in pixels.
+
+    Returns:
+        ``(H, W)`` int32 labels ``0..n``.
+    """
+    sizes = np.bincount(np.asarray(labels).ravel())
     keep = sizes >= min_size
     keep[0] = False
-    return keep[inst]
+    lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
+    return lut[labels]
 
 
 class NucleiInstances(Transform):

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
+from skimage.segmentation import watershed
+
+from labelfree.transforms.contour import fill_mask_holes
+from labelfree.transforms.dynamics import basin_saddles, dynamics_watershed
+from labelfree.transforms.instances import sequential_labels
+
+
+def n_regions(labels):
+    return len(np.unique(labels[labels > 0]))
+
+
+def smooth_relief(seed, shape=(120, 160)):
+    rng = np.random.default_rng(seed)
+    mask = ndi.gaussian_filter(rng.random(shape), 6) > 0.5
+    relief = ndi.gaussian_filter(ndi.distance_transform_edt(mask) + rng.random(shape), 1.5) * mask
+    return relief, mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("h", [0.5, 2.0])
+def test_same_regions_as_h_maxima_then_marker_watershed(seed, h):
+    relief, mask = smooth_relief(seed)
+    markers, n = ndi.label(h_maxima(relief, h).astype(bool) & mask, structure=np.ones((3, 3)))
+    ref = watershed(-relief, markers, mask=mask, connectivity=1)
+    ref = np.where(mask & (ref == 0), ndi.label(mask & (ref == 0))[0] + n, ref)  # shallow components: one region
+    got = dynamics_watershed(relief, mask, h)
+    assert np.array_equal(got > 0, mask)
+    # one region per h-maximum (plus one per shallow component), each marker inside its own region
+    assert len(np.unique(got[got > 0])) == len(np.unique(ref[ref > 0]))
+    for i in range(1, n + 1):
+        assert len(np.unique(got[markers == i])) == 1
+    assert len(np.unique(got[markers > 0])) == n
+    # the boundaries agree except where a dropped basin is shared between two markers by a second flooding
+    pairs = np.stack([ref[mask], got[mask]], 1)
+    majority = sum(np.bincount(g).max() for g in (pairs[pairs[:, 0] == r, 1] for r in np.unique(pairs[:, 0])))
+    assert majority / mask.sum() > 0.97
+
+
+def test_touching_peaks_split_by_depth_of_their_saddle():
+    yy, xx = np.mgrid[:40, :80]
+    relief = np.maximum(10 - np.hypot(yy - 20, xx - 25) / 4, 9 - np.hypot(yy - 20, xx - 55) / 4).clip(0)
+    mask = relief > 0
+    # the lower peak (9) is 3.25 above the saddle (5.75) between the two
+    for h, n in ((3.0, 2), (3.5, 1)):
+        assert n_regions(dynamics_watershed(relief, mask, h)) == n
+        assert ndi.label(h_maxima(relief, h))[1] == n
+    # equal peaks: neither is below the other, both seed a region, as with h_maxima
+    twin = np.maximum(10 - np.hypot(yy - 20, xx - 25) / 4, 10 - np.hypot(yy - 20, xx - 55) / 4).clip(0)
+    assert n_regions(dynamics_watershed(twin, mask, 8.0)) == ndi.label(h_maxima(twin, 8.0))[1] == 2
+    # a component lower than h is one region; no mask, no region
+    assert n_regions(dynamics_watershed(relief, mask, 20.0)) == 1
+    assert not dynamics_watershed(relief, np.zeros_like(mask), 2.0).any()
+
+
+def test_saddle_is_the_highest_pass():
+    labels = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 3, 3]])
+    relief = np.array([[5, 4, 3, 5], [5, 1, 2, 5], [0, 0, 0, 0]], float)
+    a, b, s = basin_saddles(labels, relief)
+    got = {(int(i), int(j)): float(v) for i, j, v in zip(a, b, s)}
+    assert got == {(1, 2): 3.0, (1, 3): 0.0, (2, 3): 0.0}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_mask_holes_matches_scipy(seed):
+    mask = np.random.default_rng(seed).random((70, 90)) > 0.45
+    assert np.array_equal(fill_mask_holes(mask), ndi.binary_fill_holes(mask))
+    assert not fill_mask_holes(np.zeros((5, 5), bool)).any() and fill_mask_holes(np.ones((5, 5), bool)).all()
+
+
+def test_sequential_labels_drops_small_and_renumbers():
+    lab = np.array([[0, 7, 7, 3], [0, 7, 9, 9], [5, 0, 9, 0]])
+    out = sequential_labels(lab, min_size=2)
+    assert out.dtype == np.int32
+    assert np.array_equal(out, [[0, 1, 1, 0], [0, 1, 2, 2], [0, 0, 2, 0]])

@@ -1,0 +1,144 @@
+"""Watershed from the maxima whose dynamic is at least ``h``, in one flooding pass.
+
+The classic recipe (``skimage.morphology.h_maxima`` for the markers, then a marker-controlled watershed) costs a grey
+reconstruction of the whole relief (a sort of every pixel, or one call per connected component) and a second flooding.
+Here the relief is flooded once from *all* its regional maxima; the basin graph that flooding leaves (one node per
+maximum, one edge per pair of touching basins, weighted by their saddle: the highest pass between them) is then small
+enough (a few thousand edges on a 1000² tile) for two union-find sweeps over the edges, highest saddle first:
+
+1. **dynamics**: when two groups of basins meet at saddle ``s``, the lower group's top maximum has dynamic
+   ``top - s``; it is a marker when that is at least ``h`` (the h-maxima criterion). A component's highest maximum
+   competes with the background (0), as ``h_maxima`` on a component does.
+2. **minimum spanning forest**: groups merge along the same edges unless both already hold a marker, so each basin
+   joins the marker it would be flooded from (the watershed cut of the markers, Cousty et al., TPAMI 2009).
+
+Markers are the same pixels as ``h_maxima``'s (checked in the tests); a basin whose own maximum is dropped goes whole to
+one marker, where a second flooding could share it between two: on the 30 MoNuSeg tiles this changes AJI by < 0.0001.
+The Python loops run over graph edges, not pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.morphology import local_maxima
+from skimage.segmentation import watershed
+
+__all__ = ["basin_saddles", "dynamics_watershed"]
+
+#: the four 8-neighbour offsets that visit every neighbouring pixel pair once
+_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+def basin_saddles(labels: np.ndarray, relief: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The saddle of every pair of touching regions.
+
+    Args:
+        labels: ``(H, W)`` region labels, 0 = outside.
+        relief: ``(H, W)`` heights.
+
+    Returns:
+        ``(a, b, saddle)``: 1-D arrays, one entry per pair of 8-neighbouring regions ``a < b``, with the highest
+        ``min(relief[p], relief[q])`` over neighbouring pixels ``p`` in ``a`` and ``q`` in ``b``.
+    """
+    h, w = labels.shape
+    lo, hi, lev = [], [], []
+    for dy, dx in _OFFSETS:
+        src = (slice(0, h - dy), slice(max(-dx, 0), w - max(dx, 0)))
+        dst = (slice(dy, h), slice(max(dx, 0), w - max(-dx, 0)))
+        a, b = labels[src], labels[dst]
+        cut = (a != b) & (a > 0) & (b > 0)
+        a, b = a[cut], b[cut]
+        lo.append(np.minimum(a, b))
+        hi.append(np.maximum(a, b))
+        lev.append(np.minimum(relief[src][cut], relief[dst][cut]))
+    lo, hi, lev = np.concatenate(lo).astype(np.int64), np.concatenate(hi).astype(np.int64), np.concatenate(lev)
+    if lo.size == 0:
+        return lo, hi, lev
+    key = lo * (int(hi.max()) + 1) + hi
+    order = np.lexsort((lev, key))  # by pair, then by level: the last entry of each pair is its saddle
+    last = np.r_[key[order][1:] != key[order][:-1], True]
+    pick = order[last]
+    return lo[pick], hi[pick], lev[pick]
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _markers_by_dynamics(top: np.ndarray, a: np.ndarray, b: np.ndarray, saddle: np.ndarray, h: float) -> np.ndarray:
+    """Which maxima (``1..n``, heights ``top``) have dynamic >= ``h``; edges sorted by decreasing saddle."""
+    n = len(top) - 1
+    parent = list(range(n + 1))
+    height = [float(t) for t in top]
+    tied: list[list[int]] = [[i] for i in range(n + 1)]  # the group's maxima at the group's height
+    keep = [True] * (n + 1)
+    for i, j, s in zip(a.tolist(), b.tolist(), saddle.tolist()):
+        ri, rj = _root(parent, i), _root(parent, j)
+        if ri == rj:
+            continue
+        if height[ri] < height[rj]:
+            ri, rj = rj, ri
+        if height[ri] > height[rj]:
+            if height[rj] - s < h:
+                for m in tied[rj]:
+                    keep[m] = False
+        else:  # equal tops: neither is below the other, as in h_maxima
+            tied[ri] = tied[ri] + tied[rj]
+        parent[rj] = ri
+    for r in range(1, n + 1):
+        if parent[r] == r and height[r] < h:  # a component's highest maximum, against the background
+            for m in tied[r]:
+                keep[m] = False
+    keep[0] = False
+    return np.asarray(keep)
+
+
+def _forest(keep: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Label of every basin: the marker its group reaches first (edges by decreasing saddle), or a new label for a
+    group without a marker (a component too shallow for any)."""
+    n = len(keep) - 1
+    parent = list(range(n + 1))
+    mark = [i if keep[i] else 0 for i in range(n + 1)]
+    for i, j in zip(a.tolist(), b.tolist()):
+        ri, rj = _root(parent, i), _root(parent, j)
+        if ri == rj or (mark[ri] and mark[rj]):
+            continue
+        parent[rj] = ri
+        mark[ri] = mark[ri] or mark[rj]
+    roots = np.fromiter((_root(parent, i) for i in range(n + 1)), dtype=np.int64, count=n + 1)
+    marks = np.asarray(mark, dtype=np.int64)[roots]
+    lut = np.where(marks > 0, marks, roots + n + 1)
+    lut[0] = 0
+    return lut
+
+
+def dynamics_watershed(relief: np.ndarray, mask: np.ndarray, h: float) -> np.ndarray:
+    """Watershed of ``relief`` inside ``mask`` from its maxima of dynamic >= ``h``.
+
+    Args:
+        relief: ``(H, W)`` float heights (e.g. a distance map), higher = more inside an object.
+        mask: ``(H, W)`` bool; the relief is flooded inside it only.
+        h: minimal depth of the saddle between a maximum and any higher one for the maximum to seed its own region.
+
+    Returns:
+        ``(H, W)`` int64 labels, 0 outside ``mask``; not consecutive. A component with no maximum of dynamic >= ``h``
+        (its peak is lower than ``h``) is one region.
+    """
+    relief = np.asarray(relief)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=np.int64)
+    peaks = local_maxima(relief, connectivity=2, allow_borders=True) & mask
+    peak_labels, n = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
+    top = np.zeros(n + 1)
+    top[peak_labels[peaks]] = relief[peaks]  # a plateau has one height
+    basins = watershed(-relief, markers=peak_labels, mask=mask, connectivity=1)
+    a, b, saddle = basin_saddles(basins, relief)
+    order = np.argsort(-saddle, kind="stable")
+    a, b, saddle = a[order], b[order], saddle[order]
+    keep = _markers_by_dynamics(top, a, b, saddle, h)
+    return _forest(keep, a, b)[basins]
