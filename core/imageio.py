@@ -289,6 +289,11 @@ def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
             tmp.unlink(missing_ok=True)
 
 
+#: zlib level of every PNG written: 1 encodes a 1000² RGB overlay about 4x faster than PIL's default 6 for a file about
+#: 10 % larger (measured: 0.82 s -> 0.19 s, 1.57 -> 1.73 MB); at 6 the overlay took longer than the network
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> None:
     """Write a uint8 (grey or RGB) or uint16 (grey) array as PNG to exactly ``path`` (not atomic: use
     :func:`save_png`, or call it on a temporary of :func:`atomic_paths`), with optional ``tEXt`` metadata."""
@@ -302,7 +307,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] |
         info = PngImagePlugin.PngInfo()
         for k, v in text.items():
             info.add_text(str(k), str(v))
-    Image.fromarray(array).save(path, format="PNG", pnginfo=info)
+    Image.fromarray(array).save(path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -176,7 +176,11 @@ _tissue = import_bundle_module("dcgn", "tissue")
 
 def test_tissue_legend_names_every_class_by_stain():
     names = [e["name"] for e in _tissue.tissue_legend(3)]
-    assert names[0].startswith("least stained") and names[1].startswith("eosin-rich") and names[2].startswith("haematoxylin")
+    assert (
+        names[0].startswith("least stained")
+        and names[1].startswith("eosin-rich")
+        and names[2].startswith("haematoxylin")
+    )
     four = _tissue.tissue_legend(4)
     assert [e["class"] for e in four] == [0, 1, 2, 3] and "(2 of 2)" in four[2]["name"]
     assert len({tuple(e["colour"]) for e in four}) == 4  # every class its own colour

@@ -8,10 +8,11 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
+from scipy import ndimage as ndi
 
 from bundle_runner import REPO
 from labelfree.bundle_paths import SHARED_CONFIG, check_bundle_root, shared_parameters
-from labelfree.core.overlay import contour_overlay, error_overlay
+from labelfree.core.overlay import contour_overlay, error_overlay, inner_boundaries
 from labelfree.core.writer import output_paths, write_segmentation
 from labelfree.engines.handlers import EvaluationReport, latest_checkpoint
 from labelfree.transforms.instances import ProbabilityToInstancesd
@@ -60,6 +61,17 @@ def test_save_segmentation_writes_the_contract_from_the_network_input(tmp_path):
     assert np.array_equal(tifffile.imread(paths["inst"]), inst[0])
     assert np.array_equal(np.asarray(Image.open(paths["seg"])), (inst[0] > 0).astype(np.uint8) * 255)
     assert np.array_equal(np.asarray(Image.open(paths["overlay"])), contour_overlay(a, inst[0]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_inner_boundaries_are_skimage_inner_boundaries(seed):
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(seed)
+    labels = ndi.label(ndi.gaussian_filter(rng.random((70, 90)), 2) > 0.5)[0]
+    labels[labels % 3 == 0] = 0  # background between some regions, regions touching others
+    labels[:5, :5] = 7  # a region on the image border
+    assert np.array_equal(inner_boundaries(labels), find_boundaries(labels, mode="inner"))
 
 
 def test_writer_widens_to_uint32_and_keeps_metadata(tmp_path):
