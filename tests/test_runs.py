@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -144,7 +145,8 @@ class _FailOnDark(torch.nn.Module):
         return torch.cat([1 - x[:, :1], x[:, :1]], dim=1)
 
 
-def test_fault_tolerant_evaluator_goes_on_after_failures(tmp_path, capsys):
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_fault_tolerant_evaluator_goes_on_after_failures(tmp_path, capsys, threads):
     from monai.data import DataLoader
     from monai.transforms import Compose, EnsureTyped, ScaleIntensityRanged
 
@@ -156,10 +158,15 @@ def test_fault_tolerant_evaluator_goes_on_after_failures(tmp_path, capsys):
     _tile(src / "b_dark.png", value=10)
     (src / "c_broken.png").write_text("no")
     _tile(src / "d.png")
+    _tile(src / "e_unwritable.png")
     written = []
 
     def save(d):
-        written.append(os.path.basename(d["image"].meta["filename_or_obj"]))
+        name = os.path.basename(d["image"].meta["filename_or_obj"])
+        if name.startswith("e_"):
+            raise PermissionError("cannot write e_unwritable_seg.png")
+        time.sleep(0.05)  # slower than the network: in the background, the next tile starts before this one is saved
+        written.append(name)
         return {**d, "note": "a note"} if written[-1] == "d.png" else d
 
     pre = Compose(
@@ -168,25 +175,29 @@ def test_fault_tolerant_evaluator_goes_on_after_failures(tmp_path, capsys):
     loader = DataLoader(GuardedDataset(image_datalist(src), pre), batch_size=1)
     ev = FaultTolerantEvaluator(
         device=torch.device("cpu"), val_data_loader=loader, network=_FailOnDark(), postprocessing=save,
-        val_handlers=[TileProgress("t")],
+        val_handlers=[TileProgress("t")], postprocessing_threads=threads,
     )  # fmt: skip
     ev.run()
-    assert written == ["a.png", "d.png"] and ev.n_written == 2
+    assert sorted(written) == ["a.png", "d.png"] and ev.n_written == 2  # in worker threads, d may finish before a
     assert [(os.path.basename(f), r) for f, r in ev.failures] == [
         ("b_dark.png", "RuntimeError: input too dark for this network"),
         ("c_broken.png", "cannot be read as an image (UnidentifiedImageError: cannot identify image file "
                          f"'{src / 'c_broken.png'}')"),
+        ("e_unwritable.png", "cannot write e_unwritable_seg.png"),
     ]  # fmt: skip
+    assert ev._pool is None  # the worker thread is gone once the run returns
     err = capsys.readouterr().err
     assert f"FAILED {src / 'b_dark.png'}: RuntimeError: input too dark" in err and "d.png: a note" in err
-    assert "t [4/4] d.png" in err  # one progress line per finished tile when there is no terminal
+    assert "t [5/5] e_unwritable.png" in err  # one progress line per finished tile when there is no terminal
     with pytest.raises(SystemExit) as stop:
         finish_run(ev, tmp_path, "masks")
     assert stop.value.code == 1
     with open(tmp_path / FAILURES_FILE, newline="") as fh:
-        assert [r["file"] for r in csv.DictReader(fh)] == [str(src / "b_dark.png"), str(src / "c_broken.png")]
+        assert [r["file"] for r in csv.DictReader(fh)] == [
+            str(src / n) for n in ("b_dark.png", "c_broken.png", "e_unwritable.png")
+        ]
     out = capsys.readouterr()
-    assert "2 tile(s): masks written to" in out.out and "2 tile(s) failed" in out.err
+    assert "2 tile(s): masks written to" in out.out and "3 tile(s) failed" in out.err
     ev.failures.clear()
     assert finish_run(ev, tmp_path, "masks") == 0 and not (tmp_path / FAILURES_FILE).exists()  # stale report removed
 

@@ -24,7 +24,9 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -318,21 +320,51 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
     Post-processing transforms may put a one-line ``note`` in an output item (for example "no H&E tissue: empty
     mask"); it is printed with the file name.
 
+    With ``postprocessing_threads`` > 0, each batch's post-processing (instances, overlays, writing) runs in one of that
+    many worker threads while the network runs on the next batch: the watershed, distance transform and PNG encoder
+    release the GIL, so on a CPU they overlap with the network and with each other instead of taking turns. At most
+    ``postprocessing_threads`` batches wait, so memory does not grow; the run waits for them before it ends. Only for
+    runs whose outputs are files: metrics and handlers that read the post-processed output need it in the foreground
+    (0, the default).
+
     Args:
         args, kwargs: as ``SupervisedEvaluator``.
         source_key: the batch key whose meta names the file.
         debug: also log each failure's traceback.
+        postprocessing_threads: worker threads that run ``postprocessing`` behind the network (0: in the foreground).
 
     Attributes:
         failures: ``(file, reason)`` of every failed item, in order.
         n_written: items that went through without error.
     """
 
-    def __init__(self, *args: Any, source_key: str = "image", debug: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        source_key: str = "image",
+        debug: bool = False,
+        postprocessing_threads: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        post = kwargs.get("postprocessing")
+        background = int(postprocessing_threads) > 0 and post is not None
+        if background:
+            kwargs["postprocessing"] = None  # run by _iteration instead of MONAI's MODEL_COMPLETED handler
         super().__init__(*args, **kwargs)
         self.source_key, self.debug = source_key, _debug_enabled(debug)
         self.failures: list[tuple[str, str]] = []
         self.n_written = 0
+        self._background_post: Callable | None = post if background else None
+        self._threads = int(postprocessing_threads)
+        self._pool: Any = None
+        self._pending: deque = deque()
+        self._lock = threading.Lock()  # the worker threads report failures and counts
+        if background:
+            from ignite.engine import Events
+
+            # before any handler attached later (the progress bar closes, the run reports) the last batch is done
+            self.add_event_handler(Events.EPOCH_COMPLETED, self._finish)
+            self.add_event_handler(Events.EXCEPTION_RAISED, self._drain_then_raise)
 
     def _say(self, line: str) -> None:
         from tqdm import tqdm
@@ -340,8 +372,55 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
         tqdm.write(line, file=sys.stderr)  # above any progress bar instead of through it
 
     def _fail(self, source: str, reason: str) -> None:
-        self.failures.append((source, reason))
-        self._say(f"FAILED {source}: {reason}")
+        with self._lock:
+            self.failures.append((source, reason))
+            self._say(f"FAILED {source}: {reason}")
+
+    def _failed(self, exc: BaseException, sources: Sequence[str]) -> None:
+        if self.debug:
+            self._say("".join(traceback.format_exception(exc)))
+        for source in sources:
+            self._fail(source, describe_failure(exc, source))
+
+    def _written(self, sources: Sequence[str], output: Any) -> None:
+        with self._lock:
+            self.n_written += len(sources)
+        items = output if isinstance(output, list) else [output]
+        for source, item in zip(sources, items):
+            note = item.get("note") if isinstance(item, Mapping) else None
+            if note:
+                self._say(f"{Path(source).name}: {note}")
+
+    def _postprocess(self, sources: list[str], batch: Any, output: Any) -> None:
+        """The post-processing MONAI would run on MODEL_COMPLETED, here for one decollated batch."""
+        from monai.engines.utils import engine_apply_transform
+
+        try:
+            if isinstance(batch, list) and isinstance(output, list):
+                for i, (b, o) in enumerate(zip(batch, output)):
+                    batch[i], output[i] = engine_apply_transform(b, o, self._background_post)
+            else:
+                batch, output = engine_apply_transform(batch, output, self._background_post)
+        except Exception as exc:
+            self._failed(exc, sources)
+            return
+        self._written(sources, output)
+
+    def _drain(self, _engine: Any = None, keep: int = 0) -> None:
+        """Wait until at most ``keep`` batches are in the worker threads, oldest first (their failures are recorded by
+        :meth:`_postprocess`)."""
+        while len(self._pending) > keep:
+            self._pending.popleft().result()
+
+    def _finish(self, _engine: Any = None) -> None:
+        self._drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _drain_then_raise(self, _engine: Any, exc: BaseException) -> None:
+        self._finish()
+        raise exc
 
     def _iteration(self, engine: SupervisedEvaluator, batchdata: dict) -> dict:
         sources = _sources(batchdata, self.source_key)
@@ -354,17 +433,17 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
         try:
             output = super()._iteration(engine, batchdata)
         except Exception as exc:
-            if self.debug:
-                self._say(traceback.format_exc())
-            for source in sources:
-                self._fail(source, describe_failure(exc, source))
+            self._failed(exc, sources)
             return {}
-        self.n_written += len(sources)
-        items = output if isinstance(output, list) else [output]
-        for source, item in zip(sources, items):
-            note = item.get("note") if isinstance(item, Mapping) else None
-            if note:
-                self._say(f"{Path(source).name}: {note}")
+        if self._background_post is None:
+            self._written(sources, output)
+            return output
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="postprocessing")
+        self._drain(keep=self._threads - 1)  # as many batches in flight as threads, no queue behind them
+        self._pending.append(self._pool.submit(self._postprocess, sources, engine.state.batch, output))
         return output
 
 
