@@ -11,7 +11,7 @@ MONUSEG ?= ../shared/data/monuseg/train
 CPM15 ?= ../shared/data/cpm15/train
 GLAS ?= ../shared/data/glas/train
 
-.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step benchmarks clean
+.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step bench-speed benchmarks clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-dcgn: $(STAMP)
 ## seconds per DCGN training step at 512², batch 1, on this machine's CPU
 bench-dcgn-step: $(STAMP)
 	$(BIN)/python -m bench.dcgn_step_time --images $(MONUSEG)/images --out bench/results
+
+## seconds per tile of every inference pipeline against its network alone, side by side in one run, with the profile
+## of where each second goes (about 10 minutes on 2 cores; run it alone on the machine)
+bench-speed: $(STAMP)
+	$(BIN)/python -m bench.speed --images $(MONUSEG)/images --out bench/results/speed
 
 ## BENCHMARKS.md: both bundles and every baseline, 5 seeds, on the MoNuSeg training tiles (hours on 2 CPU cores;
 ## resumable: finished method/seed runs under bench/compare/runs are reused)

@@ -99,7 +99,7 @@ def finetuned(trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("finetuned")
     before = sha(trained["model"])
     out = root / "out"
-    run_inference_ok(BUNDLE, trained, root, out, finetune_epochs=2, finetune_lr=1e-3, **FAST)
+    run_inference_ok(BUNDLE, trained, root, out, finetune=True, finetune_epochs=2, finetune_lr=1e-3, **FAST)
     return {"out": out, "checkpoint_unchanged": sha(trained["model"]) == before}
 
 
@@ -116,9 +116,9 @@ def test_inference_contract_with_finetuning_leaves_checkpoint_untouched(finetune
     assert np.asarray(Image.open(out / "tile0_overlay.png")).shape == (256, 256, 3)
 
 
-def test_finetuning_changes_the_prediction_and_can_be_switched_off(trained, finetuned, tmp_path):
+def test_finetuning_changes_the_prediction_and_is_off_by_default(trained, finetuned, tmp_path):
     out = tmp_path / "off"
-    run_inference_ok(BUNDLE, trained, tmp_path, out, finetune=False, finetune_epochs=2, finetune_lr=1e-3, **FAST)
+    run_inference_ok(BUNDLE, trained, tmp_path, out, finetune_epochs=2, finetune_lr=1e-3, **FAST)
     assert not np.array_equal(
         tifffile.imread(out / "tile1_inst.tif"), tifffile.imread(finetuned["out"] / "tile1_inst.tif")
     )
@@ -275,6 +275,7 @@ def test_paper_overlay_restores_the_published_recipe():
             assert parser.get_parsed_content("contour_on") == "lightness"
         assert parser.get_parsed_content("inferer").patch_kwargs["contour_on"] == "lightness"
         assert parser.get_parsed_content("threshold") == 0.5 and parser.get_parsed_content("flip_tta") is False
+        assert parser.get_parsed_content("finetune") is True  # the paper fine-tunes at test time; the default does not
         default = ConfigParser()
         default.read_config(str(root / "configs" / "train.json"))
         default["bundle_root"] = str(root)

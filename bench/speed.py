@@ -1,0 +1,314 @@
+"""Benchmark: seconds per tile of every inference pipeline, side by side in one run, as ratios against the network alone.
+
+Each row is the *marginal* cost of one more tile (process start-up, model loading and the first tile excluded): the
+pipelines run on the same ``tiles`` tiles, one after the other, ``rounds`` times in turn, and the median round is
+reported, so a busy moment of the machine does not land on one row only. Rows:
+
+* the SSimNet U-Net alone under MONAI's ``SlidingWindowInferer`` (256², overlap 0.25, Gaussian, float32) on tiles
+  already in memory: the reference (1×) of every SSimNet row; the same under bfloat16 autocast (what the bundle
+  uses on a CPU that computes bfloat16 in hardware);
+* the SSimNet bundle's ``inference.json`` as shipped (two passes: the tile and its 180° rotation), with one pass, with
+  four flips, with test-time fine-tuning and four flips (the default before 0.2.1), and without each speed change
+  (float32; post-processing in the foreground);
+* DCGN's network alone (its 512² window, float32 and bfloat16) and its bundle, also without each speed change;
+* the pseudo labels alone (``labelfree.transforms.pseudolabel.PseudoLabel``), and Otsu on haematoxylin + watershed.
+
+``--profile True`` also runs each bundle row once under ``cProfile`` with post-processing in the foreground and splits
+its seconds per tile into reading, network, fine-tuning, instances, writing and the rest (``speed_profile.md``).
+
+    python -m bench.speed --images ../shared/data/monuseg/train/images --out bench/results/speed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import json
+import os
+import platform
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import fire
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.inferers import SlidingWindowInferer
+
+from bench.harness.baselines import otsu_haematoxylin_watershed
+from labelfree.core.imageio import list_images, load_rgb, save_text
+from labelfree.transforms.pseudolabel import PseudoLabel
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: (row name, bundle, overrides of its inference.json, what it is)
+FOUR_FLIPS = [[], [-1], [-2], [-2, -1]]
+BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
+    ("ssimnet", "ssimnet", {}, "SSimNet bundle, default (the tile and its 180° rotation)"),
+    ("ssimnet_no_flips", "ssimnet", {"flip_tta": False}, "SSimNet bundle, `--flip_tta False` (one pass)"),
+    ("ssimnet_four_flips", "ssimnet", {"flips": FOUR_FLIPS}, "SSimNet bundle, four flips"),
+    (
+        "ssimnet_finetune_four_flips",
+        "ssimnet",
+        {"finetune": True, "flips": FOUR_FLIPS},
+        "SSimNet bundle, `--finetune True`, four flips (the default before 0.2.1)",
+    ),
+    ("ssimnet_fp32", "ssimnet", {"cpu_bf16": False}, "SSimNet bundle, default with a float32 network"),
+    (
+        "ssimnet_foreground",
+        "ssimnet",
+        {"postprocessing_threads": 0},
+        "SSimNet bundle, default with post-processing in the foreground",
+    ),
+    ("dcgn", "dcgn", {}, "DCGN bundle, default (nuclei)"),
+    ("dcgn_fp32", "dcgn", {"cpu_bf16": False}, "DCGN bundle, float32 network"),
+    ("dcgn_foreground", "dcgn", {"postprocessing_threads": 0}, "DCGN bundle, post-processing in the foreground"),
+)
+
+#: profile stages: (name, functions whose cumulative time is the stage's), in the order they are subtracted
+STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("reading", (("core/imageio.py", "load_rgb"),)),
+    ("fine-tuning", (("scripts/finetune.py", "_finetune"),)),
+    ("network", (("monai/inferers/utils.py", "sliding_window_inference"),)),
+    ("stain normalisation", (("transforms/stain_normalise.py", "__call__"),)),
+    ("instances", (("transforms/instances.py", "instances_from_map"),)),
+    ("class naming", (("scripts/classes.py", "__call__"),)),
+    ("blank-tile check", (("transforms/stain.py", "has_tissue"),)),
+    ("writing (overlay, PNG, TIFF)", (("core/writer.py", "write_segmentation"),)),
+)
+
+
+def _use_bundle(bundle: str) -> Path:
+    """Make ``scripts`` the package of ``bundle`` (the configs name ``scripts.*`` relative to their bundle, as in the
+    model zoo; both bundles have one, so switching bundles in one process drops the other's from the module cache)."""
+    root = REPO / "bundles" / bundle
+    for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
+        del sys.modules[name]
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
+    return root
+
+
+def _tiles(images: str, tiles: int) -> list[Path]:
+    files = list_images(images)[: tiles + 1]  # the first is the warm-up
+    if len(files) < 2:
+        raise SystemExit(f"need at least 2 images in {images}")
+    return files
+
+
+def _marginal(times: list[float]) -> float:
+    """Seconds per tile after the first (warm-up) tile: ``times`` are the completion times of each tile."""
+    return (times[-1] - times[0]) / (len(times) - 1)
+
+
+def time_network(bundle: str, files: list[Path], bf16: bool, threads: int) -> float:
+    """The bundle's network alone, MONAI's sliding window on tiles already in memory (input in [0, 1])."""
+    torch.set_num_threads(threads)
+    root = _use_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser["bundle_root"] = str(root)
+    net = parser.get_parsed_content("network_def").eval()
+    net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location="cpu"))
+    sw = parser["sliding_window_inferer"]
+    inferer = SlidingWindowInferer(
+        roi_size=(256, 256) if bundle == "ssimnet" else (512, 512),
+        sw_batch_size=int(sw["sw_batch_size"]),
+        overlap=0.25,
+        mode="gaussian",
+    )
+    inputs = [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
+    times = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for x in inputs:
+            inferer(x, net)
+            times.append(time.perf_counter())
+    return _marginal(times)
+
+
+def _bundle_parser(bundle: str, images: Path, out: Path, overrides: dict) -> ConfigParser:
+    root = _use_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser["bundle_root"] = str(root)
+    parser["dataset_dir"] = str(images)
+    parser["output_dir"] = str(out)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
+def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profile: bool = False) -> dict:
+    """Run a bundle's inference in process on the tiles in ``images``; marginal seconds per tile (and the profile)."""
+    from ignite.engine import Events
+
+    with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
+        over = dict(overrides, num_threads=threads)
+        if profile:
+            over["postprocessing_threads"] = 0  # a serial run, so that each stage's seconds add up
+        parser = _bundle_parser(bundle, images, Path(tmp) / "out", over)
+        parser.get_parsed_content("initialize")
+        evaluator = parser.get_parsed_content("evaluator")
+        times: list[float] = []
+        evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda _: times.append(time.perf_counter()))
+        prof = cProfile.Profile() if profile else None
+        with prof or contextlib.nullcontext():
+            evaluator.run()
+        times[-1] = time.perf_counter()  # the last tile is done when the run returns (background post-processing)
+        if evaluator.failures:
+            raise RuntimeError(f"{bundle} failed on {evaluator.failures}")
+        result = {"seconds_per_tile": _marginal(times)}
+        if prof is not None:
+            result["stages"] = _stages(prof, len(times))
+    return result
+
+
+def _stages(prof: cProfile.Profile, n_tiles: int) -> dict[str, float]:
+    """Seconds per tile (all tiles, warm-up included) of each stage of :data:`STAGES`, from a profile's cumulative
+    times; fine-tuning is counted without the network passes inside it, and the rest is what no stage names."""
+    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tottime, cumtime, callers)}
+    total = max(v[3] for v in stats.values())
+    out: dict[str, float] = {}
+    for stage, funcs in STAGES:
+        seconds = sum(
+            v[3]
+            for (file, _line, func), v in stats.items()
+            if any(file.replace(os.sep, "/").endswith(f) and func == name for f, name in funcs)
+        )
+        out[stage] = seconds / n_tiles
+    out["other (conversions, softmax, engine)"] = max(total / n_tiles - sum(out.values()), 0.0)
+    return {k: round(v, 4) for k, v in out.items() if v > 0.0005}
+
+
+def time_function(fn: Callable[[np.ndarray], object], files: list[Path]) -> float:
+    rgbs = [load_rgb(f) for f in files]
+    times = []
+    for rgb in rgbs:
+        fn(rgb)
+        times.append(time.perf_counter())
+    return _marginal(times)
+
+
+def run(
+    images: str,
+    out: str = "bench/results/speed",
+    tiles: int = 5,
+    rounds: int = 3,
+    threads: int = 2,
+    profile: bool = True,
+    rows: str | tuple = "",
+) -> dict:
+    """Time every row on the first ``tiles`` (+1 warm-up) images of ``images``; write ``speed.{json,md}``."""
+    torch.set_num_threads(threads)
+    files = _tiles(images, tiles)
+    with tempfile.TemporaryDirectory(prefix="speed-tiles-") as tmp:
+        folder = Path(tmp)
+        for f in files:
+            shutil.copy(f, folder / f.name)
+        pseudo = PseudoLabel(seed=0)
+        jobs: dict[str, Callable[[], float]] = {
+            "ssimnet_network": lambda: time_network("ssimnet", files, False, threads),
+            "ssimnet_network_bf16": lambda: time_network("ssimnet", files, True, threads),
+            "dcgn_network": lambda: time_network("dcgn", files, False, threads),
+            "dcgn_network_bf16": lambda: time_network("dcgn", files, True, threads),
+            "pseudo_labels": lambda: time_function(lambda rgb: pseudo(rgb.transpose(2, 0, 1)), files),
+            "otsu_ws": lambda: time_function(otsu_haematoxylin_watershed, files),
+        }
+        for name, bundle, overrides, _ in BUNDLE_ROWS:
+            jobs[name] = lambda b=bundle, o=overrides: time_bundle(b, folder, o, threads)["seconds_per_tile"]
+        # fire turns "a,b" on the command line into a tuple
+        wanted = [r for r in (rows.split(",") if isinstance(rows, str) else rows) if r] or list(jobs)
+        unknown = sorted(set(wanted) - set(jobs))
+        if unknown:
+            raise SystemExit(f"unknown rows {unknown}; known: {', '.join(jobs)}")
+        samples: dict[str, list[float]] = {name: [] for name in wanted}
+        for r in range(rounds):
+            for name in wanted:
+                samples[name].append(jobs[name]())
+                print(f"round {r + 1}/{rounds} {name}: {samples[name][-1]:.3f} s/tile", file=sys.stderr, flush=True)
+        profiles = {}
+        if profile:
+            for name, bundle, overrides, _ in BUNDLE_ROWS:
+                if name.endswith(("_foreground", "_fp32", "_four_flips")) and name != "ssimnet_finetune_four_flips":
+                    continue
+                if name not in wanted:
+                    continue
+                profiles[name] = time_bundle(bundle, folder, overrides, threads, profile=True)["stages"]
+    result = {
+        "seconds_per_tile": {k: float(np.median(v)) for k, v in samples.items()},
+        "samples": samples,
+        "profiles": profiles,
+        "tiles": [f.name for f in files],
+        "image_size": list(load_rgb(files[0]).shape[:2]),
+        "threads": threads,
+        "rounds": rounds,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": date.today().isoformat(),
+    }
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_text(out_dir / "speed.json", json.dumps(result, indent=2) + "\n")
+    md = markdown(result)
+    save_text(out_dir / "speed.md", md)
+    print(md)
+    return result
+
+
+DESCRIPTIONS = {
+    "ssimnet_network": "SSimNet U-Net alone, MONAI sliding window 256², overlap 0.25, float32",
+    "ssimnet_network_bf16": "SSimNet U-Net alone, the same under bfloat16 autocast",
+    "dcgn_network": "DCGN network alone, MONAI sliding window 512², overlap 0.25, float32",
+    "dcgn_network_bf16": "DCGN network alone, the same under bfloat16 autocast",
+    "pseudo_labels": "pseudo labels (`PseudoLabel`: stains → FCM → contour → watershed)",
+    "otsu_ws": "Otsu on haematoxylin + watershed",
+    **{name: text for name, _, _, text in BUNDLE_ROWS},
+}
+
+
+def markdown(result: dict) -> str:
+    sec = result["seconds_per_tile"]
+    ref = {"ssimnet": sec.get("ssimnet_network"), "dcgn": sec.get("dcgn_network")}
+    h, w = result["image_size"]
+    lines = [
+        f"Marginal seconds per {h}×{w} tile (start-up, model loading and the first tile excluded), median of "
+        f"{result['rounds']} rounds over {len(result['tiles']) - 1} tiles, {result['threads']} threads, "
+        f"{result['cpu_count']} CPU cores, torch {result['torch']}, {result['date']} "
+        "(`python -m bench.speed --images IMAGES`):",
+        "",
+        "| pipeline | s / tile | vs its network alone (float32) |",
+        "|---|---|---|",
+    ]
+    for name, value in sec.items():
+        family = "dcgn" if name.startswith("dcgn") else "ssimnet" if name.startswith("ssimnet") else None
+        ratio = f"{value / ref[family]:.2f}×" if family and ref.get(family) else ""
+        bold = "**" if name in ("ssimnet", "dcgn") else ""
+        lines.append(f"| {DESCRIPTIONS.get(name, name)} | {bold}{value:.3f}{bold} | {bold}{ratio}{bold} |")
+    if result.get("profiles"):
+        lines += [
+            "",
+            "Where the seconds go (one profiled run per row, post-processing in the foreground so that the stages add "
+            "up; seconds per tile, warm-up tile included):",
+            "",
+        ]
+        stages = list(dict.fromkeys(s for p in result["profiles"].values() for s in p))
+        lines.append("| stage | " + " | ".join(result["profiles"]) + " |")
+        lines.append("|---|" + "---|" * len(result["profiles"]))
+        for stage in stages:
+            cells = [f"{p[stage]:.3f}" if stage in p else "–" for p in result["profiles"].values()]
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+        totals = [f"{sum(p.values()):.3f}" for p in result["profiles"].values()]
+        lines.append("| total | " + " | ".join(totals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    fire.Fire(run, serialize=lambda _: None)

@@ -1,0 +1,40 @@
+"""The speed benchmark on the embedded sample: every row it prints is measured, ratios are against the network alone,
+and the profile splits a bundle run into stages that account for its time."""
+
+import json
+
+from bench.speed import markdown, run, time_bundle
+from labelfree.sample import sample_dir
+
+
+def test_speed_rows_ratios_and_profile(tmp_path):
+    images = sample_dir() / "images"
+    result = run(
+        str(images), out=str(tmp_path), tiles=2, rounds=1, profile=False, rows="ssimnet_network,ssimnet,otsu_ws"
+    )
+    sec = result["seconds_per_tile"]
+    assert set(sec) == {"ssimnet_network", "ssimnet", "otsu_ws"} and all(v > 0 for v in sec.values())
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["seconds_per_tile"] == sec and saved["tiles"][0].endswith(".png")
+    md = (tmp_path / "speed.md").read_text()
+    assert "| 1.00× |" in md  # the network alone is the reference of its own family
+    assert f"{sec['ssimnet'] / sec['ssimnet_network']:.2f}×" in md
+    stages = time_bundle("ssimnet", images, {}, threads=2, profile=True)["stages"]
+    assert stages["network"] > 0 and stages["instances"] > 0 and stages["writing (overlay, PNG, TIFF)"] > 0
+    assert "reading" in stages
+
+
+def test_markdown_lists_profiles_by_stage():
+    result = {
+        "seconds_per_tile": {"dcgn_network": 0.5, "dcgn": 1.0},
+        "profiles": {"dcgn": {"network": 0.4, "instances": 0.3}},
+        "tiles": ["a", "b"],
+        "image_size": [8, 8],
+        "rounds": 1,
+        "threads": 2,
+        "cpu_count": 2,
+        "torch": "x",
+        "date": "d",
+    }
+    md = markdown(result)
+    assert "| **1.000** | **2.00×** |" in md and "| instances | 0.300 |" in md and "| total | 0.700 |" in md
