@@ -10,7 +10,8 @@ reported, so a busy moment of the machine does not land on one row only. Rows:
 * the SSimNet bundle's ``inference.json`` as shipped (two passes: the tile and its 180° rotation), with one pass, with
   four flips, with test-time fine-tuning and four flips (the default before 0.2.1), and without each speed change
   (float32; post-processing in the foreground);
-* DCGN's network alone (its 512² window, float32 and bfloat16) and its bundle, also without each speed change;
+* DCGN's network alone (its 512² window, float32 and bfloat16) and its bundle (float32: bfloat16 is an option there,
+  it moved DCGN's CPM-15 scores by -0.003), also with bfloat16 and with post-processing in the foreground;
 * the pseudo labels alone (``labelfree.transforms.pseudolabel.PseudoLabel``), and Otsu on haematoxylin + watershed.
 
 ``--profile True`` also runs each bundle row once under ``cProfile`` with post-processing in the foreground and splits
@@ -21,7 +22,6 @@ its seconds per tile into reading, network, fine-tuning, instances, writing and 
 
 from __future__ import annotations
 
-import contextlib
 import cProfile
 import json
 import os
@@ -67,20 +67,25 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
         "SSimNet bundle, default with post-processing in the foreground",
     ),
     ("dcgn", "dcgn", {}, "DCGN bundle, default (nuclei)"),
-    ("dcgn_fp32", "dcgn", {"cpu_bf16": False}, "DCGN bundle, float32 network"),
+    ("dcgn_bf16", "dcgn", {"cpu_bf16": True}, "DCGN bundle, `--cpu_bf16 True` (not the default: CPM-15 AJI -0.002)"),
     ("dcgn_foreground", "dcgn", {"postprocessing_threads": 0}, "DCGN bundle, post-processing in the foreground"),
 )
 
-#: profile stages: (name, functions whose cumulative time is the stage's), in the order they are subtracted
-STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("reading", (("core/imageio.py", "load_rgb"),)),
-    ("fine-tuning", (("scripts/finetune.py", "_finetune"),)),
-    ("network", (("monai/inferers/utils.py", "sliding_window_inference"),)),
-    ("stain normalisation", (("transforms/stain_normalise.py", "__call__"),)),
-    ("instances", (("transforms/instances.py", "instances_from_map"),)),
-    ("class naming", (("scripts/classes.py", "__call__"),)),
-    ("blank-tile check", (("transforms/stain.py", "has_tissue"),)),
-    ("writing (overlay, PNG, TIFF)", (("core/writer.py", "write_segmentation"),)),
+#: files of the inference post-processing that call the shared steps; the same steps called from the pseudo labels of
+#: test-time fine-tuning belong to the fine-tuning stage
+_POST = ("transforms/instances.py", "scripts/classes.py")
+
+#: profile stages: (name, (file, function) whose cumulative time is the stage's, files it must be called from (None:
+#: any), stages whose calls made from the stage's own file are taken out of it)
+STAGES: tuple[tuple[str, tuple[str, str], tuple[str, ...] | None, tuple[str, ...]], ...] = (
+    ("reading", ("core/imageio.py", "load_rgb"), None, ()),
+    ("fine-tuning (pseudo labels, training)", ("scripts/finetune.py", "_finetune"), None, ()),
+    ("network", ("monai/inferers/utils.py", "sliding_window_inference"), None, ()),
+    ("stain normalisation", ("transforms/stain_normalise.py", "__call__"), None, ()),
+    ("blank-tile check", ("transforms/stain.py", "has_tissue"), _POST, ()),
+    ("instances", ("transforms/instances.py", "instances_from_map"), _POST, ()),
+    ("class naming", ("scripts/classes.py", "__call__"), None, ("blank-tile check", "instances")),
+    ("writing (overlay, PNG, TIFF)", ("core/writer.py", "write_segmentation"), None, ()),
 )
 
 
@@ -157,33 +162,52 @@ def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profil
         parser.get_parsed_content("initialize")
         evaluator = parser.get_parsed_content("evaluator")
         times: list[float] = []
-        evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda _: times.append(time.perf_counter()))
         prof = cProfile.Profile() if profile else None
-        with prof or contextlib.nullcontext():
-            evaluator.run()
+
+        def done(_engine: object) -> None:
+            times.append(time.perf_counter())
+            if prof is not None and len(times) == 1:
+                prof.enable()  # from the end of the warm-up tile: one-time costs stay out of the profile
+
+        evaluator.add_event_handler(Events.ITERATION_COMPLETED, done)
+        evaluator.run()
+        if prof is not None:
+            prof.disable()
         times[-1] = time.perf_counter()  # the last tile is done when the run returns (background post-processing)
         if evaluator.failures:
             raise RuntimeError(f"{bundle} failed on {evaluator.failures}")
         result = {"seconds_per_tile": _marginal(times)}
         if prof is not None:
-            result["stages"] = _stages(prof, len(times))
+            result["stages"] = _stages(prof, len(times) - 1, result["seconds_per_tile"])
     return result
 
 
-def _stages(prof: cProfile.Profile, n_tiles: int) -> dict[str, float]:
-    """Seconds per tile (all tiles, warm-up included) of each stage of :data:`STAGES`, from a profile's cumulative
-    times; fine-tuning is counted without the network passes inside it, and the rest is what no stage names."""
-    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tottime, cumtime, callers)}
-    total = max(v[3] for v in stats.values())
+def _stages(prof: cProfile.Profile, n_tiles: int, seconds_per_tile: float) -> dict[str, float]:
+    """Seconds per tile of each stage of :data:`STAGES` over ``n_tiles`` profiled tiles, from the profile's cumulative
+    times; the rest of ``seconds_per_tile`` is what no stage names."""
+    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tottime, cumtime, {caller: (.., .., tt, ct)})}
+
+    def norm(file: str) -> str:
+        return file.replace(os.sep, "/")
+
+    def called_from(file: str, func: str, callers: tuple[str, ...] | None) -> float:
+        seconds = 0.0
+        for (f, _line, name), v in stats.items():
+            if not (norm(f).endswith(file) and name == func):
+                continue
+            if callers is None:
+                seconds += v[3]
+            else:  # only the calls made from the named files
+                seconds += sum(c[3] for (cf, _l, _n), c in v[4].items() if norm(cf).endswith(callers))
+        return seconds
+
+    where = {stage: target for stage, target, _, _ in STAGES}
     out: dict[str, float] = {}
-    for stage, funcs in STAGES:
-        seconds = sum(
-            v[3]
-            for (file, _line, func), v in stats.items()
-            if any(file.replace(os.sep, "/").endswith(f) and func == name for f, name in funcs)
-        )
-        out[stage] = seconds / n_tiles
-    out["other (conversions, softmax, engine)"] = max(total / n_tiles - sum(out.values()), 0.0)
+    for stage, (file, func), callers, nested in STAGES:
+        inner = sum(called_from(*where[n], (file,)) for n in nested)
+        out[stage] = called_from(file, func, callers) - inner
+    out = {k: v / n_tiles for k, v in out.items()}
+    out["other (conversions, softmax, engine)"] = max(seconds_per_tile - sum(out.values()), 0.0)
     return {k: round(v, 4) for k, v in out.items() if v > 0.0005}
 
 
@@ -236,7 +260,10 @@ def run(
         profiles = {}
         if profile:
             for name, bundle, overrides, _ in BUNDLE_ROWS:
-                if name.endswith(("_foreground", "_fp32", "_four_flips")) and name != "ssimnet_finetune_four_flips":
+                if (
+                    name.endswith(("_foreground", "_fp32", "_bf16", "_four_flips"))
+                    and name != "ssimnet_finetune_four_flips"
+                ):
                     continue
                 if name not in wanted:
                     continue
@@ -296,7 +323,7 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             "Where the seconds go (one profiled run per row, post-processing in the foreground so that the stages add "
-            "up; seconds per tile, warm-up tile included):",
+            "up; seconds per tile after the warm-up tile, under the profiler):",
             "",
         ]
         stages = list(dict.fromkeys(s for p in result["profiles"].values() for s in p))
