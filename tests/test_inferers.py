@@ -2,7 +2,7 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
-from labelfree.engines.inferers import FlipEnsembleInferer, PaddedSlidingWindowInferer
+from labelfree.engines.inferers import AutocastInferer, FlipEnsembleInferer, PaddedSlidingWindowInferer
 
 
 def test_orientation_free_network_gives_the_single_pass():
@@ -64,3 +64,29 @@ def test_padded_sliding_window_matches_monai_where_monai_works_and_handles_tiny_
     pointwise = torch.nn.Conv2d(3, 2, kernel_size=1)
     with torch.no_grad():
         torch.testing.assert_close(PaddedSlidingWindowInferer(**kwargs)(tiny, pointwise), pointwise(tiny))
+
+
+def test_autocast_returns_float32_and_can_be_off():
+    net = torch.nn.Conv2d(3, 2, 3, padding=1)
+    x = torch.rand(1, 3, 16, 16)
+    on = AutocastInferer(SimpleInferer(), enabled=True, dtype="bfloat16")(x, net)
+    off = AutocastInferer(SimpleInferer(), enabled=False)(x, net)
+    assert on.dtype == off.dtype == torch.float32
+    assert torch.allclose(on, off, atol=0.05) and not torch.equal(on, off)  # bfloat16 inside, float32 out
+
+
+@pytest.mark.parametrize("bundle,key", [("ssimnet", "network_inferer"), ("dcgn", "inferer")])
+@pytest.mark.parametrize("device", ["cpu", "$torch.device('cpu')"])
+def test_bundle_inferers_parse_with_the_device_as_a_string_or_a_device(bundle, key, device):
+    # MONAI Label sets the bundle's device to a string; the bundles' own runs to a torch.device
+    from monai.bundle import ConfigParser
+
+    from bundle_runner import REPO
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(REPO / "bundles" / bundle)
+    parser["device"] = device
+    parser["cpu_bf16"] = True
+    inferer = parser.get_parsed_content(key, lazy=False)
+    assert isinstance(inferer, AutocastInferer) and inferer.enabled
