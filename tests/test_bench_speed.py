@@ -3,10 +3,13 @@ and the profile splits a bundle run into stages that account for its time."""
 
 import json
 
+import pytest
+
 from bench.speed import markdown, run, time_bundle
 from labelfree.sample import sample_dir
 
 
+@pytest.mark.slow  # about 15 s of bundle runs; the bundles' own inference tests cover the same runs
 def test_speed_rows_ratios_and_profile(tmp_path):
     images = sample_dir() / "images"
     result = run(
