@@ -116,18 +116,14 @@ def _marginal(times: list[float]) -> float:
 def time_network(bundle: str, files: list[Path], bf16: bool, threads: int) -> float:
     """The bundle's network alone, MONAI's sliding window on tiles already in memory (input in [0, 1])."""
     torch.set_num_threads(threads)
-    root = _use_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(str(root / "configs" / "inference.json"))
-    parser["bundle_root"] = str(root)
+    parser = _bundle_parser(bundle)
     net = parser.get_parsed_content("network_def").eval()
     net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location="cpu"))
-    sw = parser["sliding_window_inferer"]
+    # MONAI's own inferer with the bundle's window, overlap, batch and weighting (the bundle's subclass only adds
+    # padding for tiles smaller than the window)
+    sw = parser.get_parsed_content("sliding_window_inferer")
     inferer = SlidingWindowInferer(
-        roi_size=(256, 256) if bundle == "ssimnet" else (512, 512),
-        sw_batch_size=int(sw["sw_batch_size"]),
-        overlap=0.25,
-        mode="gaussian",
+        roi_size=sw.roi_size, sw_batch_size=sw.sw_batch_size, overlap=sw.overlap, mode=sw.mode
     )
     inputs = [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
     times = []
@@ -138,14 +134,13 @@ def time_network(bundle: str, files: list[Path], bf16: bool, threads: int) -> fl
     return _marginal(times)
 
 
-def _bundle_parser(bundle: str, images: Path, out: Path, overrides: dict) -> ConfigParser:
+def _bundle_parser(bundle: str, overrides: dict | None = None) -> ConfigParser:
+    """The bundle's ``inference.json`` with its ``bundle_root`` and ``overrides`` set."""
     root = _use_bundle(bundle)
     parser = ConfigParser()
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
-    parser["dataset_dir"] = str(images)
-    parser["output_dir"] = str(out)
-    for key, value in overrides.items():
+    for key, value in (overrides or {}).items():
         parser[key] = value
     return parser
 
@@ -155,10 +150,10 @@ def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profil
     from ignite.engine import Events
 
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
-        over = dict(overrides, num_threads=threads)
+        over = dict(overrides, num_threads=threads, dataset_dir=str(images), output_dir=str(Path(tmp) / "out"))
         if profile:
             over["postprocessing_threads"] = 0  # a serial run, so that each stage's seconds add up
-        parser = _bundle_parser(bundle, images, Path(tmp) / "out", over)
+        parser = _bundle_parser(bundle, over)
         parser.get_parsed_content("initialize")
         evaluator = parser.get_parsed_content("evaluator")
         times: list[float] = []

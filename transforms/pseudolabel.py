@@ -37,7 +37,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from labelfree.core.imageio import as_rgb_uint8
-from labelfree.transforms.contour import ActiveContour
+from labelfree.transforms.contour import ActiveContour, fill_mask_holes
 from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_pixels
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.stain import NoTissueError, StainSeparationResult, has_tissue, separate_stains
@@ -93,7 +93,7 @@ def split_at_markers(
         ``(H, W)`` int32 instances, ids ``1..n``.
     """
     markers = np.asarray(markers)
-    fg = ndi.binary_fill_holes(np.asarray(mask, dtype=bool) | (markers > 0))
+    fg = fill_mask_holes(np.asarray(mask, dtype=bool) | (markers > 0))
     comp, _ = ndi.label(fg)
     whole = np.zeros(comp.max() + 1, dtype=bool)
     for p in regionprops(comp):

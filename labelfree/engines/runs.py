@@ -406,7 +406,7 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
             return
         self._written(sources, output)
 
-    def _drain(self, _engine: Any = None, keep: int = 0) -> None:
+    def _drain(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` batches are in the worker threads, oldest first (their failures are recorded by
         :meth:`_postprocess`)."""
         while len(self._pending) > keep:
