@@ -3,6 +3,8 @@
 Commands:
     pseudo_labels INPUT OUTPUT   label-free nuclei masks for an image file or a folder of tiles
     score PRED [--labels D]      Dice, AJI and PQ of written instance maps against labels (default: the sample's)
+    slide SLIDES [--output D]    nuclei of whole slides (or a folder / list of them) as QuPath GeoJSON
+    demo_slide [--output F]      a small synthetic pyramidal slide made of the embedded sample tiles
     sample_dir                   print where the embedded sample tiles are
     bundle_zip BUNDLE [--out D]  self-contained model-zoo zip of a bundle (``<name>_v<version>.zip``)
 """
@@ -118,6 +120,77 @@ def score(pred: str = "out/demo", labels: str | None = None) -> None:
     print(f"{'mean':<48}" + "".join(f"{sum(sc[k] for _, sc in rows) / len(rows):>8.3f}" for k in keys))
 
 
+def slide(
+    slides: str,
+    output: str = "out/slides",
+    model: str = "ssimnet",
+    mpp: float | None = None,
+    model_mpp: float = 0.25,
+    tile: int = 1600,
+    margin: int = 128,
+    table: bool = True,
+    overlay: bool = True,
+    backend: str | None = None,
+    device: str | None = None,
+    threads: int = 2,
+    debug: bool = False,
+) -> None:
+    """Segment the nuclei of whole slides into QuPath GeoJSON (``<output>/<stem>.geojson``, one detection per nucleus).
+
+    Args:
+        slides: a slide (SVS, NDPI, MRXS, OME-TIFF, pyramidal TIFF, ...), a folder of slides or a ``.txt`` list.
+        output: output folder; also ``<stem>_nuclei.csv``, ``<stem>_overlay.png`` and ``<stem>.json`` (summary).
+        model: ``ssimnet``, ``dcgn`` or the path of a bundle folder.
+        mpp: microns per pixel of the slides at full resolution, for files that do not state it (or to override it).
+        model_mpp: microns per pixel the model was trained at (MoNuSeg, 40x: 0.25); slides are resampled to it.
+        tile: tile side at the model's resolution, context included.
+        margin: context around each tile's core.
+        table: write the per-nucleus CSV.
+        overlay: write the low-resolution overlay PNG.
+        backend: ``openslide`` or ``tifffile`` (default: OpenSlide when it reads the file).
+        device: ``cpu``, ``cuda``, ``cuda:1``; default: CUDA when present.
+        threads: CPU threads.
+        debug: full tracebacks.
+
+    Killed runs continue where they stopped when started again with the same settings; finished slides are skipped.
+    With ``torchrun --nproc_per_node N -m labelfree slide ...`` the slides are shared among N processes.
+    Exits with status 1 when any slide failed (listed in ``<output>/failures.csv``); the others are still written.
+    """
+    from labelfree.bundle_paths import locate_bundle
+    from labelfree.engines.runs import install_error_handling
+    from labelfree.engines.slides import SlideSettings, run_slides
+
+    install_error_handling(debug)
+    root = model if Path(model).is_dir() else locate_bundle(model, model)
+    settings = SlideSettings(
+        model_mpp=model_mpp, mpp=mpp, tile=tile, margin=margin, table=table, overlay=overlay, backend=backend
+    )
+    overrides = {"mode": "nuclei"} if Path(root).name == "dcgn" else None
+    run_slides(slides, output, root, settings=settings, device=device, overrides=overrides, num_threads=threads)
+
+
+def demo_slide(output: str = "out/demo_slide.ome.tif", layout: str = "ome", mpp: float = 0.25) -> str:
+    """Write a small synthetic slide (the embedded sample tiles on glass, a pyramid, known microns per pixel).
+
+    Args:
+        output: the file (``.ome.tif``, or ``.tif`` with ``layout="generic"`` for OpenSlide).
+        layout: ``ome`` or ``generic``.
+        mpp: microns per pixel written into the file.
+    """
+    from labelfree.core.demo_slide import write_demo_slide
+    from labelfree.core.imageio import list_images
+
+    tiles = [load_rgb(p) for p in list_images(_sample_dir() / "images")]
+    gap = 200
+    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) + 1)
+    height = max(t.shape[0] for t in tiles) + 2 * gap
+    places, x = [], gap
+    for t in tiles:
+        places.append((x, gap, t))
+        x += t.shape[1] + gap
+    return str(write_demo_slide(output, width, height, places, mpp=mpp, layout=layout))
+
+
 def sample_dir() -> str:
     """Folder of the embedded sample (``images/``, ``labels/``, ``ATTRIBUTION.md``)."""
     return str(_sample_dir())
@@ -132,7 +205,16 @@ def bundle_zip(bundle: str, out: str = "dist") -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    fire.Fire({"pseudo_labels": pseudo_labels, "score": score, "sample_dir": sample_dir, "bundle_zip": bundle_zip})
+    fire.Fire(
+        {
+            "pseudo_labels": pseudo_labels,
+            "score": score,
+            "slide": slide,
+            "demo_slide": demo_slide,
+            "sample_dir": sample_dir,
+            "bundle_zip": bundle_zip,
+        }
+    )
 
 
 if __name__ == "__main__":

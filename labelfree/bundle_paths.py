@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["check_bundle_root", "shared_parameters", "SHARED_CONFIG"]
+__all__ = ["check_bundle_root", "shared_parameters", "locate_bundle", "SHARED_CONFIG"]
 
 #: the file, in a bundle's ``configs/``, with the parameters its training and inference configs share
 SHARED_CONFIG = "common.json"
@@ -49,3 +49,23 @@ def shared_parameters(root: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the bundle's shared training/inference parameters live there")
     return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+def locate_bundle(root: str | os.PathLike, name: str) -> str:
+    """The folder of bundle ``name`` (``ssimnet``, ``dcgn``), for configs that must run from anywhere.
+
+    ``root`` when it is a bundle folder (``--bundle_root``, or run from the bundle's folder as in the model zoo); else
+    the bundle folder MONAI put on ``sys.path`` for the config being run (``python -m monai.bundle run --config_file
+    bundles/NAME/configs/...`` adds it), else ``bundles/NAME`` of this repository.
+
+    Raises:
+        labelfree.engines.runs.RunError: none of them exists.
+    """
+    import sys
+
+    candidates = [Path(root)] + [Path(p) for p in sys.path if p and Path(p).name == name]
+    candidates.append(Path(__file__).resolve().parents[1] / "bundles" / name)
+    for cand in candidates:
+        if (cand / "configs" / "metadata.json").is_file() and (cand == Path(root) or cand.name == name):
+            return str(cand)
+    return check_bundle_root(root)

@@ -15,11 +15,10 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import TransformBackends
-from scipy import ndimage
-from skimage.measure import approximate_polygon, find_contours
 
 from labelfree.core.imageio import as_rgb_uint8, load_rgb
 from labelfree.transforms.io import rgb_metatensor
+from labelfree.transforms.slide_tiles import instance_polygons as slide_polygons
 
 __all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]
 
@@ -107,33 +106,15 @@ class LoadTiled(MapTransform):
 
 
 def instance_polygons(instances: np.ndarray, min_area: float = 0.0, tolerance: float = 0.5) -> list[list[list[float]]]:
-    """One closed outline per instance, as ``[[x, y], ...]`` in pixel coordinates of ``instances``.
+    """One closed outline per instance as ``[[x, y], ...]`` in pixel-edge coordinates of ``instances`` (the slide
+    command's own outlines: :func:`labelfree.transforms.slide_tiles.instance_polygons`).
 
     Args:
         instances: ``(H, W)`` integer map, 0 = background.
         min_area: instances with fewer pixels are left out.
-        tolerance: Douglas-Peucker tolerance in pixels (``skimage.measure.approximate_polygon``).
+        tolerance: Douglas-Peucker tolerance in pixels (0: exact pixel outlines).
     """
-    polygons: list[list[list[float]]] = []
-    slices = ndimage.find_objects(instances)
-    for idx, sl in enumerate(slices, start=1):
-        if sl is None:
-            continue
-        mask = instances[sl] == idx
-        if mask.sum() < max(min_area, 1):
-            continue
-        # pad so outlines of objects touching the crop edge still close; the contour level 0.5 sits on pixel edges
-        contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
-        if not contours:
-            continue
-        outline = max(contours, key=len)  # the outer boundary; holes inside a nucleus are not drawn
-        outline = approximate_polygon(outline, tolerance=tolerance)
-        if len(outline) < 4:
-            continue
-        rows = outline[:, 0] - 1 + sl[0].start
-        cols = outline[:, 1] - 1 + sl[1].start
-        polygons.append(np.stack([cols, rows], axis=1).round(2).tolist())
-    return polygons
+    return [p.round(2).tolist() for _, p in slide_polygons(instances, min_area=min_area, tolerance=tolerance)]
 
 
 class InstanceContoursd(MapTransform):

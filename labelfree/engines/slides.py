@@ -1,0 +1,582 @@
+"""Whole slides → QuPath GeoJSON with a bundle's own network and post-processing: flat memory, resumable, cohorts.
+
+One slide (:func:`segment_slide`):
+
+1. open it (OpenSlide or tifffile through MONAI's WSIReader backends), read its microns per pixel (or ``mpp``);
+2. read a thumbnail (≈ 2 µm per pixel, at most 2048 px) chunk by chunk and find the tissue on it;
+3. pick the pyramid level closest to the model's resolution (never coarser), tile it with overlap, keep the tiles
+   whose core touches tissue;
+4. per tile: read, resample to the model's microns per pixel, run the bundle (its ``inference.json`` preprocessing,
+   inferer and post-processing, without the file writer), keep the nuclei whose centroid lies in the tile's core,
+   measure them and stream them out (GeoJSON detection per nucleus, a CSV row, pixels on the overlay);
+5. every few tiles, checkpoint: the streams are flushed and their offsets written to ``<stem>.slide-state.json``; a
+   killed run restarted with the same settings truncates the streams to the last checkpoint and goes on from there;
+6. at the end the outputs appear under their final names (renames), the summary ``<stem>.json`` last.
+
+A cohort (:func:`run_slides`) is a folder, a file or a list of slides shared across processes started by ``torchrun``
+(rank ``r`` of ``n`` takes every n-th slide); finished slides are skipped and a failing slide is one line on stderr and
+one row of ``failures.csv`` while the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from labelfree.core.geojson import CsvStream, FeatureStream, detection_feature
+from labelfree.core.imageio import atomic_path, save_text, write_png
+from labelfree.transforms.slide_tiles import TileSpec, aligned_tiling, tile_grid, tile_nuclei
+from labelfree.transforms.tissue_mask import tissue_mask
+from labelfree.transforms.wsi_reader import OPENSLIDE_SUFFIXES, TIFF_SUFFIXES, SlideError, open_slide, slide_thumbnail
+
+__all__ = [
+    "BundleTileSegmenter",
+    "SlideSettings",
+    "segment_slide",
+    "run_slides",
+    "list_slides",
+    "slide_stem",
+    "slide_outputs",
+]
+
+SLIDE_SUFFIXES = tuple(sorted(set(OPENSLIDE_SUFFIXES) | set(TIFF_SUFFIXES)))
+#: per-nucleus table columns (µm and level-0 pixels)
+TABLE_COLUMNS = ["id", "x", "y", "centroid_x_um", "centroid_y_um", "area_um2", "haematoxylin", "eccentricity"]
+#: version of the resume state; a state of another version is ignored (the slide starts again)
+STATE_VERSION = 1
+
+
+class BundleTileSegmenter:
+    """A bundle's tile pipeline as a function: ``(H, W, 3)`` uint8 RGB → ``(H, W)`` int32 instance map.
+
+    It parses the bundle's ``configs/inference.json`` (so the slide path runs exactly the tile path's network,
+    inferer and post-processing, flips and bfloat16 included) and leaves out its file reader and writer, as MONAI
+    Label's bundle tasks do.
+
+    Args:
+        bundle_root: the bundle folder.
+        device: where the network runs (default: the config's own, CUDA when present).
+        overrides: config values to set (``{"flips": [[]]}``, for example).
+        config_file: the inference config, relative to ``configs/``.
+    """
+
+    def __init__(
+        self,
+        bundle_root: str | os.PathLike,
+        device: str | torch.device | None = None,
+        overrides: dict[str, Any] | None = None,
+        config_file: str = "inference.json",
+    ) -> None:
+        from monai.bundle import ConfigParser
+
+        from labelfree.transforms.io import LoadRGBd, SaveSegmentationd
+
+        root = Path(bundle_root).resolve()
+        if str(root) not in sys.path:
+            sys.path.insert(1, str(root))  # the config names the bundle's own ``scripts`` package
+        parser = ConfigParser()
+        parser.read_config(str(root / "configs" / config_file))
+        parser["bundle_root"] = str(root)
+        parser["postprocessing_threads"] = 0
+        if device is not None:
+            parser["device"] = f"$torch.device('{torch.device(device)}')"
+        for key, value in (overrides or {}).items():
+            parser[key] = value
+        self.device = torch.device(parser.get_parsed_content("device"))
+        self.network = parser.get_parsed_content("network")
+        ckpt = torch.load(parser.get_parsed_content("ckpt_path"), map_location=self.device, weights_only=True)
+        self.network.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt, strict=True)
+        self.network.eval()
+        self.inferer = parser.get_parsed_content("inferer")
+        pre = parser.get_parsed_content("preprocessing")
+        post = parser.get_parsed_content("postprocessing")
+        self.pre = [t for t in pre.transforms if not isinstance(t, LoadRGBd)]
+        self.post = [t for t in post.transforms if not isinstance(t, SaveSegmentationd)]
+        self.amp = bool(parser.get_parsed_content("amp")) and self.device.type == "cuda"
+        self.window = _window(parser)
+        self.seconds = {"network": 0.0, "postprocessing": 0.0}
+
+    def __call__(self, rgb: np.ndarray, name: str = "tile") -> np.ndarray:
+        """Segment one tile.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8.
+            name: the tile's name in error messages.
+
+        Returns:
+            ``(H, W)`` int32 instance map, 0 = background.
+        """
+        from labelfree.transforms.io import rgb_metatensor
+
+        d: dict[str, Any] = {"image": rgb_metatensor(np.ascontiguousarray(rgb), name)}
+        for t in self.pre:
+            d = t(d)
+        t0 = time.perf_counter()
+        image = torch.as_tensor(d["image"])[None].to(self.device)
+        with torch.no_grad(), torch.autocast("cuda", enabled=self.amp):
+            pred = self.inferer(image, self.network)
+        d["pred"] = pred[0].float().cpu()
+        t1 = time.perf_counter()
+        for t in self.post:
+            d = t(d)
+        inst = np.asarray(torch.as_tensor(d["inst"]).cpu()).reshape(d["inst"].shape[-2:]).astype(np.int32)
+        self.seconds["network"] += t1 - t0
+        self.seconds["postprocessing"] += time.perf_counter() - t1
+        return inst
+
+
+def _window(parser) -> tuple[int, int] | None:
+    """``(roi, step)`` of the bundle's sliding window, when it has one (square roi)."""
+    if "sliding_window_inferer" not in parser:
+        return None
+    sw = parser.get_parsed_content("sliding_window_inferer")
+    roi = int(np.atleast_1d(sw.roi_size)[0])
+    return roi, max(1, int(roi * (1.0 - float(sw.overlap))))
+
+
+@dataclass
+class SlideSettings:
+    """How a slide is tiled and what is written.
+
+    Attributes:
+        model_mpp: microns per pixel the model was trained at (MoNuSeg at 40×: 0.25).
+        mpp: microns per level-0 pixel of the slide, overriding the file's (required when the file has none).
+        tile: tile side at the model's resolution, context included (adjusted to the bundle's sliding-window grid:
+            :func:`labelfree.transforms.slide_tiles.aligned_tiling`).
+        margin: context on each side, at the model's resolution (nuclei reaching further beyond a tile's core may be
+            cut); 128 px is 32 µm at 0.25 µm/px.
+        mpp_tolerance: relative difference of resolution accepted without resampling.
+        thumbnail_mpp: resolution of the thumbnail the tissue is found on (also the overlay's).
+        table: write the per-nucleus CSV.
+        overlay: write the low-resolution overlay PNG.
+        checkpoint_every: tiles between resume checkpoints.
+        label: classification name of the detections.
+        color: their display colour.
+        tolerance: polygon simplification, pixels at the model's resolution (0: exact pixel outlines).
+        backend: force ``"openslide"`` or ``"tifffile"``.
+    """
+
+    model_mpp: float = 0.25
+    mpp: float | None = None
+    tile: int = 1600
+    margin: int = 128
+    mpp_tolerance: float = 0.05
+    thumbnail_mpp: float = 2.0
+    table: bool = True
+    overlay: bool = True
+    checkpoint_every: int = 4
+    label: str = "Nucleus"
+    color: tuple[int, int, int] = (0, 200, 0)
+    tolerance: float = 0.0
+    backend: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def slide_stem(path: str | os.PathLike) -> str:
+    """``CMU-1.svs`` → ``CMU-1``; ``a.ome.tif`` → ``a``."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def slide_outputs(output_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The files one slide produces; ``summary`` is renamed into place last and marks the slide as finished."""
+    out = Path(output_dir)
+    return {
+        "geojson": out / f"{stem}.geojson",
+        "table": out / f"{stem}_nuclei.csv",
+        "overlay": out / f"{stem}_overlay.png",
+        "state": out / f"{stem}.slide-state.json",
+        "canvas": out / f".{stem}.overlay-mask.npy",
+        "summary": out / f"{stem}.json",
+    }
+
+
+def _choose_level(slide, model_mpp: float, tol: float) -> tuple[int, float]:
+    """The coarsest level not coarser than the model's resolution, and the resampling factor (level px per model px
+    is ``1 / factor``...): returns ``(level, f)`` with ``f = model_mpp / level_mpp`` (1 within ``tol``)."""
+    mpps = [slide.level_mpp(lv) for lv in range(len(slide.sizes))]
+    fine = [lv for lv, m in enumerate(mpps) if m <= model_mpp * (1 + tol)]
+    level = max(fine, key=lambda lv: mpps[lv]) if fine else int(np.argmin(mpps))
+    f = model_mpp / mpps[level]
+    return level, 1.0 if abs(f - 1.0) <= tol else f
+
+
+def _resample(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(h, w, 3)`` uint8 → ``size = (w, h)``, antialiased bilinear."""
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+        return rgb
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+    out = torch.nn.functional.interpolate(t, size=(size[1], size[0]), mode="bilinear", antialias=True)
+    return out[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def _params_key(path: Path, settings: SlideSettings, bundle: str) -> str:
+    st = path.stat()
+    blob = json.dumps([str(path.resolve()), st.st_size, int(st.st_mtime), asdict(settings), bundle], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def segment_slide(
+    path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    segmenter: Callable[[np.ndarray, str], np.ndarray],
+    settings: SlideSettings | None = None,
+    bundle_name: str = "",
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Segment the nuclei of one slide into ``<stem>.geojson`` (+ ``_nuclei.csv``, ``_overlay.png``, ``<stem>.json``).
+
+    Args:
+        path: the slide.
+        output_dir: where the outputs go.
+        segmenter: tile → instance map (:class:`BundleTileSegmenter`).
+        settings: tiling and outputs (:class:`SlideSettings`).
+        bundle_name: recorded in the outputs and in the resume key.
+        progress: show a progress bar (``None``: when stderr is a terminal).
+        stop_after: stop (as if killed) after this many tiles *of this call*; for tests of resuming.
+
+    Returns:
+        the summary (also written to ``<stem>.json``): nuclei, tiles, tissue megapixels, seconds per stage.
+
+    Raises:
+        SlideError: unreadable slide, or no microns per pixel and no ``settings.mpp``.
+    """
+    from tqdm import tqdm
+
+    settings = settings or SlideSettings()
+    path = Path(path)
+    stem = slide_stem(path)
+    outs = slide_outputs(output_dir, stem)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    seconds = {"read": 0.0, "network": 0.0, "postprocessing": 0.0, "writing": 0.0}
+    net_before = dict(getattr(segmenter, "seconds", {}))
+    start = time.perf_counter()
+    with open_slide(path, backend=settings.backend, mpp=settings.mpp) as slide:
+        if slide.mpp is None:
+            raise SlideError(f"{path.name}: the file states no microns per pixel; pass --mpp (e.g. 0.25 for 40x)")
+        level, f = _choose_level(slide, settings.model_mpp, settings.mpp_tolerance)
+        down = slide.downsamples[level]
+        t0 = time.perf_counter()
+        thumb, thumb_scale = slide_thumbnail(slide, mpp=settings.thumbnail_mpp)
+        tissue = tissue_mask(thumb)
+        tile_m, margin_m = settings.tile, settings.margin
+        window = getattr(segmenter, "window", None)
+        if window is not None:
+            tile_m, margin_m = aligned_tiling(tile_m, margin_m, *window)
+        tile_l, margin_l = int(round(tile_m * f)), int(round(margin_m * f))
+        lw, lh = slide.sizes[level]
+        tiles = tile_grid(lw, lh, tile_l, margin_l, tissue, thumb_scale / down)
+        seconds["read"] += time.perf_counter() - t0
+        key = _params_key(path, settings, bundle_name)
+        state = _load_state(outs["state"], key)
+        done = int(state["tiles_done"]) if state else 0
+        nuclei = int(state["nuclei"]) if state else 0
+        failed_tiles = list(state["failed_tiles"]) if state else []
+        if state:
+            seconds = dict(state["seconds"])
+        geo = FeatureStream(outs["geojson"], resume=state["geojson"] if state else None)
+        table = (
+            CsvStream(outs["table"], TABLE_COLUMNS, resume=state["table"] if state else None)
+            if settings.table
+            else None
+        )
+        canvas = np.zeros(thumb.shape[:2], dtype=bool)
+        if state and settings.overlay and outs["canvas"].is_file():
+            canvas = np.load(outs["canvas"])
+        mpp0 = slide.mpp
+        # a live bar on a terminal (tiles done / total, nuclei so far, ETA); progress=False or a log file: none
+        bar = tqdm(
+            total=len(tiles),
+            initial=done,
+            unit="tile",
+            desc=stem,
+            file=sys.stderr,
+            disable=None if progress is None else not progress,
+        )
+        ran = 0
+        try:
+            for spec in tiles[done:]:
+                if stop_after is not None and ran >= stop_after:
+                    raise KeyboardInterrupt(f"stopped after {ran} tiles")
+                t0 = time.perf_counter()
+                try:
+                    rgb = slide.read(level, spec.x, spec.y, spec.w, spec.h)
+                except Exception as exc:  # noqa: BLE001 - a corrupt tile: reported, the slide goes on
+                    failed_tiles.append(
+                        [spec.index, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
+                    )
+                    print(
+                        f"{path.name}: tile at ({spec.x}, {spec.y}) level {level} unreadable, skipped", file=sys.stderr
+                    )
+                    done += 1
+                    ran += 1
+                    continue
+                mw, mh = max(1, int(round(spec.w / f))), max(1, int(round(spec.h / f)))
+                rgb = _resample(rgb, (mw, mh))
+                seconds["read"] += time.perf_counter() - t0
+                inst = segmenter(rgb, f"{path.name}@{spec.x},{spec.y}")
+                t0 = time.perf_counter()
+                nuc = tile_nuclei(inst, rgb, spec, (spec.w / mw, spec.h / mh), down, mpp0, settings.tolerance)
+                for k in range(len(nuc.ids)):
+                    nuclei += 1
+                    cx, cy = nuc.centroid[k]
+                    meas = {
+                        "Area µm^2": nuc.area_um2[k],
+                        "Centroid X µm": cx * mpp0[0],
+                        "Centroid Y µm": cy * mpp0[1],
+                        "Hematoxylin OD mean": nuc.haematoxylin[k],
+                        "Eccentricity": nuc.eccentricity[k],
+                    }
+                    fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stem}/{cx:.2f}/{cy:.2f}"))
+                    geo.add(detection_feature(nuc.polygons[k], settings.label, settings.color, meas, fid))
+                    if table is not None:
+                        table.add(
+                            {
+                                "id": fid,
+                                "x": round(float(cx), 2),
+                                "y": round(float(cy), 2),
+                                "centroid_x_um": float(cx * mpp0[0]),
+                                "centroid_y_um": float(cy * mpp0[1]),
+                                "area_um2": float(nuc.area_um2[k]),
+                                "haematoxylin": float(nuc.haematoxylin[k]),
+                                "eccentricity": float(nuc.eccentricity[k]),
+                            }
+                        )
+                if settings.overlay and len(nuc.ids):
+                    _paint(canvas, inst, nuc.ids, spec, (spec.w / mw, spec.h / mh), down / thumb_scale)
+                seconds["writing"] += time.perf_counter() - t0
+                done += 1
+                ran += 1
+                bar.update(1)
+                bar.set_postfix(nuclei=nuclei, refresh=False)
+                if done % max(1, settings.checkpoint_every) == 0:
+                    _add_segmenter_seconds(seconds, segmenter, net_before)
+                    net_before = dict(getattr(segmenter, "seconds", {}))
+                    _save_state(outs, key, done, nuclei, failed_tiles, seconds, geo, table, canvas, settings.overlay)
+        except BaseException:
+            # killed or failed: flush what the last checkpoint covers and leave the part files for a resume
+            geo.abandon()
+            if table is not None:
+                table.abandon()
+            bar.close()
+            raise
+        bar.close()
+        _add_segmenter_seconds(seconds, segmenter, net_before)
+        t0 = time.perf_counter()
+        geo.close()
+        if table is not None:
+            table.close()
+        if settings.overlay:
+            over = thumb.copy()
+            over[canvas] = (0.35 * over[canvas] + 0.65 * np.array([0, 220, 0])).astype(np.uint8)
+            with atomic_path(outs["overlay"]) as tmp:
+                write_png(tmp, over)
+        seconds["writing"] += time.perf_counter() - t0
+        tissue_mp = (
+            sum((min(t.core[2], lw) - t.core[0]) * (min(t.core[3], lh) - t.core[1]) for t in tiles)
+            * (down / f) ** 2
+            / 1e6
+        )  # megapixels at the model's resolution
+        total = time.perf_counter() - start
+        summary = {
+            "slide": str(path),
+            "bundle": bundle_name,
+            "backend": slide.backend,
+            "level0_size": list(slide.sizes[0]),
+            "level0_mpp": list(mpp0),
+            "level": level,
+            "resample": round(1.0 / f, 6),
+            "model_mpp": settings.model_mpp,
+            "tiles": len(tiles),
+            "tissue_megapixels": round(tissue_mp, 3),
+            "nuclei": nuclei,
+            "failed_tiles": failed_tiles,
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "seconds_this_run": round(total, 3),
+            "outputs": {k: str(v) for k, v in outs.items() if k in ("geojson", "table", "overlay") and v.is_file()},
+        }
+        save_text(outs["summary"], json.dumps(summary, indent=2) + "\n")
+        outs["state"].unlink(missing_ok=True)
+        outs["canvas"].unlink(missing_ok=True)
+    return summary
+
+
+def _add_segmenter_seconds(seconds: dict, segmenter: Any, before: dict) -> None:
+    now = getattr(segmenter, "seconds", {})
+    for k in ("network", "postprocessing"):
+        seconds[k] = seconds.get(k, 0.0) + now.get(k, 0.0) - before.get(k, 0.0)
+
+
+def _paint(canvas: np.ndarray, inst: np.ndarray, ids: np.ndarray, spec: TileSpec, scale, level_per_thumb: float):
+    """Mark the kept nuclei's pixels on the low-resolution overlay mask."""
+    keep = np.zeros(int(inst.max()) + 1, dtype=bool)
+    keep[ids] = True
+    rows, cols = np.nonzero(keep[inst])
+    ty = ((spec.y + (rows + 0.5) * scale[1]) * level_per_thumb).astype(np.int64)
+    tx = ((spec.x + (cols + 0.5) * scale[0]) * level_per_thumb).astype(np.int64)
+    ok = (ty < canvas.shape[0]) & (tx < canvas.shape[1])
+    canvas[ty[ok], tx[ok]] = True
+
+
+def _load_state(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("version") != STATE_VERSION or state.get("key") != key:
+        return None  # another slide file, other settings or another bundle: start again
+    return state
+
+
+def _save_state(outs, key, done, nuclei, failed_tiles, seconds, geo, table, canvas, overlay) -> None:
+    if overlay:
+        with atomic_path(outs["canvas"]) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, canvas)
+    state = {
+        "version": STATE_VERSION,
+        "key": key,
+        "tiles_done": done,
+        "nuclei": nuclei,
+        "failed_tiles": failed_tiles,
+        "seconds": seconds,
+        "geojson": geo.checkpoint(),
+        "table": table.checkpoint() if table is not None else None,
+    }
+    save_text(outs["state"], json.dumps(state) + "\n")
+
+
+def list_slides(source: str | os.PathLike | Sequence[str]) -> list[Path]:
+    """Slides named by ``source``: a slide file, a folder (its slide files, sorted), a ``.txt`` list (one path per
+    line), or a list of paths."""
+    if isinstance(source, (list, tuple)):
+        return [Path(p) for p in source]
+    src = Path(source)
+    if src.is_dir():
+        return sorted(p for p in src.iterdir() if p.is_file() and p.name.lower().endswith(SLIDE_SUFFIXES))
+    if src.suffix.lower() == ".txt":
+        lines = [ln.strip() for ln in src.read_text().splitlines()]
+        return [
+            Path(ln) if Path(ln).is_absolute() else src.parent / ln for ln in lines if ln and not ln.startswith("#")
+        ]
+    if src.is_file():
+        return [src]
+    raise FileNotFoundError(f"{src}: no such slide, folder or list")
+
+
+def _rank_world() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def run_slides(
+    source: str | os.PathLike | Sequence[str],
+    output_dir: str | os.PathLike,
+    bundle_root: str | os.PathLike,
+    settings: SlideSettings | None = None,
+    device: str | torch.device | None = None,
+    overrides: dict[str, Any] | None = None,
+    num_threads: int | None = None,
+    exit_on_failure: bool = True,
+) -> dict[str, Any]:
+    """Segment a cohort: every slide of ``source`` not yet finished in ``output_dir``, this process's share of them.
+
+    Started by ``torchrun --nproc_per_node N``, rank ``r`` takes slides ``r, r + N, ...`` (on GPU ``cuda:LOCAL_RANK``
+    when there are GPUs); the ranks meet at the end (gloo or NCCL) and rank 0 writes ``failures.csv``.
+
+    Args:
+        source: see :func:`list_slides`.
+        output_dir: outputs of every slide (see :func:`slide_outputs`).
+        bundle_root: the bundle whose network and post-processing segment the tiles.
+        settings: tiling and outputs.
+        device: default: ``cuda:LOCAL_RANK`` when CUDA is present, else the CPU.
+        overrides: bundle config values (see :class:`BundleTileSegmenter`).
+        num_threads: CPU threads for torch (default: torch's).
+        exit_on_failure: raise ``SystemExit(1)`` when any slide failed.
+
+    Returns:
+        ``{"done": [...], "skipped": [...], "failed": [(slide, reason), ...]}`` for this rank.
+    """
+    from labelfree.engines.runs import check_output_dir, describe_failure, write_failures
+
+    rank, world, local = _rank_world()
+    check_output_dir(output_dir)
+    slides = list_slides(source)
+    if not slides:
+        raise FileNotFoundError(f"{source}: no slide files ({', '.join(SLIDE_SUFFIXES)})")
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    if device is None:
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    settings = settings or SlideSettings()
+    mine = slides[rank::world]
+    result: dict[str, Any] = {"done": [], "skipped": [], "failed": []}
+    segmenter = None
+    for slide in mine:
+        stem = slide_stem(slide)
+        if slide_outputs(output_dir, stem)["summary"].is_file():
+            result["skipped"].append(str(slide))
+            print(f"{slide.name}: already done, skipped", file=sys.stderr)
+            continue
+        try:
+            if segmenter is None:
+                segmenter = BundleTileSegmenter(bundle_root, device=device, overrides=overrides)
+            summary = segment_slide(slide, output_dir, segmenter, settings, bundle_name=Path(bundle_root).name)
+            result["done"].append(str(slide))
+            sec = summary["seconds"]
+            print(
+                f"{slide.name}: {summary['nuclei']} nuclei in {summary['tissue_megapixels']:.1f} tissue megapixels "
+                f"(read {sec['read']:.1f} s, network {sec['network']:.1f} s, post-processing "
+                f"{sec['postprocessing']:.1f} s, writing {sec['writing']:.1f} s)",
+                file=sys.stderr,
+            )
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one slide's failure must not stop the cohort
+            reason = describe_failure(exc, str(slide))
+            result["failed"].append((str(slide), reason))
+            print(f"FAILED {slide}: {reason}", file=sys.stderr)
+    failures = _gather_failures(result["failed"], output_dir, rank, world)
+    if rank == 0:
+        write_failures(output_dir, failures)
+        n = len(slides) - len(failures)
+        print(f"{n} of {len(slides)} slide(s) segmented into {Path(output_dir).resolve()}", file=sys.stderr)
+        if failures:
+            print(f"{len(failures)} slide(s) failed, listed in {Path(output_dir) / 'failures.csv'}", file=sys.stderr)
+    if result["failed"] and exit_on_failure:
+        raise SystemExit(1)
+    return result
+
+
+def _gather_failures(mine: list, output_dir, rank: int, world: int) -> list:
+    """Every rank's failures, on rank 0 (the others get their own): through a barrier when several processes run."""
+    if world <= 1:
+        return list(mine)
+    import torch.distributed as dist
+
+    own = not dist.is_initialized()
+    if own:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, list(mine))
+    finally:
+        if own:
+            dist.destroy_process_group()
+    return [f for part in gathered for f in part] if rank == 0 else list(mine)
