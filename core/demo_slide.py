@@ -75,12 +75,24 @@ def write_demo_slide(
     path.parent.mkdir(parents=True, exist_ok=True)
     patches = [(int(x), int(y), np.asarray(rgb)[..., :3].astype(np.uint8)) for x, y, rgb in patches]
 
+    glass = np.empty((tile, tile, 3), dtype=np.uint8)
+    glass[:] = GLASS_RGB
+    boxes = [(x, y, x + rgb.shape[1], y + rgb.shape[0]) for x, y, rgb in patches]
+    if pen is not None:
+        boxes.append(tuple(pen))
+    if border > 0:
+        boxes.append((0, 0, border, height))
+
     def tiles(level: int) -> Iterator[np.ndarray]:
         d = 2**level
         lw, lh = -(-width // d), -(-height // d)
         for ty in range(0, lh, tile):
             for tx in range(0, lw, tile):
-                reg = _region(tx * d, ty * d, tile * d, tile * d, patches, border, pen)
+                x0, y0, x1, y1 = tx * d, ty * d, (tx + tile) * d, (ty + tile) * d
+                if not any(bx0 < x1 and bx1 > x0 and by0 < y1 and by1 > y0 for bx0, by0, bx1, by1 in boxes):
+                    yield glass  # nothing pasted here: most of a large synthetic slide
+                    continue
+                reg = _region(x0, y0, tile * d, tile * d, patches, border, pen)
                 if d > 1:
                     reg = reg.reshape(tile, d, tile, d, 3).mean(axis=(1, 3)).round().astype(np.uint8)
                 yield reg

@@ -156,17 +156,27 @@ def slide(
     With ``torchrun --nproc_per_node N -m labelfree slide ...`` the slides are shared among N processes.
     Exits with status 1 when any slide failed (listed in ``<output>/failures.csv``); the others are still written.
     """
+    from monai.bundle import ConfigParser
+
     from labelfree.bundle_paths import locate_bundle
     from labelfree.engines.runs import install_error_handling
-    from labelfree.engines.slides import SlideSettings, run_slides
 
     install_error_handling(debug)
-    root = model if Path(model).is_dir() else locate_bundle(model, model)
-    settings = SlideSettings(
-        model_mpp=model_mpp, mpp=mpp, tile=tile, margin=margin, table=table, overlay=overlay, backend=backend
-    )
-    overrides = {"mode": "nuclei"} if Path(root).name == "dcgn" else None
-    run_slides(slides, output, root, settings=settings, device=device, overrides=overrides, num_threads=threads)
+    root = Path(model if Path(model).is_dir() else locate_bundle(model, model))
+    # the bundle's own inference_wsi.json, so the command line and `monai.bundle run` are one code path
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference_wsi.json"))
+    values = dict(bundle_root=str(root), dataset_dir=slides, output_dir=output, mpp=mpp, model_mpp=model_mpp)
+    values.update(tile_size=tile, tile_margin=margin, write_table=table, write_overlay=overlay, slide_backend=backend)
+    values.update(num_threads=threads, debug=debug)
+    if device is not None:
+        values["device"] = f"$torch.device('{device}')"
+    for key, value in values.items():
+        parser[key] = value
+    if str(root) not in sys.path:
+        sys.path.insert(1, str(root))
+    parser.get_parsed_content("initialize")
+    parser.get_parsed_content("run")
 
 
 def demo_slide(output: str = "out/demo_slide.ome.tif", layout: str = "ome", mpp: float = 0.25) -> str:

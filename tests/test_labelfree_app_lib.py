@@ -143,3 +143,30 @@ def test_unknown_bundle_is_refused_with_the_available_names(app_lib, tmp_path):
     with pytest.raises(ValueError, match="available bundles are dcgn, ssimnet"):
         app_lib.bundles.prepare_bundles(REPO / "bundles", tmp_path, ["hovernet"])
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openslide") is None, reason="openslide is not installed")
+def test_slide_tiles_read_with_context_keep_each_nucleus_once(app_lib, tmp_path):
+    """MONAI Label cuts a slide into tiles without overlap; with ``tile_margin`` each tile is read with context and
+    keeps only the nuclei whose centroid lies in its core, so a nucleus on a seam comes back once and whole."""
+    import tifffile
+
+    slide = np.full((512, 512, 3), 240, np.uint8)
+    yy, xx = np.mgrid[:512, :512]
+    disc = (yy - 100) ** 2 + (xx - 254) ** 2 < 15**2  # straddles the seam at x = 256
+    slide[disc] = (90, 60, 140)
+    path = tmp_path / "seam.tif"
+    tifffile.imwrite(path, slide, tile=(256, 256), photometric="rgb")
+    load = app_lib.transforms.LoadTiled(keys="image")
+    contours = app_lib.transforms.InstanceContoursd(keys="inst", min_poly_area=10)
+    found = []
+    for x in (0, 256):
+        d = load({"image": str(path), "location": [x, 0], "size": [256, 512], "tile_margin": 64})
+        rgb = d["image"].numpy().transpose(1, 2, 0)
+        inst = (rgb.mean(axis=-1) < 150).astype(np.int32)  # the stand-in network: one object per tile
+        d["inst"] = torch.from_numpy(inst)[None]
+        ann = contours(d)["result"]["annotation"]
+        assert ann["location"] == [x, 0] and ann["size"] == [256, 512]
+        found += [np.asarray(c) for e in ann["elements"] for c in e["contours"]]
+    assert len(found) == 1  # kept by the left tile (centroid x = 254), dropped by the right one
+    assert _raster(found[0] - 0.5, (512, 512)).sum() == pytest.approx(disc.sum(), rel=0.03)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from skimage.draw import polygon as draw_polygon
 
 from labelfree.core.demo_slide import GLASS_RGB, write_demo_slide
@@ -85,6 +86,22 @@ def _dark_blob_segmenter(rgb: np.ndarray, name: str = "") -> np.ndarray:
     mask = ndimage.binary_opening(mask, iterations=1)
     lab, _ = ndimage.label(mask)
     return lab.astype(np.int32)
+
+
+class _SplitSegmenter:
+    """The stand-in with the bundle segmenter's two halves, so the slide runs post-processing in its worker thread
+    (as it does when the network is on a GPU)."""
+
+    device = torch.device("cuda")
+
+    def network_pass(self, rgb: np.ndarray, name: str = "") -> dict:
+        return {"rgb": rgb}
+
+    def postprocess(self, d: dict) -> np.ndarray:
+        return _dark_blob_segmenter(d["rgb"])
+
+    def __call__(self, rgb: np.ndarray, name: str = "") -> np.ndarray:
+        return self.postprocess(self.network_pass(rgb))
 
 
 def _raster(features, shape) -> np.ndarray:
@@ -273,16 +290,17 @@ def test_feature_stream_is_atomic_valid_and_resumes_by_truncating(tmp_path):
 # whole slides --------------------------------------------------------------------------------------------------------
 
 
-def test_a_killed_slide_run_resumes_to_the_same_bytes(tmp_path, sample_tiles):
+@pytest.mark.parametrize("segmenter", [_dark_blob_segmenter, _SplitSegmenter()], ids=["serial", "threaded"])
+def test_a_killed_slide_run_resumes_to_the_same_bytes(tmp_path, sample_tiles, segmenter):
     places = [(40, 30, sample_tiles[0]), (700, 420, sample_tiles[1])]
     path = write_demo_slide(tmp_path / "k.ome.tif", 1400, 1000, places, mpp=0.25)
-    settings = SlideSettings(tile=400, margin=64, checkpoint_every=1)
+    settings = SlideSettings(tile=400, margin=64, checkpoint_every=2)
     full = segment_slide(path, tmp_path / "full", _dark_blob_segmenter, settings, progress=False)
     assert full["tiles"] >= 6 and full["nuclei"] > 50
     with pytest.raises(KeyboardInterrupt):
-        segment_slide(path, tmp_path / "kill", _dark_blob_segmenter, settings, progress=False, stop_after=3)
+        segment_slide(path, tmp_path / "kill", segmenter, settings, progress=False, stop_after=3)
     assert (tmp_path / "kill" / "k.slide-state.json").is_file() and not (tmp_path / "kill" / "k.geojson").exists()
-    resumed = segment_slide(path, tmp_path / "kill", _dark_blob_segmenter, settings, progress=False)
+    resumed = segment_slide(path, tmp_path / "kill", segmenter, settings, progress=False)
     assert resumed["nuclei"] == full["nuclei"]
     for name in ("k.geojson", "k_nuclei.csv", "k_overlay.png"):
         assert (tmp_path / "kill" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name

@@ -144,6 +144,10 @@ class ProbabilityToInstancesd(MapTransform):
     Args:
         image_key: the tile, for the blank-tile check (uint8, or the [0, 1] network input; see ``tensor_to_rgb``).
         min_tissue_fraction: below this fraction of tissue pixels the tile is blank and the result empty.
+        glass_od: when set, pixels whose optical density (summed over RGB, averaged over 5 × 5) is below it are glass
+            and get probability 0: a network trained on tiles full of tissue speckles empty glass with thousands of
+            tiny "nuclei" (the slide path, where tiles at a tissue edge are half glass, sets 0.3; glass is about 0.1,
+            the palest nuclei above 0.5).
         kwargs: passed to :func:`labelfree.transforms.instances.instances_from_map`.
     """
 
@@ -157,18 +161,26 @@ class ProbabilityToInstancesd(MapTransform):
         inst_key: str = "inst",
         seg_key: str = "seg",
         min_tissue_fraction: float = MIN_TISSUE_FRACTION,
+        glass_od: float | None = None,
         allow_missing_keys: bool = False,
         **kwargs,
     ):
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.channel, self.inst_key, self.seg_key = image_key, channel, inst_key, seg_key
-        self.min_tissue_fraction, self.kwargs = min_tissue_fraction, kwargs
+        self.min_tissue_fraction, self.glass_od, self.kwargs = min_tissue_fraction, glass_od, kwargs
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
-        blank = not has_tissue(tensor_to_rgb(d[self.image_key]), self.min_tissue_fraction)
+        rgb = tensor_to_rgb(d[self.image_key])
+        blank = not has_tissue(rgb, self.min_tissue_fraction)
+        glass = None
+        if self.glass_od is not None and not blank:
+            od = -np.log((rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=-1)
+            glass = ndi.uniform_filter(od, 5) < self.glass_od
         for key in self.key_iterator(d):
             prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]
+            if glass is not None:
+                prob = np.where(glass, 0.0, prob)
             inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
             d[self.inst_key] = inst[None]
             d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]

@@ -26,8 +26,10 @@ import os
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,10 @@ class BundleTileSegmenter:
         Returns:
             ``(H, W)`` int32 instance map, 0 = background.
         """
+        return self.postprocess(self.network_pass(rgb, name))
+
+    def network_pass(self, rgb: np.ndarray, name: str = "tile") -> dict[str, Any]:
+        """Preprocessing and the network: the data item :meth:`postprocess` finishes (``"pred"`` on the CPU)."""
         from labelfree.transforms.io import rgb_metatensor
 
         d: dict[str, Any] = {"image": rgb_metatensor(np.ascontiguousarray(rgb), name)}
@@ -127,12 +133,16 @@ class BundleTileSegmenter:
         with torch.no_grad(), torch.autocast("cuda", enabled=self.amp):
             pred = self.inferer(image, self.network)
         d["pred"] = pred[0].float().cpu()
-        t1 = time.perf_counter()
+        self.seconds["network"] += time.perf_counter() - t0
+        return d
+
+    def postprocess(self, d: dict[str, Any]) -> np.ndarray:
+        """The bundle's post-processing of :meth:`network_pass`'s item. Returns the ``(H, W)`` int32 instance map."""
+        t0 = time.perf_counter()
         for t in self.post:
             d = t(d)
         inst = np.asarray(torch.as_tensor(d["inst"]).cpu()).reshape(d["inst"].shape[-2:]).astype(np.int32)
-        self.seconds["network"] += t1 - t0
-        self.seconds["postprocessing"] += time.perf_counter() - t1
+        self.seconds["postprocessing"] += time.perf_counter() - t0
         return inst
 
 
@@ -165,6 +175,9 @@ class SlideSettings:
         color: their display colour.
         tolerance: polygon simplification, pixels at the model's resolution (0: exact pixel outlines).
         backend: force ``"openslide"`` or ``"tifffile"``.
+        postprocessing_thread: post-process and write each tile in a worker thread while the network runs on the
+            next (same outputs, same order); ``None``: when the network runs on a GPU. On 2 CPU cores it bought
+            nothing (a 3k² slide: 19.1 / 18.7 s serial, 22.3 / 17.6 s threaded): the network already uses both.
     """
 
     model_mpp: float = 0.25
@@ -180,7 +193,7 @@ class SlideSettings:
     color: tuple[int, int, int] = (0, 200, 0)
     tolerance: float = 0.0
     backend: str | None = None
-    extra: dict = field(default_factory=dict)
+    postprocessing_thread: bool | None = None
 
 
 def slide_stem(path: str | os.PathLike) -> str:
@@ -309,72 +322,97 @@ def segment_slide(
             disable=None if progress is None else not progress,
         )
         ran = 0
+        prog = {"done": done, "nuclei": nuclei, "net_before": net_before}
+        split = hasattr(segmenter, "postprocess") and (
+            settings.postprocessing_thread
+            if settings.postprocessing_thread is not None
+            else getattr(getattr(segmenter, "device", None), "type", "cpu") == "cuda"
+        )
+
+        def finish(spec: TileSpec, rgb: np.ndarray, out: Any) -> None:
+            """Post-processing (when split off the network) and writing of one tile, in tile order."""
+            inst = segmenter.postprocess(out) if split else out
+            t0 = time.perf_counter()
+            scale = (spec.w / rgb.shape[1], spec.h / rgb.shape[0])
+            nuc = tile_nuclei(inst, rgb, spec, scale, down, mpp0, settings.tolerance)
+            for k in range(len(nuc.ids)):
+                cx, cy = nuc.centroid[k]
+                meas = {
+                    "Area µm^2": nuc.area_um2[k],
+                    "Centroid X µm": cx * mpp0[0],
+                    "Centroid Y µm": cy * mpp0[1],
+                    "Hematoxylin OD mean": nuc.haematoxylin[k],
+                    "Eccentricity": nuc.eccentricity[k],
+                }
+                fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stem}/{cx:.2f}/{cy:.2f}"))
+                geo.add(detection_feature(nuc.polygons[k], settings.label, settings.color, meas, fid))
+                if table is not None:
+                    row = dict(id=fid, x=round(float(cx), 2), y=round(float(cy), 2), area_um2=float(nuc.area_um2[k]))
+                    row.update(centroid_x_um=float(cx * mpp0[0]), centroid_y_um=float(cy * mpp0[1]))
+                    row.update(haematoxylin=float(nuc.haematoxylin[k]), eccentricity=float(nuc.eccentricity[k]))
+                    table.add(row)
+            prog["nuclei"] += len(nuc.ids)
+            if settings.overlay and len(nuc.ids):
+                _paint(canvas, inst, nuc.ids, spec, scale, down / thumb_scale)
+            seconds["writing"] += time.perf_counter() - t0
+            advance()
+
+        def advance() -> None:
+            prog["done"] += 1
+            bar.update(1)
+            bar.set_postfix(nuclei=prog["nuclei"], refresh=False)
+            if prog["done"] % max(1, settings.checkpoint_every) == 0:
+                _add_segmenter_seconds(seconds, segmenter, prog["net_before"])
+                prog["net_before"] = dict(getattr(segmenter, "seconds", {}))
+                _save_state(
+                    outs, key, prog["done"], prog["nuclei"], failed_tiles, seconds, geo, table, canvas, settings.overlay
+                )
+
+        # post-processing and writing of tile k run in one worker thread (in order) while the network runs on
+        # tile k + 1: the watershed, EDT, zlib and the network release the GIL
+        pool = ThreadPoolExecutor(max_workers=1) if split else None
+        pending: deque = deque()
         try:
             for spec in tiles[done:]:
                 if stop_after is not None and ran >= stop_after:
                     raise KeyboardInterrupt(f"stopped after {ran} tiles")
+                ran += 1
                 t0 = time.perf_counter()
                 try:
                     rgb = slide.read(level, spec.x, spec.y, spec.w, spec.h)
                 except Exception as exc:  # noqa: BLE001 - a corrupt tile: reported, the slide goes on
-                    failed_tiles.append(
-                        [spec.index, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
-                    )
+                    reason = str(exc).splitlines()[0] if str(exc) else ""
+                    failed_tiles.append([spec.index, f"{type(exc).__name__}: {reason}"])
                     print(
                         f"{path.name}: tile at ({spec.x}, {spec.y}) level {level} unreadable, skipped", file=sys.stderr
                     )
-                    done += 1
-                    ran += 1
+                    pending.append(pool.submit(advance)) if pool else advance()
                     continue
                 mw, mh = max(1, int(round(spec.w / f))), max(1, int(round(spec.h / f)))
                 rgb = _resample(rgb, (mw, mh))
                 seconds["read"] += time.perf_counter() - t0
-                inst = segmenter(rgb, f"{path.name}@{spec.x},{spec.y}")
-                t0 = time.perf_counter()
-                nuc = tile_nuclei(inst, rgb, spec, (spec.w / mw, spec.h / mh), down, mpp0, settings.tolerance)
-                for k in range(len(nuc.ids)):
-                    nuclei += 1
-                    cx, cy = nuc.centroid[k]
-                    meas = {
-                        "Area µm^2": nuc.area_um2[k],
-                        "Centroid X µm": cx * mpp0[0],
-                        "Centroid Y µm": cy * mpp0[1],
-                        "Hematoxylin OD mean": nuc.haematoxylin[k],
-                        "Eccentricity": nuc.eccentricity[k],
-                    }
-                    fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stem}/{cx:.2f}/{cy:.2f}"))
-                    geo.add(detection_feature(nuc.polygons[k], settings.label, settings.color, meas, fid))
-                    if table is not None:
-                        table.add(
-                            {
-                                "id": fid,
-                                "x": round(float(cx), 2),
-                                "y": round(float(cy), 2),
-                                "centroid_x_um": float(cx * mpp0[0]),
-                                "centroid_y_um": float(cy * mpp0[1]),
-                                "area_um2": float(nuc.area_um2[k]),
-                                "haematoxylin": float(nuc.haematoxylin[k]),
-                                "eccentricity": float(nuc.eccentricity[k]),
-                            }
-                        )
-                if settings.overlay and len(nuc.ids):
-                    _paint(canvas, inst, nuc.ids, spec, (spec.w / mw, spec.h / mh), down / thumb_scale)
-                seconds["writing"] += time.perf_counter() - t0
-                done += 1
-                ran += 1
-                bar.update(1)
-                bar.set_postfix(nuclei=nuclei, refresh=False)
-                if done % max(1, settings.checkpoint_every) == 0:
-                    _add_segmenter_seconds(seconds, segmenter, net_before)
-                    net_before = dict(getattr(segmenter, "seconds", {}))
-                    _save_state(outs, key, done, nuclei, failed_tiles, seconds, geo, table, canvas, settings.overlay)
+                name = f"{path.name}@{spec.x},{spec.y}"
+                if pool is None:
+                    finish(spec, rgb, segmenter(rgb, name))
+                    continue
+                pending.append(pool.submit(finish, spec, rgb, segmenter.network_pass(rgb, name)))
+                while len(pending) > 1:  # at most one tile waits behind the one being post-processed
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
         except BaseException:
-            # killed or failed: flush what the last checkpoint covers and leave the part files for a resume
+            # killed or failed: stop the worker after its current tile, leave the part files for a resume (the
+            # state file names the last checkpoint; anything appended after it is cut off then)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             geo.abandon()
             if table is not None:
                 table.abandon()
             bar.close()
             raise
+        if pool is not None:
+            pool.shutdown(wait=True)
+        nuclei, net_before = prog["nuclei"], prog["net_before"]
         bar.close()
         _add_segmenter_seconds(seconds, segmenter, net_before)
         t0 = time.perf_counter()

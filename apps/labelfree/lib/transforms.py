@@ -18,6 +18,7 @@ from monai.utils import TransformBackends
 
 from labelfree.core.imageio import as_rgb_uint8, load_rgb
 from labelfree.transforms.io import rgb_metatensor
+from labelfree.transforms.slide_tiles import core_instance_ids
 from labelfree.transforms.slide_tiles import instance_polygons as slide_polygons
 
 __all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]
@@ -44,9 +45,11 @@ def image_side(path: str | Path) -> int | None:
         return None
 
 
-def _read_region(path: Path, location, size, level: int) -> tuple[np.ndarray, float] | None:
-    """The requested region of a slide as ``(H, W, 3)`` uint8 on white, and the level's downsample; ``None`` when
-    OpenSlide is missing or cannot open the file (a plain TIFF tile, for example)."""
+def _read_region(path: Path, location, size, level: int, margin: int = 0):
+    """The requested region of a slide as ``(H, W, 3)`` uint8 on white, the level's downsample, and the core: the
+    requested part inside what was read, ``(x0, y0, x1, y1)`` in pixels of the read level. With ``margin``, that many
+    pixels of context are read around the region (clipped to the slide), so nuclei on the tile's edge are whole;
+    ``None`` when OpenSlide is missing or cannot open the file (a plain TIFF tile, for example)."""
     try:
         import openslide
     except ImportError:
@@ -64,10 +67,15 @@ def _read_region(path: Path, location, size, level: int) -> tuple[np.ndarray, fl
         h = min(int(size[1]), lh - int(y / down)) if size and size[1] else lh
         if w <= 0 or h <= 0:
             raise ValueError(f"region {location} + {size} lies outside {path.name} ({lw}×{lh} at level {level})")
-        rgba = np.asarray(slide.read_region((x, y), level, (w, h)), dtype=np.float32)
+        lx, ly = int(x / down), int(y / down)  # the region's origin in level pixels
+        rx0, ry0 = max(lx - margin, 0), max(ly - margin, 0)
+        rx1, ry1 = min(lx + w + margin, lw), min(ly + h + margin, lh)
+        origin = (int(round(rx0 * down)), int(round(ry0 * down)))
+        rgba = np.asarray(slide.read_region(origin, level, (rx1 - rx0, ry1 - ry0)), dtype=np.float32)
     alpha = rgba[..., 3:] / 255.0  # outside the scanned area OpenSlide gives transparent pixels: show them as glass
     rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
-    return np.round(rgb).astype(np.uint8), down
+    core = (lx - rx0, ly - ry0, lx - rx0 + w, ly - ry0 + h)
+    return np.round(rgb).astype(np.uint8), down, origin, core
 
 
 class LoadTiled(MapTransform):
@@ -95,11 +103,14 @@ class LoadTiled(MapTransform):
                 name = str(path)
                 region = None
                 if path.suffix.lower() in SLIDE_SUFFIXES:
-                    region = _read_region(path, d.get("location") or (0, 0), d.get("size"), d.get("level") or 0)
+                    margin = int(d.get("tile_margin") or 0)
+                    region = _read_region(path, d.get("location") or (0, 0), d.get("size"), d.get("level") or 0, margin)
                 if region is None:
                     rgb = load_rgb(path)
                 else:
                     rgb, down = as_rgb_uint8(region[0], channel_first=False, name=path.name), region[1]
+                    if region[3] != (0, 0, rgb.shape[1], rgb.shape[0]):
+                        d["location"], d["core"] = list(region[2]), region[3]
             d[key] = rgb_metatensor(rgb, name)
             d["downsample"] = down
         return d
@@ -151,12 +162,19 @@ class InstanceContoursd(MapTransform):
         for key in self.key_iterator(d):
             inst = np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])
             inst = inst.reshape(inst.shape[-2:]).astype(np.int64)
+            size = [int(inst.shape[1] * down), int(inst.shape[0] * down)]
+            origin = location
+            if d.get("core") is not None:  # a tile read with context: only the nuclei whose centroid is in its core
+                x0, y0, x1, y1 = d["core"]
+                inst = np.where(np.isin(inst, core_instance_ids(inst, (x0, y0, x1, y1))), inst, 0)
+                origin = [int(location[0] + x0 * down), int(location[1] + y0 * down)]
+                size = [int((x1 - x0) * down), int((y1 - y0) * down)]
             polys = instance_polygons(inst, min_area=min_area)
             contours = [[[location[0] + x * down, location[1] + y * down] for x, y in p] for p in polys]
             d.setdefault(self.result, {})
             d[self.result][self.result_output_key] = {
-                "location": location,
-                "size": [int(inst.shape[1] * down), int(inst.shape[0] * down)],
+                "location": origin,
+                "size": size,
                 "elements": [{"label": self.label, "contours": contours}] if contours else [],
                 "labels": {self.label: list(self.color)},
             }
