@@ -11,7 +11,7 @@ MONUSEG ?= ../shared/data/monuseg/train
 CPM15 ?= ../shared/data/cpm15/train
 GLAS ?= ../shared/data/glas/train
 
-.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step bench-speed benchmarks clean
+.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step bench-speed bench-slides demo-slide benchmarks clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 		--output_dir out/demo
 	@echo "scores against the sample's own labels (used only to measure):"
 	@$(BIN)/python -m labelfree score --pred out/demo
+
+## whole slides: a synthetic pyramidal slide from the embedded sample → QuPath GeoJSON with the SSimNet bundle
+demo-slide: $(STAMP)
+	$(BIN)/python -m labelfree demo_slide --output out/demo_slide.ome.tif
+	$(BIN)/python -m labelfree slide out/demo_slide.ome.tif --output out/slides
 
 ## the label-free pseudo labels alone (no network) on the embedded sample
 demo-pseudo-labels: $(STAMP)
@@ -71,6 +76,11 @@ bench-dcgn-step: $(STAMP)
 ## of where each second goes (about 10 minutes on 2 cores; run it alone on the machine)
 bench-speed: $(STAMP)
 	$(BIN)/python -m bench.speed --images $(MONUSEG)/images --out bench/results/speed
+
+## whole slides: stitched vs one pass (MoNuSeg, CPM-15), throughput of both bundles, peak memory on 5k²/20k²/40k²
+## synthetic slides (about 25 min on 2 CPU cores)
+bench-slides: $(STAMP)
+	$(BIN)/python -m bench.slides --images $(MONUSEG)/images --cpm $(CPM15)/images --out bench/results/slides
 
 ## BENCHMARKS.md: both bundles and every baseline, 5 seeds, on the MoNuSeg training tiles (hours on 2 CPU cores;
 ## resumable: finished method/seed runs under bench/compare/runs are reused)

@@ -8,9 +8,9 @@
   process; peak RSS from ``getrusage``;
 * throughput: a 5k² slide tiled with 25 MoNuSeg tiles (all tissue), both bundles, tissue megapixels per second and
   seconds in reading, network, post-processing and writing (2 CPU threads);
-* stitching: every MoNuSeg (and CPM-15) image cropped to 832² (256 + 3 × 192: one window grid for the whole image)
-  as a slide cut into 640 px tiles (seams through the tissue) vs the same pixels segmented as one image by SSimNet:
-  nucleus counts and Dice of the re-rasterised GeoJSON.
+* stitching: every MoNuSeg and CPM-15 image (cropped to 256 + k × 192 px, one window grid for the whole image) as a
+  slide cut into 448 px tiles (seams every 192 px through the tissue) vs the same pixels segmented as one image by
+  SSimNet: nucleus counts and Dice of the re-rasterised GeoJSON.
 
 Writes ``slides.json`` and ``slides.md`` in ``--out``.
 """
@@ -41,14 +41,21 @@ def _one(slide: str, out: str, bundle: str, threads: int) -> None:
     from labelfree.engines.slides import BundleTileSegmenter, SlideSettings, segment_slide
 
     torch.set_num_threads(threads)
-    seg = BundleTileSegmenter(
-        REPO / "bundles" / bundle, device="cpu", overrides={"mode": "nuclei"} if bundle == "dcgn" else None
-    )
+    seg = BundleTileSegmenter(REPO / "bundles" / bundle, device="cpu", overrides=wsi_overrides(bundle))
     t0 = time.perf_counter()
     summary = segment_slide(slide, out, seg, SlideSettings(), bundle_name=bundle, progress=False)
     summary["wall_s"] = time.perf_counter() - t0
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(summary))
+
+
+def wsi_overrides(bundle: str) -> dict:
+    """The bundle config values its ``inference_wsi.json`` sets for slides (``bundle_overrides``)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference_wsi.json"))
+    return dict(parser.get_parsed_content("bundle_overrides"))
 
 
 def _run_child(slide: Path, out: Path, bundle: str, threads: int) -> dict:
@@ -97,20 +104,23 @@ def throughput(tiles: list[np.ndarray], tmp: Path, threads: int) -> list[dict]:
 
 
 def stitching(images: Path, tmp: Path, limit: int | None = None) -> list[dict]:
+    """Each image, cropped to the largest side of the form 256 + k·192 (the network's window grid) that fits, as a
+    slide cut into 448 px tiles (128 px context: seams every 192 px) vs the same pixels segmented as one image."""
     from skimage.draw import polygon as draw_polygon
 
     from labelfree.engines.slides import BundleTileSegmenter, SlideSettings, segment_slide
 
-    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu")
+    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu", overrides=wsi_overrides("ssimnet"))
     rows = []
     for f in list_images(images)[:limit]:
-        im = load_rgb(f)[:832, :832]
-        if im.shape[:2] != (832, 832):
-            continue
-        path = write_demo_slide(tmp / "st.ome.tif", 832, 832, [(0, 0, im)], mpp=0.25, levels=2)
+        im = load_rgb(f)
+        side = 256 + (min(im.shape[:2]) - 256) // 192 * 192
+        im = np.ascontiguousarray(im[:side, :side])
+        path = write_demo_slide(tmp / "st.ome.tif", side, side, [(0, 0, im)], mpp=0.25, levels=2)
         single = seg(im)
-        out = tmp / f"st_{f.stem}"
-        segment_slide(path, out, seg, SlideSettings(tile=640, margin=128, table=False, overlay=False), progress=False)
+        out = tmp / f"st_{images.parent.name}_{f.stem}"
+        settings = SlideSettings(tile=448, margin=128, table=False, overlay=False)
+        summary = segment_slide(path, out, seg, settings, progress=False)
         feats = json.loads((out / "st.geojson").read_text())["features"]
         lab = np.zeros(single.shape, bool)
         for ft in feats:
@@ -119,7 +129,16 @@ def stitching(images: Path, tmp: Path, limit: int | None = None) -> list[dict]:
             lab[rr, cc] = True
         n_single = len(np.unique(single)) - 1
         dice = 2 * (lab & (single > 0)).sum() / max(1, lab.sum() + (single > 0).sum())
-        rows.append({"image": f.name, "nuclei_slide": len(feats), "nuclei_single": n_single, "dice": float(dice)})
+        rows.append(
+            {
+                "image": f.name,
+                "side": side,
+                "tiles": summary["tiles"],
+                "nuclei_slide": len(feats),
+                "nuclei_single": n_single,
+                "dice": float(dice),
+            }
+        )
     return rows
 
 
@@ -159,7 +178,7 @@ def main() -> None:
 def report(result: dict) -> str:
     lines = ["# Whole slides (`python -m bench.slides`)", ""]
     if "stitching" in result:
-        lines += ["## Stitched slide vs one pass (SSimNet, 832² crops as slides cut into 640 px tiles)", ""]
+        lines += ["## Stitched slide vs one pass (SSimNet; each image as a slide cut into 448 px tiles)", ""]
         lines += [
             "| set | images | nuclei one pass | nuclei stitched | worst count difference | mean Dice | min Dice |"
         ]

@@ -65,3 +65,22 @@ def test_pale_filled_centre_does_not_split_a_nucleus():
     yy, xx = np.mgrid[:60, :60]
     p[(yy - 30) ** 2 + (xx - 30) ** 2 <= 36] = 0.1
     assert instances_from_map(p, threshold=0.25).max() == 1
+
+
+def test_glass_od_clears_the_probability_on_glass_only():
+    import torch
+
+    from labelfree.transforms.instances import ProbabilityToInstancesd
+
+    rng = np.random.default_rng(0)
+    tile = np.full((128, 128, 3), 238, np.uint8)  # glass ...
+    tile[:, 64:] = rng.integers(120, 200, size=(128, 64, 3))  # ... beside stained tissue
+    prob = np.zeros((2, 128, 128), np.float32)
+    yy, xx = np.mgrid[:128, :128]
+    for cy, cx in [(30, 30), (90, 30), (30, 100), (90, 100)]:  # two "nuclei" on glass, two on tissue
+        prob[1][(yy - cy) ** 2 + (xx - cx) ** 2 < 64] = 0.9
+    d = {"pred": torch.from_numpy(prob), "tile": torch.from_numpy(tile.transpose(2, 0, 1).copy())}
+    kw = dict(keys="pred", image_key="tile", threshold=0.25, min_size=10)
+    assert len(np.unique(ProbabilityToInstancesd(**kw)(d)["inst"])) - 1 == 4  # off (tiles): unchanged
+    inst = ProbabilityToInstancesd(**kw, glass_od=0.3)(d)["inst"][0]
+    assert len(np.unique(inst)) - 1 == 2 and not inst[:, :60].any() and inst[30, 100] and inst[90, 100]

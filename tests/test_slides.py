@@ -423,3 +423,19 @@ def test_inference_wsi_config_segments_a_folder_of_slides(tmp_path, sample_tiles
     assert len(doc["features"]) > 20
     assert json.loads((out / "one.json").read_text())["backend"] == "openslide"
     shutil.rmtree(out)
+
+
+def test_inference_wsi_finds_its_bundle_from_anywhere(tmp_path, monkeypatch):
+    from labelfree.bundle_paths import locate_bundle
+    from labelfree.engines.runs import RunError
+
+    monkeypatch.chdir(tmp_path)  # not a bundle folder: the repository's bundle
+    assert Path(locate_bundle(".", "ssimnet")) == REPO / "bundles" / "ssimnet"
+    assert Path(locate_bundle(REPO / "bundles" / "dcgn", "dcgn")) == REPO / "bundles" / "dcgn"
+    zoo = tmp_path / "unzipped" / "dcgn"
+    (zoo / "configs").mkdir(parents=True)
+    (zoo / "configs" / "metadata.json").write_text("{}")
+    monkeypatch.syspath_prepend(str(zoo))  # what `monai.bundle run --config_file .../configs/x.json` adds
+    assert Path(locate_bundle(".", "dcgn")) == zoo
+    with pytest.raises(RunError, match="not a bundle folder"):
+        locate_bundle(".", "no_such_bundle")

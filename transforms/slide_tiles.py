@@ -218,7 +218,6 @@ def _outlines(instances: np.ndarray, ids: np.ndarray | None = None) -> dict[int,
     p = np.pad(inst, 1)
     h, w = p.shape
     lab = p[1:-1, 1:-1]
-    rows, cols = np.mgrid[1 : h - 1, 1 : w - 1]
     # the four sides of every pixel whose neighbour is another label; directions E, S, W, N (clockwise in the image,
     # the object on the right), start corners in padded corner coordinates (row, col)
     sides = [
@@ -230,11 +229,11 @@ def _outlines(instances: np.ndarray, ids: np.ndarray | None = None) -> dict[int,
     step = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]])  # (drow, dcol) of E, S, W, N
     labs, sr, sc, dirs = [], [], [], []
     for neighbour, d, dr, dc in sides:
-        m = (lab > 0) & (neighbour != lab)
-        labs.append(lab[m])
-        sr.append(rows[m] + dr)
-        sc.append(cols[m] + dc)
-        dirs.append(np.full(int(m.sum()), d, np.int64))
+        r, c = np.nonzero((lab > 0) & (neighbour != lab))
+        labs.append(lab[r, c])
+        sr.append(r + 1 + dr)  # + 1: padded coordinates
+        sc.append(c + 1 + dc)
+        dirs.append(np.full(r.size, d, np.int64))
     labs, sr, sc, dirs = (np.concatenate(a).astype(np.int64) for a in (labs, sr, sc, dirs))
     if labs.size == 0:
         return {}
@@ -381,7 +380,7 @@ def tile_nuclei(
     ecc = np.sqrt(np.clip(1.0 - np.divide(l2, l1, out=np.ones_like(l1), where=l1 > 0), 0.0, 1.0))
     from skimage.color import rgb2hed
 
-    h = rgb2hed(np.asarray(rgb)[..., :3])[..., 0].ravel()[fg]
+    h = rgb2hed(np.asarray(rgb)[..., :3].reshape(-1, 3)[fg][:, None, :])[:, 0, 0]  # nuclei pixels only
     hmean = np.bincount(lab, h, n + 1) / safe
     polys = dict(instance_polygons(inst, tolerance=tolerance, ids=ids))
     ids = np.array([i for i in ids if i in polys], dtype=np.int64)

@@ -46,15 +46,19 @@ def tissue_mask(
     arr = np.asarray(rgb)
     if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
         arr = np.moveaxis(arr, 0, -1)
-    arr = arr[..., :3].astype(np.float32)
-    od = -np.log((arr + 1.0) / 256.0).sum(axis=-1)
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    # optical density through a 256-entry table: no float copy of the thumbnail (a 2048² one would take 150 MB)
+    lut = (-np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)).astype(np.float32)
+    od = lut[arr[..., 0]] + lut[arr[..., 1]] + lut[arr[..., 2]]
     stained = od > min_od
     thr = min_od
     if stained.sum() > 64:
         thr = float(np.clip(threshold_otsu(od[od > min_od * 0.5]), min_od, max_threshold_od))
     mask = od > thr
-    mask &= ~(arr < dark).all(axis=-1)
-    mask &= ~(arr[..., 1] > arr[..., 0] + pen_margin)
+    mask &= ~((arr[..., 0] < dark) & (arr[..., 1] < dark) & (arr[..., 2] < dark))
+    mask &= ~(arr[..., 1].astype(np.int16) > arr[..., 0].astype(np.int16) + pen_margin)
     lab, n = ndimage.label(mask)
     if n:
         sizes = np.bincount(lab.ravel(), minlength=n + 1)

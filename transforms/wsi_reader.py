@@ -281,7 +281,7 @@ def open_slide(path: str | Path, backend: str | None = None, mpp: float | None =
 
 
 def slide_thumbnail(
-    slide: Slide, mpp: float = 2.0, max_side: int = 2048, chunk: int = 2048
+    slide: Slide, mpp: float = 2.0, max_side: int = 2048, chunk: int = 1024
 ) -> tuple[np.ndarray, float]:
     """A low-resolution RGB image of the whole slide, read chunk by chunk (memory bounded by ``chunk``, not the slide).
 
