@@ -92,12 +92,10 @@ STAGES: tuple[tuple[str, tuple[str, str], tuple[str, ...] | None, tuple[str, ...
 def _use_bundle(bundle: str) -> Path:
     """Make ``scripts`` the package of ``bundle`` (the configs name ``scripts.*`` relative to their bundle, as in the
     model zoo; both bundles have one, so switching bundles in one process drops the other's from the module cache)."""
+    from labelfree.engines.slides import use_bundle_scripts
+
     root = REPO / "bundles" / bundle
-    for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-        del sys.modules[name]
-    if str(root) in sys.path:
-        sys.path.remove(str(root))
-    sys.path.insert(0, str(root))
+    use_bundle_scripts(root)
     return root
 
 

@@ -173,8 +173,9 @@ def slide(
         values["device"] = f"$torch.device('{device}')"
     for key, value in values.items():
         parser[key] = value
-    if str(root) not in sys.path:
-        sys.path.insert(1, str(root))
+    from labelfree.engines.slides import use_bundle_scripts
+
+    use_bundle_scripts(root)
     parser.get_parsed_content("initialize")
     parser.get_parsed_content("run")
 

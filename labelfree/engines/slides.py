@@ -50,6 +50,7 @@ __all__ = [
     "list_slides",
     "slide_stem",
     "slide_outputs",
+    "use_bundle_scripts",
 ]
 
 SLIDE_SUFFIXES = tuple(sorted(set(OPENSLIDE_SUFFIXES) | set(TIFF_SUFFIXES)))
@@ -85,8 +86,7 @@ class BundleTileSegmenter:
         from labelfree.transforms.io import LoadRGBd, SaveSegmentationd
 
         root = Path(bundle_root).resolve()
-        if str(root) not in sys.path:
-            sys.path.insert(1, str(root))  # the config names the bundle's own ``scripts`` package
+        use_bundle_scripts(root)
         parser = ConfigParser()
         parser.read_config(str(root / "configs" / config_file))
         parser["bundle_root"] = str(root)
@@ -144,6 +144,20 @@ class BundleTileSegmenter:
         inst = np.asarray(torch.as_tensor(d["inst"]).cpu()).reshape(d["inst"].shape[-2:]).astype(np.int32)
         self.seconds["postprocessing"] += time.perf_counter() - t0
         return inst
+
+
+def use_bundle_scripts(root: str | os.PathLike) -> None:
+    """Make ``scripts`` the package of the bundle at ``root``: its configs name ``scripts.*`` relative to the bundle, as
+    in the model zoo, and both bundles have one, so a process switching bundles drops the other's from the module
+    cache first."""
+    root = str(Path(root).resolve())
+    loaded = sys.modules.get("scripts")
+    if loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(root + os.sep):
+        for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
+            del sys.modules[name]
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
 
 
 def _window(parser) -> tuple[int, int] | None:
@@ -361,6 +375,11 @@ def segment_slide(
             prog["done"] += 1
             bar.update(1)
             bar.set_postfix(nuclei=prog["nuclei"], refresh=False)
+            if bar.disable and progress is None and prog["done"] % max(1, len(tiles) // 10) == 0:
+                # in a log file (no terminal): a line every tenth of the slide instead of a live bar
+                print(
+                    f"{stem}: {prog['done']}/{len(tiles)} tiles, {prog['nuclei']} nuclei", file=sys.stderr, flush=True
+                )
             if prog["done"] % max(1, settings.checkpoint_every) == 0:
                 _add_segmenter_seconds(seconds, segmenter, prog["net_before"])
                 prog["net_before"] = dict(getattr(segmenter, "seconds", {}))
