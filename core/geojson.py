@@ -36,7 +36,7 @@ class AppendStream:
         self.part = self.path.with_name(self.path.name + ".part")
         self.footer = footer
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume is not None and self.part.is_file() and self.part.stat().st_size >= int(resume["offset"]):
+        if self.resumable(self.path, resume):
             self._fh = open(self.part, "r+b")
             self._fh.truncate(int(resume["offset"]))  # drop what was appended after the last checkpoint
             self._fh.seek(int(resume["offset"]))
@@ -45,6 +45,12 @@ class AppendStream:
             self._fh = open(self.part, "wb")
             self._fh.write(header.encode("utf-8"))
             self.count = 0
+
+    @staticmethod
+    def resumable(path: str | os.PathLike, state: dict | None) -> bool:
+        """Whether ``<path>.part`` still holds everything up to the checkpoint ``state``."""
+        part = Path(path).with_name(Path(path).name + ".part")
+        return state is not None and part.is_file() and part.stat().st_size >= int(state["offset"])
 
     def write(self, text: str) -> None:
         """Append one record (the stream adds its separator between records)."""

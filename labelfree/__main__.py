@@ -147,7 +147,8 @@ def slide(
         margin: context around each tile's core.
         table: write the per-nucleus CSV.
         overlay: write the low-resolution overlay PNG.
-        backend: ``openslide`` or ``tifffile`` (default: OpenSlide when it reads the file).
+        backend: ``cucim``, ``openslide`` or ``tifffile`` (default: cuCIM where installed, else OpenSlide, when they
+            read the file).
         device: ``cpu``, ``cuda``, ``cuda:1``; default: CUDA when present.
         threads: CPU threads.
         debug: full tracebacks.

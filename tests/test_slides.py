@@ -305,6 +305,12 @@ def test_a_killed_slide_run_resumes_to_the_same_bytes(tmp_path, sample_tiles, se
     for name in ("k.geojson", "k_nuclei.csv", "k_overlay.png"):
         assert (tmp_path / "kill" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
     assert not (tmp_path / "kill" / "k.slide-state.json").exists()
+    # a state whose part files are gone starts the slide again instead of skipping the tiles it names
+    with pytest.raises(KeyboardInterrupt):
+        segment_slide(path, tmp_path / "lost", segmenter, settings, progress=False, stop_after=3)
+    (tmp_path / "lost" / "k.geojson.part").unlink()
+    segment_slide(path, tmp_path / "lost", segmenter, settings, progress=False)
+    assert (tmp_path / "lost" / "k.geojson").read_bytes() == (tmp_path / "full" / "k.geojson").read_bytes()
 
 
 def test_stitched_slide_equals_one_pass_for_a_local_segmenter(tmp_path, sample_tiles):
@@ -439,3 +445,26 @@ def test_inference_wsi_finds_its_bundle_from_anywhere(tmp_path, monkeypatch):
     assert Path(locate_bundle(".", "dcgn")) == zoo
     with pytest.raises(RunError, match="not a bundle folder"):
         locate_bundle(".", "no_such_bundle")
+
+
+def test_cucim_is_used_where_installed(tmp_path, sample_tiles, monkeypatch):
+    """No cuCIM build exists for this machine: a stand-in module and reader check that a slide cuCIM reads goes to it
+    (through MONAI's reader interface) and that an OME-TIFF does not."""
+    import importlib.util
+    import types
+
+    import labelfree.transforms.wsi_reader as wr
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "cucim" else real_find_spec(n, *a))
+    monkeypatch.setitem(sys.modules, "cucim", types.ModuleType("cucim"))
+    monkeypatch.setattr(wr, "CuCIMWSIReader", wr.TiledTiffWSIReader)  # the same interface as MONAI's
+    tif = write_demo_slide(tmp_path / "c.tif", 700, 600, [(10, 20, sample_tiles[0])], mpp=0.25, layout="generic")
+    with open_slide(tif) as slide:
+        assert slide.backend == "cucim" and slide.mpp == pytest.approx((0.25, 0.25))
+        np.testing.assert_array_equal(slide.read(0, 10, 20, 512, 512), sample_tiles[0])
+    ome = write_demo_slide(tmp_path / "c.ome.tif", 700, 600, [(10, 20, sample_tiles[0])], mpp=0.25)
+    with open_slide(ome) as slide:
+        assert slide.backend == "tifffile"
+    with pytest.raises(SlideError, match="unknown slide backend"):
+        open_slide(ome, backend="bioformats")

@@ -5,7 +5,8 @@ counts levels as TIFF pages, so an OME-TIFF or SubIFD pyramid looks like one lev
 read. :class:`TiledTiffWSIReader` keeps MONAI's interface (``get_data``, ``get_mpp``, ...) and reads only the TIFF tiles
 or strips a region overlaps, from the levels tifffile finds in the first series (SVS, OME-TIFF, generic pyramids).
 OpenSlide (``openslide-bin``: SVS, NDPI, MRXS, SCN, generic tiled TIFF, ...) goes through MONAI's own
-``OpenSlideWSIReader``, which already reads regions lazily.
+``OpenSlideWSIReader``, which already reads regions lazily, and cuCIM, where it is installed, through MONAI's
+``CuCIMWSIReader`` (not exercised here: no cuCIM build for this machine; the dispatch is tested with a stand-in).
 
 Coordinates: ``(x, y)`` for locations and ``(w, h)`` for sizes in this module's own API, as slide viewers and
 OpenSlide write them; MONAI's ``get_data`` takes ``(y, x)`` / ``(h, w)`` and the conversion happens once, in
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from monai.data.wsi_reader import BaseWSIReader, OpenSlideWSIReader, TiffFileWSIReader
+from monai.data.wsi_reader import BaseWSIReader, CuCIMWSIReader, OpenSlideWSIReader, TiffFileWSIReader
 
 __all__ = [
     "Slide",
@@ -143,7 +144,7 @@ class Slide:
 
     Attributes:
         path: the file.
-        backend: ``"openslide"`` or ``"tifffile"``.
+        backend: ``"cucim"``, ``"openslide"`` or ``"tifffile"``.
         mpp: microns per pixel at level 0 ``(x, y)``; ``None`` when the file has none and no override was given.
         sizes: ``(width, height)`` of every level.
         downsamples: level-0 pixels per level pixel, per level.
@@ -213,6 +214,26 @@ def _try_openslide(path: Path):
     return reader, wsi
 
 
+#: files cuCIM reads
+CUCIM_SUFFIXES = (".svs", ".tif", ".tiff")
+
+
+def _try_cucim(path: Path):
+    """MONAI's cuCIM backend, when ``cucim`` is installed and reads the file; ``None`` otherwise (OME-TIFF and
+    SubIFD pyramids are left to tifffile, whose levels cuCIM does not list)."""
+    import importlib.util
+
+    if importlib.util.find_spec("cucim") is None or not path.name.lower().endswith(CUCIM_SUFFIXES):
+        return None
+    if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        return None
+    try:
+        reader = CuCIMWSIReader(channel_dim=0)
+        return reader, reader.read(str(path))
+    except Exception:  # noqa: BLE001 - cuCIM raises its own types for formats it does not know
+        return None
+
+
 def _tifffile_levels(path: Path) -> int:
     import tifffile
 
@@ -224,11 +245,12 @@ def _tifffile_levels(path: Path) -> int:
 
 
 def open_slide(path: str | Path, backend: str | None = None, mpp: float | None = None) -> Slide:
-    """Open a slide with OpenSlide when it knows the format, else tifffile (OME-TIFF, pyramidal or plain TIFF).
+    """Open a slide with cuCIM where it is installed and reads the file (SVS, generic TIFF), else OpenSlide when it
+    knows the format, else tifffile (OME-TIFF, pyramidal or plain TIFF).
 
     Args:
         path: the slide file.
-        backend: ``"openslide"`` or ``"tifffile"`` to force one; ``None`` picks as above.
+        backend: ``"cucim"``, ``"openslide"`` or ``"tifffile"`` to force one; ``None`` picks as above.
         mpp: microns per pixel at level 0, overriding (or standing in for) the file's own.
 
     Raises:
@@ -237,15 +259,21 @@ def open_slide(path: str | Path, backend: str | None = None, mpp: float | None =
     path = Path(path)
     if not path.is_file():
         raise SlideError(f"{path}: no such file")
-    if backend not in (None, "openslide", "tifffile"):
-        raise SlideError(f"unknown slide backend {backend!r}: use openslide or tifffile")
+    if backend not in (None, "cucim", "openslide", "tifffile"):
+        raise SlideError(f"unknown slide backend {backend!r}: use cucim, openslide or tifffile")
     opened = None
-    if backend in (None, "openslide"):
+    name = "cucim"
+    if backend in (None, "cucim"):
+        opened = _try_cucim(path)
+        if opened is None and backend == "cucim":
+            raise SlideError(f"{path.name}: cuCIM cannot read it (is cucim installed?)")
+    if opened is None and backend in (None, "openslide"):
         opened = _try_openslide(path)
         if opened is None and backend == "openslide":
             raise SlideError(f"{path.name}: OpenSlide cannot read it (is openslide-bin installed?)")
-    name = "openslide" if opened is not None else "tifffile"
+        name = "openslide"
     if opened is None:
+        name = "tifffile"
         try:
             reader = TiledTiffWSIReader(channel_dim=0)
             opened = reader, reader.read(str(path))

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelfree.core.geojson import CsvStream, FeatureStream, detection_feature
+from labelfree.core.geojson import AppendStream, CsvStream, FeatureStream, detection_feature
 from labelfree.core.imageio import atomic_path, save_text, write_png
 from labelfree.transforms.slide_tiles import TileSpec, aligned_tiling, tile_grid, tile_nuclei
 from labelfree.transforms.tissue_mask import tissue_mask
@@ -188,7 +188,7 @@ class SlideSettings:
         label: classification name of the detections.
         color: their display colour.
         tolerance: polygon simplification, pixels at the model's resolution (0: exact pixel outlines).
-        backend: force ``"openslide"`` or ``"tifffile"``.
+        backend: force ``"cucim"``, ``"openslide"`` or ``"tifffile"``.
         postprocessing_thread: post-process and write each tile in a worker thread while the network runs on the
             next (same outputs, same order); ``None``: when the network runs on a GPU. On 2 CPU cores it bought
             nothing (a 3k² slide: 19.1 / 18.7 s serial, 22.3 / 17.6 s threaded): the network already uses both.
@@ -311,6 +311,11 @@ def segment_slide(
         seconds["read"] += time.perf_counter() - t0
         key = _params_key(path, settings, bundle_name)
         state = _load_state(outs["state"], key)
+        if state and not (
+            AppendStream.resumable(outs["geojson"], state["geojson"])
+            and (not settings.table or AppendStream.resumable(outs["table"], state["table"]))
+        ):
+            state = None  # the part files were removed or cut short: start the slide again
         done = int(state["tiles_done"]) if state else 0
         nuclei = int(state["nuclei"]) if state else 0
         failed_tiles = list(state["failed_tiles"]) if state else []
