@@ -19,7 +19,7 @@ from labelfree.core.imageio import list_images, load_rgb
 from labelfree.engines.slides import SlideSettings, list_slides, run_slides, segment_slide
 from labelfree.sample import sample_dir
 from labelfree.transforms.slide_tiles import aligned_tiling, instance_polygons, tile_grid, tile_nuclei, TileSpec
-from labelfree.transforms.tissue_mask import TissueMask, tissue_mask
+from labelfree.transforms.slide_tissue import SlideTissueMask, slide_tissue_mask
 from labelfree.transforms.wsi_reader import SlideError, open_slide, slide_thumbnail
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,11 +172,11 @@ def test_tissue_mask_keeps_stain_and_drops_glass_black_border_and_pen(sample_til
     thumb[:, :8] = 10  # black scanner border
     thumb[100:106, 130:190] = (40, 120, 60)  # green marker
     thumb[10:14, 150:190] = (60, 80, 190)  # blue marker
-    mask = tissue_mask(thumb)
+    mask = slide_tissue_mask(thumb)
     assert mask[35:85, 65:115].mean() > 0.95
     assert not mask[:, :8].any() and not mask[100:106, 135:185].any() and not mask[10:14, 155:185].any()
     assert not mask[:25, 20:50].any()  # glass
-    out = TissueMask()(thumb.transpose(2, 0, 1))
+    out = SlideTissueMask()(thumb.transpose(2, 0, 1))
     assert out.shape == (1, 120, 200) and out.dtype == bool
 
 

@@ -26,7 +26,7 @@ from scipy import ndimage as ndi
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.dynamics import dynamics_watershed
 from labelfree.transforms.io import tensor_to_rgb
-from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue
+from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue, optical_density
 
 __all__ = [
     "instances_from_map",
@@ -175,7 +175,7 @@ class ProbabilityToInstancesd(MapTransform):
         blank = not has_tissue(rgb, self.min_tissue_fraction)
         glass = None
         if self.glass_od is not None and not blank:
-            od = -np.log((rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=-1)
+            od = optical_density(rgb).sum(axis=-1)
             glass = ndi.uniform_filter(od, 5) < self.glass_od
         for key in self.key_iterator(d):
             prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]

@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
+from labelfree.transforms.stain import optical_density
+
 __all__ = [
     "TileSpec",
     "tile_grid",
@@ -363,8 +365,7 @@ def tile_nuclei(
     x0, y0, x1, y1 = spec.core
     keep = np.zeros(n + 1, dtype=bool)
     keep[core_instance_ids(inst, (x0 - spec.x, y0 - spec.y, x1 - spec.x, y1 - spec.y), (sx, sy))] = True
-    rgb_fg = np.asarray(rgb)[..., :3].reshape(-1, 3)[fg].astype(np.float32)
-    od = -np.log((rgb_fg + 1.0) / 256.0).sum(axis=1)
+    od = optical_density(np.ascontiguousarray(np.asarray(rgb)[..., :3]).reshape(-1, 3)[fg]).sum(axis=1)
     keep &= np.bincount(lab, od, n + 1) / safe >= min_od
     ids = np.flatnonzero(keep)
     if ids.size == 0:

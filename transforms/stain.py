@@ -28,6 +28,7 @@ __all__ = [
     "NO_TISSUE_NOTE",
     "tissue_mask",
     "he_tissue_mask",
+    "he_colours",
     "has_tissue",
     "nonneg_lasso_2",
     "vahadane_stain_matrix",
@@ -102,11 +103,17 @@ def he_tissue_mask(rgb: np.ndarray) -> np.ndarray:
     Returns:
         boolean array of shape ``rgb.shape[:-1]``.
     """
+    return tissue_mask(rgb) & he_colours(rgb)
+
+
+def he_colours(rgb: np.ndarray) -> np.ndarray:
+    """The colour rules of :func:`he_tissue_mask` without its brightness rule: not black, not grey, not a clipped
+    colour, not greener than H&E can be. Args: ``rgb`` ``(..., 3)`` uint8. Returns: boolean ``rgb.shape[:-1]``."""
     c = np.asarray(rgb).astype(np.int16)
     r, g, b = c[..., 0], c[..., 1], c[..., 2]
     hi, lo = c.max(axis=-1), c.min(axis=-1)
     chroma = hi - lo
-    return tissue_mask(rgb) & (hi >= 40) & (chroma >= 15) & (chroma * 10 <= hi * 9) & (g <= np.minimum(r, b) + 20)
+    return (hi >= 40) & (chroma >= 15) & (chroma * 10 <= hi * 9) & (g <= np.minimum(r, b) + 20)
 
 
 def has_tissue(rgb: np.ndarray, min_fraction: float = MIN_TISSUE_FRACTION, block: int = 4) -> bool:

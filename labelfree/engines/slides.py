@@ -39,7 +39,7 @@ import torch
 from labelfree.core.geojson import AppendStream, CsvStream, FeatureStream, detection_feature
 from labelfree.core.imageio import atomic_path, save_text, write_png
 from labelfree.transforms.slide_tiles import TileSpec, aligned_tiling, tile_grid, tile_nuclei
-from labelfree.transforms.tissue_mask import tissue_mask
+from labelfree.transforms.slide_tissue import slide_tissue_mask
 from labelfree.transforms.wsi_reader import OPENSLIDE_SUFFIXES, TIFF_SUFFIXES, SlideError, open_slide, slide_thumbnail
 
 __all__ = [
@@ -300,7 +300,7 @@ def segment_slide(
         down = slide.downsamples[level]
         t0 = time.perf_counter()
         thumb, thumb_scale = slide_thumbnail(slide, mpp=settings.thumbnail_mpp)
-        tissue = tissue_mask(thumb)
+        tissue = slide_tissue_mask(thumb)
         tile_m, margin_m = settings.tile, settings.margin
         window = getattr(segmenter, "window", None)
         if window is not None:

@@ -1,15 +1,17 @@
-"""Where the tissue is on a slide thumbnail: stained pixels, without glass, black borders or pen marks.
+"""Where the tissue is on a slide thumbnail: stained pixels of H&E colours, without glass, black borders or pen.
 
 Works at low resolution (a few µm per pixel), so a slide's tissue is found in well under a second and only tissue
 tiles go through the network. Rules, all label-free:
 
-* *stained*: optical density summed over RGB above a threshold — Otsu's on the thumbnail, but never below
-  ``min_od`` (glass with dust) and never above ``max_threshold_od`` (a slide that is nearly all tissue would otherwise
-  put the threshold inside the tissue);
-* *not black*: scanner borders, slide labels and black ink are darker than any H&E stain (all channels < ``dark``);
-* *not pen*: H&E absorbs green light most (haematoxylin and eosin both), so stained tissue is never greener than it is
-  red; blue and green marker is (``G > R + pen_margin``);
-* small specks removed and holes filled, then dilated by ``dilate`` pixels so a tissue edge is never cut.
+* *stained*: optical density summed over RGB (:func:`labelfree.transforms.stain.optical_density`) above a threshold —
+  Otsu's on the thumbnail, but never below ``min_od`` (glass with dust) and never above ``max_threshold_od`` (a slide
+  that is nearly all tissue would otherwise put the threshold inside the tissue). The tile check's brightness rule
+  (L* < 80) is not used: pale stroma at this scale is brighter than that;
+* *H&E colours* (:func:`labelfree.transforms.stain.he_colours`, the blank-tile check's rules): not black (scanner
+  borders, labels, black ink), not grey, not a clipped colour, not greener than H&E;
+* *not blue pen*: haematoxylin and eosin both absorb green more than red, so tissue is never greener than it is red;
+  blue marker is (``G > R + pen_margin``);
+* specks removed and holes filled, then dilated by ``dilate`` pixels so a tissue edge is never cut.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ import numpy as np
 from monai.utils import TransformBackends
 from scipy import ndimage
 
-__all__ = ["tissue_mask", "TissueMask"]
+from labelfree.transforms.stain import he_colours, optical_density
+
+__all__ = ["slide_tissue_mask", "SlideTissueMask"]
 
 
-def tissue_mask(
+def slide_tissue_mask(
     rgb: np.ndarray,
     min_od: float = 0.15,
     max_threshold_od: float = 0.6,
-    dark: int = 50,
     pen_margin: int = 15,
     min_pixels: int = 16,
     dilate: int = 2,
@@ -36,7 +39,6 @@ def tissue_mask(
         rgb: the thumbnail (also accepted channel-first ``(3, H, W)``).
         min_od: lowest summed optical density that counts as stained.
         max_threshold_od: highest threshold Otsu may choose.
-        dark: pixels with every channel below this are black border or ink.
         pen_margin: pixels with ``G > R + pen_margin`` are blue or green marker.
         min_pixels: stained components smaller than this are specks.
         dilate: pixels added around the tissue.
@@ -46,18 +48,14 @@ def tissue_mask(
     arr = np.asarray(rgb)
     if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
         arr = np.moveaxis(arr, 0, -1)
-    arr = arr[..., :3]
+    arr = np.ascontiguousarray(arr[..., :3])
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
-    # optical density through a 256-entry table: no float copy of the thumbnail (a 2048² one would take 150 MB)
-    lut = (-np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)).astype(np.float32)
-    od = lut[arr[..., 0]] + lut[arr[..., 1]] + lut[arr[..., 2]]
-    stained = od > min_od
+    od = optical_density(arr).sum(axis=-1)  # a table lookup: no float copy of the thumbnail's three channels
     thr = min_od
-    if stained.sum() > 64:
+    if (od > min_od).sum() > 64:
         thr = float(np.clip(threshold_otsu(od[od > min_od * 0.5]), min_od, max_threshold_od))
-    mask = od > thr
-    mask &= ~((arr[..., 0] < dark) & (arr[..., 1] < dark) & (arr[..., 2] < dark))
+    mask = (od > thr) & he_colours(arr)
     mask &= ~(arr[..., 1].astype(np.int16) > arr[..., 0].astype(np.int16) + pen_margin)
     lab, n = ndimage.label(mask)
     if n:
@@ -71,11 +69,11 @@ def tissue_mask(
     return mask
 
 
-class TissueMask:
-    """Array transform: ``(3, H, W)`` uint8 RGB thumbnail → ``(1, H, W)`` bool tissue mask (see :func:`tissue_mask`).
+class SlideTissueMask:
+    """Array transform: ``(3, H, W)`` uint8 RGB thumbnail → ``(1, H, W)`` bool tissue mask (:func:`slide_tissue_mask`).
 
     Args:
-        kwargs: :func:`tissue_mask`'s thresholds.
+        kwargs: :func:`slide_tissue_mask`'s thresholds.
     """
 
     backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
@@ -90,7 +88,7 @@ class TissueMask:
         Returns:
             ``(1, H, W)`` bool, of the input's type.
         """
-        mask = tissue_mask(np.asarray(img.cpu() if hasattr(img, "cpu") else img), **self.kwargs)[None]
+        mask = slide_tissue_mask(np.asarray(img.cpu() if hasattr(img, "cpu") else img), **self.kwargs)[None]
         if hasattr(img, "cpu"):
             import torch
 
