@@ -468,3 +468,13 @@ def test_cucim_is_used_where_installed(tmp_path, sample_tiles, monkeypatch):
         assert slide.backend == "tifffile"
     with pytest.raises(SlideError, match="unknown slide backend"):
         open_slide(ome, backend="bioformats")
+
+
+@pytest.mark.parametrize("start,stop,limit", [(0, 384, 1024), (384, 768, 1024), (768, 1024, 1024), (100, 300, 5000)])
+def test_aligned_span_puts_given_tiles_on_the_window_grid(start, stop, limit):
+    from labelfree.transforms.slide_tiles import aligned_span
+
+    r0, r1 = aligned_span(start, stop, 128, limit, 256, 192)
+    assert r0 % 192 == 0 and r0 <= max(start - 128, 0) and r1 >= min(stop + 128, limit)
+    assert r1 == limit or (r1 - r0 - 256) % 192 == 0
+    assert aligned_span(start, stop, 128, limit) == (max(start - 128, 0), min(stop + 128, limit))

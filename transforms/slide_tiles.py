@@ -106,6 +106,25 @@ def aligned_tiling(tile: int, margin: int, roi: int, step: int) -> tuple[int, in
     return stride + 2 * int(margin), int(margin)  # no such margin (odd roi): unaligned, still correct
 
 
+def aligned_span(start: int, stop: int, margin: int, limit: int, roi: int | None = None, step: int | None = None):
+    """The span to read for ``[start, stop)`` with ``margin`` of context, clipped to ``[0, limit)``, widened so that a
+    sliding window of ``roi`` moving by ``step`` lies on the slide-wide grid of that step (its start a multiple of
+    ``step``, its length ``roi`` plus a multiple of ``step`` unless the slide ends first); for callers whose tiles
+    are given to them (MONAI Label's). See :func:`aligned_tiling` for why the grid matters.
+
+    Returns:
+        ``(r0, r1)``.
+    """
+    r0, r1 = max(int(start) - int(margin), 0), min(int(stop) + int(margin), int(limit))
+    if roi and step:
+        r0 = r0 // step * step
+        span = r1 - r0
+        if span > roi:
+            span = roi + -(-(span - roi) // step) * step
+        r1 = min(r0 + max(span, roi), int(limit))
+    return r0, r1
+
+
 def _any_tissue(mask: np.ndarray, scale: float, box: tuple[int, int, int, int]) -> bool:
     x0, y0, x1, y1 = box
     r0, c0 = int(y0 // scale), int(x0 // scale)

@@ -51,6 +51,7 @@ __all__ = [
     "slide_stem",
     "slide_outputs",
     "use_bundle_scripts",
+    "bundle_window",
 ]
 
 SLIDE_SUFFIXES = tuple(sorted(set(OPENSLIDE_SUFFIXES) | set(TIFF_SUFFIXES)))
@@ -106,7 +107,7 @@ class BundleTileSegmenter:
         self.pre = [t for t in pre.transforms if not isinstance(t, LoadRGBd)]
         self.post = [t for t in post.transforms if not isinstance(t, SaveSegmentationd)]
         self.amp = bool(parser.get_parsed_content("amp")) and self.device.type == "cuda"
-        self.window = _window(parser)
+        self.window = bundle_window(parser)
         self.seconds = {"network": 0.0, "postprocessing": 0.0}
 
     def __call__(self, rgb: np.ndarray, name: str = "tile") -> np.ndarray:
@@ -160,7 +161,7 @@ def use_bundle_scripts(root: str | os.PathLike) -> None:
     sys.path.insert(0, root)
 
 
-def _window(parser) -> tuple[int, int] | None:
+def bundle_window(parser) -> tuple[int, int] | None:
     """``(roi, step)`` of the bundle's sliding window, when it has one (square roi)."""
     if "sliding_window_inferer" not in parser:
         return None

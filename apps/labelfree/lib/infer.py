@@ -10,6 +10,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.transform.writer import PolygonWriter
 
+from labelfree.engines.slides import bundle_window
 from labelfree.transforms.io import LoadRGBd, SaveSegmentationd
 from lib.transforms import InstanceContoursd, LoadTiled
 
@@ -40,10 +41,11 @@ class NucleiInferTask(BundleInferTask):
             **kwargs,
         )
         self.labels = {"Nuclei": 1}
+        self.window = bundle_window(self.bundle_config)
         self.label_colors = {"Nuclei": (0, 255, 0)}
 
     def pre_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
-        return [LoadTiled(keys="image"), *super().pre_transforms(data)]
+        return [LoadTiled(keys="image", window=self.window), *super().pre_transforms(data)]
 
     def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
         return [*super().post_transforms(data), InstanceContoursd(keys="inst", label="Nuclei", color=(0, 255, 0))]

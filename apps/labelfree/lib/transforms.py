@@ -18,7 +18,7 @@ from monai.utils import TransformBackends
 
 from labelfree.core.imageio import as_rgb_uint8, load_rgb
 from labelfree.transforms.io import rgb_metatensor
-from labelfree.transforms.slide_tiles import core_instance_ids
+from labelfree.transforms.slide_tiles import aligned_span, core_instance_ids
 from labelfree.transforms.slide_tiles import instance_polygons as slide_polygons
 
 __all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]
@@ -45,7 +45,7 @@ def image_side(path: str | Path) -> int | None:
         return None
 
 
-def _read_region(path: Path, location, size, level: int, margin: int = 0):
+def _read_region(path: Path, location, size, level: int, margin: int = 0, window: tuple[int, int] | None = None):
     """The requested region of a slide as ``(H, W, 3)`` uint8 on white, the level's downsample, and the core: the
     requested part inside what was read, ``(x0, y0, x1, y1)`` in pixels of the read level. With ``margin``, that many
     pixels of context are read around the region (clipped to the slide), so nuclei on the tile's edge are whole;
@@ -68,8 +68,11 @@ def _read_region(path: Path, location, size, level: int, margin: int = 0):
         if w <= 0 or h <= 0:
             raise ValueError(f"region {location} + {size} lies outside {path.name} ({lw}×{lh} at level {level})")
         lx, ly = int(x / down), int(y / down)  # the region's origin in level pixels
-        rx0, ry0 = max(lx - margin, 0), max(ly - margin, 0)
-        rx1, ry1 = min(lx + w + margin, lw), min(ly + h + margin, lh)
+        if margin:  # context on the network's window grid, as the slide command's tiles
+            rx0, rx1 = aligned_span(lx, lx + w, margin, lw, *(window or (None, None)))
+            ry0, ry1 = aligned_span(ly, ly + h, margin, lh, *(window or (None, None)))
+        else:
+            rx0, ry0, rx1, ry1 = lx, ly, lx + w, ly + h
         origin = (int(round(rx0 * down)), int(round(ry0 * down)))
         rgba = np.asarray(slide.read_region(origin, level, (rx1 - rx0, ry1 - ry0)), dtype=np.float32)
     alpha = rgba[..., 3:] / 255.0  # outside the scanned area OpenSlide gives transparent pixels: show them as glass
@@ -89,8 +92,11 @@ class LoadTiled(MapTransform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, window: tuple[int, int] | None = None, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.window = window
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -104,7 +110,8 @@ class LoadTiled(MapTransform):
                 region = None
                 if path.suffix.lower() in SLIDE_SUFFIXES:
                     margin = int(d.get("tile_margin") or 0)
-                    region = _read_region(path, d.get("location") or (0, 0), d.get("size"), d.get("level") or 0, margin)
+                    loc, level = d.get("location") or (0, 0), d.get("level") or 0
+                    region = _read_region(path, loc, d.get("size"), level, margin, self.window)
                 if region is None:
                     rgb = load_rgb(path)
                 else:
