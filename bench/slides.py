@@ -60,10 +60,9 @@ def _peak_rss_mb() -> float:
 
 def wsi_overrides(bundle: str) -> dict:
     """The bundle config values its ``inference_wsi.json`` sets for slides (``bundle_overrides``)."""
-    from monai.bundle import ConfigParser
+    from labelfree.engines.slides import bundle_parser
 
-    parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference_wsi.json"))
+    parser = bundle_parser(REPO / "bundles" / bundle, config_file="inference_wsi.json")
     return dict(parser.get_parsed_content("bundle_overrides"))
 
 

@@ -43,6 +43,7 @@ from monai.inferers import SlidingWindowInferer
 
 from bench.harness.baselines import otsu_haematoxylin_watershed
 from labelfree.core.imageio import list_images, load_rgb, save_text
+from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.pseudolabel import PseudoLabel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,16 +90,6 @@ STAGES: tuple[tuple[str, tuple[str, str], tuple[str, ...] | None, tuple[str, ...
 )
 
 
-def _use_bundle(bundle: str) -> Path:
-    """Make ``scripts`` the package of ``bundle`` (the configs name ``scripts.*`` relative to their bundle, as in the
-    model zoo; both bundles have one, so switching bundles in one process drops the other's from the module cache)."""
-    from labelfree.engines.slides import use_bundle_scripts
-
-    root = REPO / "bundles" / bundle
-    use_bundle_scripts(root)
-    return root
-
-
 def _tiles(images: str, tiles: int) -> list[Path]:
     files = list_images(images)[: tiles + 1]  # the first is the warm-up
     if len(files) < 2:
@@ -133,14 +124,8 @@ def time_network(bundle: str, files: list[Path], bf16: bool, threads: int) -> fl
 
 
 def _bundle_parser(bundle: str, overrides: dict | None = None) -> ConfigParser:
-    """The bundle's ``inference.json`` with its ``bundle_root`` and ``overrides`` set."""
-    root = _use_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(str(root / "configs" / "inference.json"))
-    parser["bundle_root"] = str(root)
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    return parser
+    """The bundle's ``inference.json`` with its ``bundle_root`` and ``overrides`` set (and its ``scripts`` importable)."""
+    return bundle_parser(REPO / "bundles" / bundle, overrides)
 
 
 def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profile: bool = False) -> dict:

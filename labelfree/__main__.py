@@ -157,26 +157,19 @@ def slide(
     With ``torchrun --nproc_per_node N -m labelfree slide ...`` the slides are shared among N processes.
     Exits with status 1 when any slide failed (listed in ``<output>/failures.csv``); the others are still written.
     """
-    from monai.bundle import ConfigParser
-
     from labelfree.bundle_paths import locate_bundle
     from labelfree.engines.runs import install_error_handling
+    from labelfree.engines.slides import bundle_parser
 
     install_error_handling(debug)
     root = Path(model if Path(model).is_dir() else locate_bundle(model, model))
-    # the bundle's own inference_wsi.json, so the command line and `monai.bundle run` are one code path
-    parser = ConfigParser()
-    parser.read_config(str(root / "configs" / "inference_wsi.json"))
-    values = dict(bundle_root=str(root), dataset_dir=slides, output_dir=output, mpp=mpp, model_mpp=model_mpp)
+    values = dict(dataset_dir=slides, output_dir=output, mpp=mpp, model_mpp=model_mpp)
     values.update(tile_size=tile, tile_margin=margin, write_table=table, write_overlay=overlay, slide_backend=backend)
     values.update(num_threads=threads, debug=debug)
     if device is not None:
         values["device"] = f"$torch.device('{device}')"
-    for key, value in values.items():
-        parser[key] = value
-    from labelfree.engines.slides import use_bundle_scripts
-
-    use_bundle_scripts(root)
+    # the bundle's own inference_wsi.json, so the command line and `monai.bundle run` are one code path
+    parser = bundle_parser(root, values, "inference_wsi.json")
     parser.get_parsed_content("initialize")
     parser.get_parsed_content("run")
 

@@ -181,18 +181,6 @@ def instance_polygons(
     return polygons
 
 
-def _drop_collinear(ring: np.ndarray) -> np.ndarray:
-    """The closed ring ``(N, 2)`` (first point repeated last) without vertices lying on the straight line between
-    their neighbours: the same polygon, often 3-5x fewer vertices on marching-squares outlines."""
-    pts = ring[:-1] if len(ring) > 1 and np.array_equal(ring[0], ring[-1]) else ring
-    if len(pts) < 4:
-        return ring
-    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
-    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
-    kept = pts[np.abs(cross) > 1e-9]
-    return np.vstack([kept, kept[:1]]) if len(kept) >= 3 else ring
-
-
 def core_instance_ids(
     instances: np.ndarray, core: tuple[float, float, float, float], scale: tuple[float, float] = (1.0, 1.0)
 ) -> np.ndarray:
@@ -208,20 +196,37 @@ def core_instance_ids(
         the kept ids, increasing.
     """
     inst = np.asarray(instances)
-    n = int(inst.max()) if inst.size else 0
-    if n == 0:
+    if not inst.size or int(inst.max()) == 0:
         return np.zeros(0, np.int64)
-    fg = inst.ravel() > 0
-    lab = inst.ravel()[fg]
-    rows, cols = np.divmod(np.flatnonzero(fg), inst.shape[1])
-    count = np.bincount(lab, minlength=n + 1).astype(np.float64)
-    safe = np.maximum(count, 1.0)
-    cx = (np.bincount(lab, cols, n + 1) / safe + 0.5) * scale[0]
-    cy = (np.bincount(lab, rows, n + 1) / safe + 0.5) * scale[1]
+    return np.flatnonzero(_in_core(_PixelStats(inst), core, scale))
+
+
+class _PixelStats:
+    """Per-instance means over an instance map's foreground pixels, shared by the core test and the measurements."""
+
+    def __init__(self, inst: np.ndarray) -> None:
+        self.n = int(inst.max())
+        self.fg = inst.ravel() > 0
+        self.lab = inst.ravel()[self.fg]
+        self.rows, self.cols = np.divmod(np.flatnonzero(self.fg), inst.shape[1])
+        self.count = np.bincount(self.lab, minlength=self.n + 1).astype(np.float64)
+        self.safe = np.maximum(self.count, 1.0)
+        self.mr = self.mean(self.rows)  # centroid row and column (pixel centres)
+        self.mc = self.mean(self.cols)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """Per-instance mean of a value per foreground pixel (index = instance id)."""
+        return np.bincount(self.lab, values, self.n + 1) / self.safe
+
+
+def _in_core(stats: _PixelStats, core: tuple[float, float, float, float], scale: tuple[float, float]) -> np.ndarray:
+    """Boolean per instance id: its centroid (pixel centres at +0.5, times ``scale``) lies in ``core``."""
+    cx = (stats.mc + 0.5) * scale[0]
+    cy = (stats.mr + 0.5) * scale[1]
     x0, y0, x1, y1 = core
-    keep = (count > 0) & (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
+    keep = (stats.count > 0) & (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
     keep[0] = False
-    return np.flatnonzero(keep)
+    return keep
 
 
 def _outlines(instances: np.ndarray, ids: np.ndarray | None = None) -> dict[int, np.ndarray]:
@@ -365,43 +370,31 @@ def tile_nuclei(
         the kept nuclei, ids in increasing order.
     """
     inst = np.asarray(instances)
-    n = int(inst.max()) if inst.size else 0
     empty = TileNuclei(np.zeros(0, np.int64), np.zeros((0, 2)), *(np.zeros(0) for _ in range(3)), [])
-    if n == 0:
+    if not inst.size or int(inst.max()) == 0:
         return empty
     sx, sy = float(scale[0]), float(scale[1])
-    flat = inst.ravel()
-    fg = flat > 0
-    lab = flat[fg]
-    rows, cols = np.divmod(np.flatnonzero(fg), inst.shape[1])
-    count = np.bincount(lab, minlength=n + 1).astype(np.float64)
-    safe = np.maximum(count, 1.0)
-    mr = np.bincount(lab, rows, n + 1) / safe
-    mc = np.bincount(lab, cols, n + 1) / safe
-    # centroid in level pixels (pixel centres sit at +0.5)
-    lx = spec.x + (mc + 0.5) * sx
-    ly = spec.y + (mr + 0.5) * sy
+    st = _PixelStats(inst)
     x0, y0, x1, y1 = spec.core
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[core_instance_ids(inst, (x0 - spec.x, y0 - spec.y, x1 - spec.x, y1 - spec.y), (sx, sy))] = True
-    od = optical_density(np.ascontiguousarray(np.asarray(rgb)[..., :3]).reshape(-1, 3)[fg]).sum(axis=1)
-    keep &= np.bincount(lab, od, n + 1) / safe >= min_od
+    keep = _in_core(st, (x0 - spec.x, y0 - spec.y, x1 - spec.x, y1 - spec.y), (sx, sy))
+    rgb_fg = np.ascontiguousarray(np.asarray(rgb)[..., :3]).reshape(-1, 3)[st.fg]  # nuclei pixels only
+    keep &= st.mean(optical_density(rgb_fg).sum(axis=1)) >= min_od
     ids = np.flatnonzero(keep)
     if ids.size == 0:
         return empty
-    dr, dc = rows - mr[lab], cols - mc[lab]
+    # centroid in level pixels (pixel centres sit at +0.5)
+    lx = spec.x + (st.mc + 0.5) * sx
+    ly = spec.y + (st.mr + 0.5) * sy
+    dr, dc = st.rows - st.mr[st.lab], st.cols - st.mc[st.lab]
     # second moments in physical units, so anisotropic resampling does not bend the shape measure
     px, py = sx * level_downsample * level0_mpp[0], sy * level_downsample * level0_mpp[1]
-    crr = np.bincount(lab, (dr * py) ** 2, n + 1) / safe
-    ccc = np.bincount(lab, (dc * px) ** 2, n + 1) / safe
-    crc = np.bincount(lab, dr * dc * px * py, n + 1) / safe
+    crr, ccc, crc = st.mean((dr * py) ** 2), st.mean((dc * px) ** 2), st.mean(dr * dc * px * py)
     root = np.sqrt(((crr - ccc) / 2) ** 2 + crc**2)
     l1, l2 = (crr + ccc) / 2 + root, (crr + ccc) / 2 - root
     ecc = np.sqrt(np.clip(1.0 - np.divide(l2, l1, out=np.ones_like(l1), where=l1 > 0), 0.0, 1.0))
     from skimage.color import rgb2hed
 
-    h = rgb2hed(np.asarray(rgb)[..., :3].reshape(-1, 3)[fg][:, None, :])[:, 0, 0]  # nuclei pixels only
-    hmean = np.bincount(lab, h, n + 1) / safe
+    hmean = st.mean(rgb2hed(rgb_fg[:, None, :])[:, 0, 0])
     polys = dict(instance_polygons(inst, tolerance=tolerance, ids=ids))
     ids = np.array([i for i in ids if i in polys], dtype=np.int64)
     to0 = np.array([sx * level_downsample, sy * level_downsample])
@@ -409,7 +402,7 @@ def tile_nuclei(
     return TileNuclei(
         ids=ids,
         centroid=np.stack([lx[ids], ly[ids]], axis=1) * level_downsample,
-        area_um2=count[ids] * px * py,
+        area_um2=st.count[ids] * px * py,
         haematoxylin=hmean[ids],
         eccentricity=ecc[ids],
         polygons=[origin + polys[i] * to0 for i in ids],

@@ -196,7 +196,9 @@ class Slide:
         self.close()
 
 
-def _try_openslide(path: Path):
+def _try_openslide(path: Path, prefer_tifffile_pyramid: bool = True):
+    """MONAI's OpenSlide backend when OpenSlide knows the file; ``None`` otherwise, and (``prefer_tifffile_pyramid``)
+    for a generic TIFF in which tifffile finds more pyramid levels than OpenSlide."""
     try:
         import openslide
     except ImportError:
@@ -208,7 +210,8 @@ def _try_openslide(path: Path):
         return None
     reader = OpenSlideWSIReader(channel_dim=0)
     wsi = reader.read(str(path))
-    if wsi.properties.get("openslide.vendor") == "generic-tiff" and _tifffile_levels(path) > wsi.level_count:
+    generic = wsi.properties.get("openslide.vendor") == "generic-tiff"
+    if prefer_tifffile_pyramid and generic and _tifffile_levels(path) > wsi.level_count:
         wsi.close()  # an OME-TIFF or SubIFD pyramid: OpenSlide sees only its full-resolution level
         return None
     return reader, wsi
@@ -268,7 +271,7 @@ def open_slide(path: str | Path, backend: str | None = None, mpp: float | None =
         if opened is None and backend == "cucim":
             raise SlideError(f"{path.name}: cuCIM cannot read it (is cucim installed?)")
     if opened is None and backend in (None, "openslide"):
-        opened = _try_openslide(path)
+        opened = _try_openslide(path, prefer_tifffile_pyramid=backend is None)
         if opened is None and backend == "openslide":
             raise SlideError(f"{path.name}: OpenSlide cannot read it (is openslide-bin installed?)")
         name = "openslide"
@@ -283,7 +286,7 @@ def open_slide(path: str | Path, backend: str | None = None, mpp: float | None =
     try:
         n = reader.get_level_count(wsi)
         sizes = [tuple(int(v) for v in reversed(reader.get_size(wsi, lv))) for lv in range(n)]
-        downs = [float(sizes[0][0]) / float(s[0]) for s in sizes]
+        downs = [float(reader.get_downsample_ratio(wsi, lv)) for lv in range(n)]
         if name == "tifffile":
             spp = int(TiledTiffWSIReader._page(wsi, 0).samplesperpixel)
             if spp not in (1, 3, 4):

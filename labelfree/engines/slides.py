@@ -51,6 +51,7 @@ __all__ = [
     "slide_stem",
     "slide_outputs",
     "use_bundle_scripts",
+    "bundle_parser",
     "bundle_window",
 ]
 
@@ -82,20 +83,12 @@ class BundleTileSegmenter:
         overrides: dict[str, Any] | None = None,
         config_file: str = "inference.json",
     ) -> None:
-        from monai.bundle import ConfigParser
-
         from labelfree.transforms.io import LoadRGBd, SaveSegmentationd
 
-        root = Path(bundle_root).resolve()
-        use_bundle_scripts(root)
-        parser = ConfigParser()
-        parser.read_config(str(root / "configs" / config_file))
-        parser["bundle_root"] = str(root)
-        parser["postprocessing_threads"] = 0
+        settings: dict[str, Any] = {"postprocessing_threads": 0}
         if device is not None:
-            parser["device"] = f"$torch.device('{torch.device(device)}')"
-        for key, value in (overrides or {}).items():
-            parser[key] = value
+            settings["device"] = f"$torch.device('{torch.device(device)}')"
+        parser = bundle_parser(bundle_root, {**settings, **(overrides or {})}, config_file)
         self.device = torch.device(parser.get_parsed_content("device"))
         self.network = parser.get_parsed_content("network")
         ckpt = torch.load(parser.get_parsed_content("ckpt_path"), map_location=self.device, weights_only=True)
@@ -145,6 +138,23 @@ class BundleTileSegmenter:
         inst = np.asarray(torch.as_tensor(d["inst"]).cpu()).reshape(d["inst"].shape[-2:]).astype(np.int32)
         self.seconds["postprocessing"] += time.perf_counter() - t0
         return inst
+
+
+def bundle_parser(
+    bundle_root: str | os.PathLike, overrides: dict[str, Any] | None = None, config_file: str = "inference.json"
+):
+    """A bundle's config (``configs/<config_file>``) as a MONAI ``ConfigParser``, with ``bundle_root`` and
+    ``overrides`` set and the bundle's ``scripts`` package importable (:func:`use_bundle_scripts`)."""
+    from monai.bundle import ConfigParser
+
+    root = Path(bundle_root).resolve()
+    use_bundle_scripts(root)
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / config_file))
+    parser["bundle_root"] = str(root)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    return parser
 
 
 def use_bundle_scripts(root: str | os.PathLike) -> None:
@@ -234,8 +244,8 @@ def slide_outputs(output_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
 
 
 def _choose_level(slide, model_mpp: float, tol: float) -> tuple[int, float]:
-    """The coarsest level not coarser than the model's resolution, and the resampling factor (level px per model px
-    is ``1 / factor``...): returns ``(level, f)`` with ``f = model_mpp / level_mpp`` (1 within ``tol``)."""
+    """The coarsest level not coarser than the model's resolution (else the finest), as ``(level, f)`` with
+    ``f = model_mpp / level_mpp``, the level pixels per model pixel (1 within ``tol``: no resampling)."""
     mpps = [slide.level_mpp(lv) for lv in range(len(slide.sizes))]
     fine = [lv for lv, m in enumerate(mpps) if m <= model_mpp * (1 + tol)]
     level = max(fine, key=lambda lv: mpps[lv]) if fine else int(np.argmin(mpps))
@@ -411,7 +421,10 @@ def segment_slide(
                     print(
                         f"{path.name}: tile at ({spec.x}, {spec.y}) level {level} unreadable, skipped", file=sys.stderr
                     )
-                    pending.append(pool.submit(advance)) if pool else advance()
+                    if pool is None:
+                        advance()
+                    else:
+                        pending.append(pool.submit(advance))  # in order, behind the tiles before it
                     continue
                 mw, mh = max(1, int(round(spec.w / f))), max(1, int(round(spec.h / f)))
                 rgb = _resample(rgb, (mw, mh))

@@ -19,6 +19,7 @@ from monai.utils import TransformBackends
 from labelfree.core.imageio import as_rgb_uint8, load_rgb
 from labelfree.transforms.io import rgb_metatensor
 from labelfree.transforms.slide_tiles import aligned_span, core_instance_ids
+from labelfree.transforms.wsi_reader import SlideError, open_slide
 from labelfree.transforms.slide_tiles import instance_polygons as slide_polygons
 
 __all__ = ["LoadTiled", "InstanceContoursd", "instance_polygons", "image_side", "SLIDE_SUFFIXES"]
@@ -49,19 +50,16 @@ def _read_region(path: Path, location, size, level: int, margin: int = 0, window
     """The requested region of a slide as ``(H, W, 3)`` uint8 on white, the level's downsample, and the core: the
     requested part inside what was read, ``(x0, y0, x1, y1)`` in pixels of the read level. With ``margin``, that many
     pixels of context are read around the region (clipped to the slide), so nuclei on the tile's edge are whole;
-    ``None`` when OpenSlide is missing or cannot open the file (a plain TIFF tile, for example)."""
+    ``None`` when OpenSlide is missing or cannot open the file (a plain TIFF tile, for example). Read through the
+    slide command's reader (:func:`labelfree.transforms.wsi_reader.open_slide`, MONAI's OpenSlide backend)."""
     try:
-        import openslide
-    except ImportError:
-        return None
-    try:
-        slide = openslide.OpenSlide(str(path))
-    except openslide.OpenSlideError:
+        slide = open_slide(path, backend="openslide")
+    except SlideError:
         return None
     with slide:
-        level = min(max(int(level), 0), slide.level_count - 1)
-        down = float(slide.level_downsamples[level])
-        lw, lh = slide.level_dimensions[level]
+        level = min(max(int(level), 0), len(slide.sizes) - 1)
+        down = slide.downsamples[level]
+        lw, lh = slide.sizes[level]
         x, y = (int(v) for v in location)
         w = min(int(size[0]), lw - int(x / down)) if size and size[0] else lw
         h = min(int(size[1]), lh - int(y / down)) if size and size[1] else lh
@@ -73,12 +71,10 @@ def _read_region(path: Path, location, size, level: int, margin: int = 0, window
             ry0, ry1 = aligned_span(ly, ly + h, margin, lh, *(window or (None, None)))
         else:
             rx0, ry0, rx1, ry1 = lx, ly, lx + w, ly + h
-        origin = (int(round(rx0 * down)), int(round(ry0 * down)))
-        rgba = np.asarray(slide.read_region(origin, level, (rx1 - rx0, ry1 - ry0)), dtype=np.float32)
-    alpha = rgba[..., 3:] / 255.0  # outside the scanned area OpenSlide gives transparent pixels: show them as glass
-    rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        rgb = slide.read(level, rx0, ry0, rx1 - rx0, ry1 - ry0)  # transparent (unscanned) pixels come back as glass
+    origin = (int(round(rx0 * down)), int(round(ry0 * down)))
     core = (lx - rx0, ly - ry0, lx - rx0 + w, ly - ry0 + h)
-    return np.round(rgb).astype(np.uint8), down, origin, core
+    return rgb, down, origin, core
 
 
 class LoadTiled(MapTransform):
