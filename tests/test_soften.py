@@ -52,3 +52,21 @@ def test_wrappers_and_empty():
     assert d["p_soft"].shape == (1, 20, 20) and d["p_soft"].max() > 0.9
     with pytest.raises(ValueError):
         SoftenLabel()(m[0])
+
+
+def test_touching_instances_are_softened_each_on_its_own():
+    from labelfree.transforms.soften import soften_instances
+
+    yy, xx = np.mgrid[:40, :60]
+    inst = np.zeros((40, 60), dtype=np.int32)
+    inst[(yy - 20) ** 2 + (xx - 20) ** 2 <= 10**2] = 1
+    inst[((yy - 20) ** 2 + (xx - 38) ** 2 <= 10**2) & (inst == 0)] = 2  # touches disc 1 along a line
+    soft = soften_instances(inst)
+    merged = soften_mask(inst > 0)
+    contact = (inst == 1) & (np.roll(inst, -1, axis=1) == 2)
+    assert contact.any()
+    assert np.all(soft[contact] == 0.5) and merged[contact].max() > 0.8  # one component: deep across the waist
+    # both centres stay deep, the background stays 0, and a lone disc is softened exactly as soften_mask does
+    assert soft[20, 20] > 0.9 and soft[20, 38] > 0.9 and np.all(soft[inst == 0] == 0)
+    lone = (inst == 1).astype(np.int32)
+    assert np.array_equal(soften_instances(lone), soften_mask(lone > 0))

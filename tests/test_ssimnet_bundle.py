@@ -93,6 +93,65 @@ def test_training_is_deterministic_and_resumes(trained, tmp_path):
     assert "Epoch[1] Complete" not in proc.stdout + proc.stderr and "Epoch[3] Complete" in proc.stdout + proc.stderr
 
 
+def _self_train(trained, out):
+    return run_bundle_ok(
+        BUNDLE,
+        ("train", "self_train"),
+        cwd=out.parent,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        teacher_path=trained["model"],
+        max_epochs=1,
+        tile_repeats=2,
+        batch_size=2,
+        **FAST,
+    )
+
+
+@pytest.fixture(scope="module")
+def self_trained(trained, tmp_path_factory):
+    """One self-training round (self_train.json over train.json) with the tiny trained model as the teacher."""
+    out = tmp_path_factory.mktemp("self_train") / "out"
+    teacher = sha(trained["model"])
+    proc = _self_train(trained, out)
+    assert sha(trained["model"]) == teacher  # the teacher is read, never written
+    return {"out": out, "log": proc.stdout + proc.stderr}
+
+
+def test_self_training_round_labels_with_the_teacher_and_reports_agreement(trained, self_trained):
+    out = self_trained["out"]
+    assert "teacher labels" in self_trained["log"] and "round agreement" in self_trained["log"]
+    assert len(list((out / "teacher_cache").glob("*.npz"))) == 3
+    agreement = json.loads((out / "round_agreement.json").read_text())
+    assert 0.0 <= agreement["round_agreement"] <= 1.0 and agreement["tiles"] == 3
+    student = torch.load(out / "model.pt", weights_only=True)
+    teacher = torch.load(trained["model"], weights_only=True)
+    assert student.keys() == teacher.keys()
+    assert any(not torch.equal(student[k], teacher[k]) for k in student)  # it started there and moved
+
+
+@pytest.mark.slow
+def test_self_training_same_seed_same_bytes(trained, self_trained, tmp_path):
+    _self_train(trained, tmp_path / "again")
+    a = torch.load(self_trained["out"] / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "again" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_self_training_targets_mark_ignored_pixels_in_both_channels():
+    from bundle_runner import import_bundle_module
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    inst = np.zeros((20, 20), dtype=np.int32)
+    inst[2:8, 2:8] = 1
+    ignore = np.zeros((20, 20), dtype=bool)
+    ignore[12:18, 12:18] = True
+    soft, tri = st.self_training_targets(inst, ignore)
+    assert soft.shape == tri.shape == (1, 20, 20)
+    assert np.all(soft[0][ignore] == st.IGNORED) and np.all(tri[0][ignore] == 2)
+    assert soft[0][inst > 0].min() >= 0.5 and np.all(soft[0][(inst == 0) & ~ignore] == 0)
+
+
 @pytest.fixture(scope="module")
 def finetuned(trained, tmp_path_factory):
     """Inference with test-time fine-tuning (2 epochs at a high learning rate, so that it visibly changes the output)."""

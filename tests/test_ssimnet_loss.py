@@ -52,3 +52,21 @@ def test_weighting_and_shapes():
     assert torch.allclose(full, 0.9 * SSimNetLoss(1.0)(logits, t) + 0.1 * SSimNetLoss(0.0)(logits, t))
     with pytest.raises(ValueError):
         SSimNetLoss()(torch.randn(1, 3, 4, 4), t)
+
+
+def test_negative_soft_label_is_left_out_of_the_bce():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 2, 8, 8, generator=g, requires_grad=True)
+    soft = torch.rand(2, 8, 8, generator=g)
+    soft[:, 2:4] = -1.0  # self-training's ignored pixels
+    tri = torch.full((2, 8, 8), 2)
+    out = SSimNetLoss(lam=1.0)(logits, target(soft, tri))
+    known = soft >= 0
+    margin = logits[:, 1] - logits[:, 0]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(margin[known], soft[known])
+    assert torch.allclose(out, expected)
+    out.backward()
+    assert logits.grad[:, :, 2:4].abs().sum() == 0 and logits.grad[:, :, 4:].abs().sum() > 0
+    # nothing known at all: finite, zero
+    none = SSimNetLoss(lam=1.0)(logits, target(torch.full((2, 8, 8), -1.0), tri))
+    assert torch.isfinite(none) and none.item() == 0.0

@@ -20,7 +20,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
-__all__ = ["soften_mask", "SoftenLabel", "SoftenLabeld", "SoftenLabelD", "SoftenLabelDict"]
+__all__ = ["soften_mask", "soften_instances", "SoftenLabel", "SoftenLabeld", "SoftenLabelD", "SoftenLabelDict"]
 
 
 def soften_mask(mask: np.ndarray, stop: float = 0.975) -> np.ndarray:
@@ -53,6 +53,35 @@ def soften_mask(mask: np.ndarray, stop: float = 0.975) -> np.ndarray:
     first = np.where(above.any(axis=1), above.argmax(axis=1), value.shape[1] - 1)
     k = np.minimum(depth[fg] - 1, first[labels[fg]])
     out[fg] = value[labels[fg], k]
+    return out
+
+
+def soften_instances(inst: np.ndarray, stop: float = 0.975) -> np.ndarray:
+    """Soft label of an instance map: every nucleus softened on its own.
+
+    Where two nuclei touch, :func:`soften_mask` would see one component and give the contact line a deep, confident
+    value; here the pixels on the border between two instances take the rim value 0.5, as if each nucleus were
+    alone, so a network trained on it learns a dip between touching nuclei.
+
+    Args:
+        inst: ``(H, W)`` instance map, 0 = background.
+        stop: as in :func:`soften_mask`.
+
+    Returns:
+        ``(H, W)`` float32 in {0} ∪ [0.5, 1].
+    """
+    lab = np.asarray(inst)
+    if lab.ndim != 2:
+        raise ValueError(f"expected a 2D instance map, got shape {lab.shape}")
+    lab = lab.astype(np.int64)
+    fg = lab > 0
+    # a nucleus pixel with a neighbour (3x3) of another nucleus lies on a contact line; background neighbours do not
+    # count (that rim is soften_mask's own)
+    larger = ndi.maximum_filter(lab, size=3) > lab
+    smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=3) < lab
+    contact = fg & (larger | smaller)
+    out = soften_mask(fg & ~contact, stop)
+    out[contact] = 0.5
     return out
 
 

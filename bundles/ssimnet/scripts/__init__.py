@@ -3,6 +3,6 @@
 The generic pieces (transforms, metrics, writers, handlers) come from the ``labelfree`` package.
 """
 
-from . import data, finetune, loss
+from . import data, finetune, loss, self_training
 
-__all__ = ["data", "finetune", "loss"]
+__all__ = ["data", "finetune", "loss", "self_training"]

@@ -13,7 +13,9 @@ class SSimNetLoss(nn.Module):
     """Loss on 2-channel logits against a 2-channel target (channel 0: soft label in [0, 1]; channel 1: tri-label).
 
     The BCE term uses the nucleus probability of the 2-class softmax, ``p = sigmoid(z1 − z0)``, through the logits
-    for numerical stability; it covers every pixel. The CE term covers only pixels whose tri-label is not
+    for numerical stability; it covers every pixel whose soft label is in [0, 1]. A negative soft label marks a pixel
+    the loss leaves out (self-training's ignored objects: ``scripts.self_training``); the paper's soft labels are
+    never negative, so its loss is unchanged. The CE term covers only pixels whose tri-label is not
     ``ignore_index``; a batch without such pixels contributes 0 rather than NaN.
 
     Args:
@@ -39,7 +41,14 @@ class SSimNetLoss(nn.Module):
             )
         soft = target[:, 0].float()
         tri = target[:, 1].round().long()
-        bce = F.binary_cross_entropy_with_logits((logits[:, 1] - logits[:, 0]).float(), soft)
+        margin = (logits[:, 1] - logits[:, 0]).float()
+        known = soft >= 0
+        if bool(known.all()):
+            bce = F.binary_cross_entropy_with_logits(margin, soft)
+        elif bool(known.any()):
+            bce = F.binary_cross_entropy_with_logits(margin[known], soft[known])
+        else:
+            bce = logits.sum() * 0.0
         if (tri != self.ignore_index).any():
             ce = F.cross_entropy(logits.float(), tri, ignore_index=self.ignore_index)
         else:

@@ -1,0 +1,205 @@
+"""SSimNet self-training: a trained network's own nuclei, purified object by object, become the next round's labels.
+
+For every training tile, the teacher checkpoint segments it exactly as ``configs/inference.json`` does (its flips,
+threshold and watershed; :class:`labelfree.engines.slides.BundleTileSegmenter`). Each predicted nucleus is scored
+against the rest of its tile (:func:`labelfree.transforms.purify_objects.purify_instances`): confident ones are
+targets, the others are left out of the loss with a margin, so the student is not taught the teacher's slivers and
+fragments. Targets are made on the whole tile: each nucleus softened on its own (eq. 4; contact lines between touching
+nuclei at the rim value, :func:`labelfree.transforms.soften.soften_instances`) and the Voronoi tri-label of the
+confident nuclei. The student starts from the teacher's weights and sees random crops of whole tiles (not a fixed
+patch grid), so it does not learn the window grid's phase.
+
+No ground truth is read: the labels are the teacher's predictions, and the only rule for stopping is how much the
+student still changes the masks (the round agreement, :func:`round_agreement`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from labelfree.core.imageio import InvalidImageError, atomic_path, load_rgb
+from labelfree.engines.runs import describe_failure, image_datalist
+from labelfree.transforms.purify_objects import purify_instances
+from labelfree.transforms.soften import soften_instances
+from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
+
+__all__ = ["IGNORED", "self_training_targets", "teacher_datalist", "student", "round_agreement"]
+
+CACHE_VERSION = 1
+
+#: the soft-label value of a pixel the loss leaves out (``scripts.loss.SSimNetLoss``)
+IGNORED = -1.0
+
+
+def self_training_targets(inst: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Soft label and Voronoi tri-label of confident nuclei, with the ignored pixels marked in both.
+
+    Args:
+        inst: ``(H, W)`` instance map of the confident nuclei.
+        ignore: ``(H, W)`` bool, pixels to leave out of the loss.
+
+    Returns:
+        ``soft`` ``(1, H, W)`` float32 (``IGNORED`` where ignored) and ``voronoi`` ``(1, H, W)`` uint8 (the tri-label's
+        ignore value where ignored).
+    """
+    soft = soften_instances(inst)
+    soft[ignore] = IGNORED
+    tri = voronoi_trilabel(inst)
+    tri[ignore] = IGNORE_INDEX
+    return soft[None], tri[None]
+
+
+def _digest(path: str | os.PathLike) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _teacher_file(cache: Path, tile: Path, teacher_digest: str) -> Path:
+    """The cached teacher instance map of a tile, keyed by the tile's content and the teacher checkpoint."""
+    key = hashlib.sha1(Path(tile).read_bytes() + f"{teacher_digest}/{CACHE_VERSION}".encode()).hexdigest()[:16]
+    return cache / f"{tile.stem}-{key}.npz"
+
+
+def teacher_datalist(
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
+    *,
+    bundle_root: str | os.PathLike,
+    teacher_path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    repeats: int = 8,
+    min_rel_area: float = 0.25,
+    min_rel_contrast: float = 0.5,
+    min_solidity: float = 0.8,
+    margin: int = 2,
+    patch_size: int = 256,
+    progress: bool = True,
+) -> list[dict]:
+    """Training items ``{"image", "soft", "voronoi", "source"}`` of whole tiles, labelled by the teacher.
+
+    Every tile appears ``repeats`` times, so that an epoch draws that many random crops of it. The teacher's instance
+    maps are cached in ``cache_dir`` (one ``.npz`` per tile, keyed by the tile's content and the teacher checkpoint):
+    the teacher runs once per round, not once per run. A tile that cannot be read, or is smaller than
+    ``patch_size``, is reported in one line and left out.
+
+    Args:
+        dataset_dir: folder of unlabelled tiles.
+        cache_dir: where the teacher's predictions are cached (``None``: not cached).
+        bundle_root: this bundle's folder (its ``configs/inference.json`` segments the tiles).
+        teacher_path: the teacher checkpoint (a bare state dict or ``{"model": ...}``).
+        device: where the teacher runs.
+        repeats: items per tile.
+        min_rel_area, min_rel_contrast, min_solidity, margin: object purification
+            (:func:`labelfree.transforms.purify_objects.purify_instances`).
+        patch_size: the crop size; smaller tiles are left out.
+        progress: show a progress bar.
+
+    Raises:
+        labelfree.engines.runs.RunError: missing or empty ``dataset_dir``.
+        RuntimeError: no tile gave a usable label.
+    """
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
+    teacher_digest = _digest(teacher_path)
+    cache = Path(cache_dir) if cache_dir else None
+    segment = None
+    items: list[dict] = []
+    skipped: list[str] = []
+    iterator = files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="teacher labels", unit="tile")
+    for path in iterator:
+        try:
+            rgb = load_rgb(path)
+        except (InvalidImageError, OSError) as exc:
+            reason = describe_failure(exc, str(path))
+            print(f"left out: {path}: {reason}", file=sys.stderr)
+            skipped.append(f"{path.name} ({reason})")
+            continue
+        if min(rgb.shape[:2]) < patch_size:
+            skipped.append(f"{path.name} (smaller than {patch_size} px)")
+            continue
+        npz = _teacher_file(cache, path, teacher_digest) if cache else None
+        if npz is not None and npz.is_file():
+            with np.load(npz) as z:
+                inst = z["teacher"]
+        else:
+            if segment is None:
+                segment = BundleTileSegmenter(bundle_root, device=device, overrides={"ckpt_path": str(teacher_path)})
+            inst = segment(rgb, path.name)
+            if npz is not None:
+                with atomic_path(npz) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.savez_compressed(fh, teacher=inst)
+        kept, ignore = purify_instances(
+            rgb,
+            inst,
+            min_rel_area=min_rel_area,
+            min_rel_contrast=min_rel_contrast,
+            min_solidity=min_solidity,
+            margin=margin,
+        )
+        soft, tri = self_training_targets(kept, ignore)
+        image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+        for _ in range(repeats):
+            items.append({"image": image, "soft": soft, "voronoi": tri, "source": path.name})
+    if not items:
+        raise RuntimeError(
+            f"no self-training label from the {len(files)} tiles in {dataset_dir}"
+            + (f" ({', '.join(skipped)})" if skipped else "")
+        )
+    return items
+
+
+def student(network: torch.nn.Module, teacher_path: str | os.PathLike) -> torch.nn.Module:
+    """``network`` with the teacher's weights: each round continues from the last instead of starting afresh."""
+    state = torch.load(teacher_path, map_location="cpu", weights_only=True)
+    network.load_state_dict(state["model"] if "model" in state else state, strict=True)
+    return network
+
+
+def round_agreement(
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    *,
+    bundle_root: str | os.PathLike,
+    teacher_path: str | os.PathLike,
+    student_path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    out_file: str | os.PathLike | None = None,
+) -> float:
+    """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
+    tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
+    Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
+    (written atomically)."""
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    teacher_digest = _digest(teacher_path)
+    segment = BundleTileSegmenter(bundle_root, device=device, overrides={"ckpt_path": str(student_path)})
+    scores = []
+    for item in image_datalist(dataset_dir):
+        path = Path(item["image"])
+        npz = _teacher_file(Path(cache_dir), path, teacher_digest)
+        if not npz.is_file():
+            continue
+        with np.load(npz) as z:
+            teacher = z["teacher"] > 0
+        mine = segment(load_rgb(path), path.name) > 0
+        total = int(teacher.sum()) + int(mine.sum())
+        scores.append(1.0 if total == 0 else 2.0 * float((teacher & mine).sum()) / total)
+    agreement = float(np.mean(scores)) if scores else float("nan")
+    print(f"round agreement (mean mask Dice, teacher vs student, {len(scores)} tiles): {agreement:.4f}")
+    if out_file is not None:
+        report = {"round_agreement": agreement, "tiles": len(scores), "teacher": str(teacher_path)}
+        with atomic_path(Path(out_file)) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=4) + "\n")
+    return agreement
