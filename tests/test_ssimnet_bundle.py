@@ -341,3 +341,30 @@ def test_paper_overlay_restores_the_published_recipe():
         assert default.get_parsed_content("n_clusters") == "auto"
     finally:
         sys.path.remove(str(root))
+
+
+def test_teacher_datalist_purifies_the_cached_teacher_nuclei_unless_told_not_to(tmp_path):
+    """The teacher's cached prediction is read back (no network runs); purification leaves the faint disc, the speck
+    and the sliver of the hand-made tile out of both targets, and purify=False trusts them."""
+    from bundle_runner import import_bundle_module
+    from test_purify_objects import _tile
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst, ids = _tile()
+    (tmp_path / "tiles").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "tiles" / "t.png")
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"weights")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with open(st._teacher_file(cache, tmp_path / "tiles" / "t.png", st._digest(teacher)), "wb") as fh:
+        np.savez_compressed(fh, teacher=inst)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=3, patch_size=64, progress=False)
+    items = st.teacher_datalist(tmp_path / "tiles", cache, **common)
+    assert len(items) == 3 and items[0]["image"].shape == (3, *inst.shape)
+    soft, tri = items[0]["soft"][0], items[0]["voronoi"][0]
+    for name in ("faint", "speck", "sliver"):
+        assert np.all(soft[inst == ids[name]] == st.IGNORED) and np.all(tri[inst == ids[name]] == 2), name
+    assert soft[inst == ids["nucleus0"]].min() >= 0.5
+    trusting = st.teacher_datalist(tmp_path / "tiles", cache, purify=False, **common)[0]
+    assert trusting["soft"].min() >= 0.0 and trusting["soft"][0][inst == ids["sliver"]].min() >= 0.5

@@ -74,6 +74,7 @@ def teacher_datalist(
     teacher_path: str | os.PathLike,
     device: str | torch.device | None = None,
     repeats: int = 8,
+    purify: bool = True,
     min_rel_area: float = 0.25,
     min_rel_contrast: float = 0.5,
     min_solidity: float = 0.8,
@@ -95,6 +96,8 @@ def teacher_datalist(
         teacher_path: the teacher checkpoint (a bare state dict or ``{"model": ...}``).
         device: where the teacher runs.
         repeats: items per tile.
+        purify: score the teacher's nuclei and leave the unsure ones out of the loss; ``False`` trusts every object
+            (the ablation's "all trusted" row).
         min_rel_area, min_rel_contrast, min_solidity, margin: object purification
             (:func:`labelfree.transforms.purify_objects.purify_instances`).
         patch_size: the crop size; smaller tiles are left out.
@@ -140,14 +143,17 @@ def teacher_datalist(
                 with atomic_path(npz) as tmp:
                     with open(tmp, "wb") as fh:
                         np.savez_compressed(fh, teacher=inst)
-        kept, ignore = purify_instances(
-            rgb,
-            inst,
-            min_rel_area=min_rel_area,
-            min_rel_contrast=min_rel_contrast,
-            min_solidity=min_solidity,
-            margin=margin,
-        )
+        if purify:
+            kept, ignore = purify_instances(
+                rgb,
+                inst,
+                min_rel_area=min_rel_area,
+                min_rel_contrast=min_rel_contrast,
+                min_solidity=min_solidity,
+                margin=margin,
+            )
+        else:
+            kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
         soft, tri = self_training_targets(kept, ignore)
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         for _ in range(repeats):
