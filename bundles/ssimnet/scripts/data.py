@@ -25,7 +25,7 @@ from labelfree.transforms.pseudolabel import PseudoLabeld
 from labelfree.transforms.soften import SoftenLabeld
 from labelfree.transforms.voronoi import VoronoiTriLabeld
 
-__all__ = ["patch_pipeline", "image_patches", "patch_datalist"]
+__all__ = ["patch_pipeline", "image_patches", "load_training_tile", "patch_datalist"]
 
 CACHE_VERSION = 2
 
@@ -102,6 +102,22 @@ def image_patches(
     }
 
 
+def load_training_tile(path: Path, patch_size: int, skipped: list[str]) -> np.ndarray | None:
+    """A training tile as ``(H, W, 3)`` uint8, or ``None`` when it cannot be read (reported in one line) or is
+    smaller than ``patch_size``; the reason is appended to ``skipped`` for the run's final error message."""
+    try:
+        rgb = load_rgb(path)
+    except (InvalidImageError, OSError) as exc:
+        reason = describe_failure(exc, str(path))
+        print(f"left out: {path}: {reason}", file=sys.stderr)
+        skipped.append(f"{path.name} ({reason})")
+        return None
+    if min(rgb.shape[:2]) < patch_size:
+        skipped.append(f"{path.name} (smaller than {patch_size} px)")
+        return None
+    return rgb
+
+
 def _cache_key(path: Path, params: dict) -> str:
     h = hashlib.sha1(path.read_bytes())
     h.update(json.dumps({**params, "version": CACHE_VERSION}, sort_keys=True).encode())
@@ -149,15 +165,8 @@ def patch_datalist(
             with np.load(npz) as z:
                 data = {k: z[k] for k in z.files}
         else:
-            try:
-                rgb = load_rgb(path)
-            except (InvalidImageError, OSError) as exc:
-                reason = describe_failure(exc, str(path))
-                print(f"left out: {path}: {reason}", file=sys.stderr)
-                skipped.append(f"{path.name} ({reason})")
-                continue
-            if min(rgb.shape[:2]) < patch_size:
-                skipped.append(f"{path.name} (smaller than {patch_size} px)")
+            rgb = load_training_tile(path, patch_size, skipped)
+            if rgb is None:
                 continue
             data = image_patches(rgb, **params)
             if npz is not None:

@@ -43,7 +43,7 @@ class SSimNetLoss(nn.Module):
         tri = target[:, 1].round().long()
         margin = (logits[:, 1] - logits[:, 0]).float()
         known = soft >= 0
-        if bool(known.all()):
+        if bool(known.all()):  # the paper's labels: no masked copy, the same reduction as before
             bce = F.binary_cross_entropy_with_logits(margin, soft)
         elif bool(known.any()):
             bce = F.binary_cross_entropy_with_logits(margin[known], soft[known])

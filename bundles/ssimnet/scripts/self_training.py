@@ -18,17 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from labelfree.core.imageio import InvalidImageError, atomic_path, load_rgb
-from labelfree.engines.runs import describe_failure, image_datalist
+from labelfree.core.imageio import atomic_path, load_rgb, save_text
+from labelfree.core.metrics import pixel_scores
+from labelfree.engines.runs import image_datalist
 from labelfree.transforms.purify_objects import purify_instances
 from labelfree.transforms.soften import soften_instances
 from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
+
+from .data import load_training_tile
 
 __all__ = ["IGNORED", "self_training_targets", "teacher_datalist", "student", "round_agreement"]
 
@@ -121,15 +123,8 @@ def teacher_datalist(
 
         iterator = tqdm(files, desc="teacher labels", unit="tile")
     for path in iterator:
-        try:
-            rgb = load_rgb(path)
-        except (InvalidImageError, OSError) as exc:
-            reason = describe_failure(exc, str(path))
-            print(f"left out: {path}: {reason}", file=sys.stderr)
-            skipped.append(f"{path.name} ({reason})")
-            continue
-        if min(rgb.shape[:2]) < patch_size:
-            skipped.append(f"{path.name} (smaller than {patch_size} px)")
+        rgb = load_training_tile(path, patch_size, skipped)
+        if rgb is None:
             continue
         npz = _teacher_file(cache, path, teacher_digest) if cache else None
         if npz is not None and npz.is_file():
@@ -199,13 +194,10 @@ def round_agreement(
             continue
         with np.load(npz) as z:
             teacher = z["teacher"] > 0
-        mine = segment(load_rgb(path), path.name) > 0
-        total = int(teacher.sum()) + int(mine.sum())
-        scores.append(1.0 if total == 0 else 2.0 * float((teacher & mine).sum()) / total)
+        scores.append(pixel_scores(teacher, segment(load_rgb(path), path.name) > 0)["dice"])
     agreement = float(np.mean(scores)) if scores else float("nan")
     print(f"round agreement (mean mask Dice, teacher vs student, {len(scores)} tiles): {agreement:.4f}")
     if out_file is not None:
         report = {"round_agreement": agreement, "tiles": len(scores), "teacher": str(teacher_path)}
-        with atomic_path(Path(out_file)) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=4) + "\n")
+        save_text(out_file, json.dumps(report, indent=4) + "\n")
     return agreement
