@@ -26,6 +26,7 @@ from scipy import ndimage as ndi
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.dynamics import dynamics_watershed
 from labelfree.transforms.io import tensor_to_rgb
+from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue, optical_density
 
 __all__ = [
@@ -173,14 +174,13 @@ class ProbabilityToInstancesd(MapTransform):
         d = dict(data)
         rgb = tensor_to_rgb(d[self.image_key])
         blank = not has_tissue(rgb, self.min_tissue_fraction)
-        glass = None
-        if self.glass_od is not None and not blank:
-            od = optical_density(rgb).sum(axis=-1)
-            glass = ndi.uniform_filter(od, 5) < self.glass_od
         for key in self.key_iterator(d):
             prob = torch.as_tensor(d[key]).detach().cpu().float().numpy()[self.channel]
-            if glass is not None:
-                prob = np.where(glass, 0.0, prob)
+            if self.glass_od is not None and not blank:
+                # the network may run at another scale than the tile's (labelfree.transforms.scale): glass is found
+                # on the tile resampled to the probability's grid
+                od = optical_density(resample_rgb(rgb, (prob.shape[1], prob.shape[0]))).sum(axis=-1)
+                prob = np.where(ndi.uniform_filter(od, 5) < self.glass_od, 0.0, prob)
             inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
             d[self.inst_key] = inst[None]
             d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]

@@ -38,6 +38,7 @@ import torch
 
 from labelfree.core.geojson import AppendStream, CsvStream, FeatureStream, detection_feature
 from labelfree.core.imageio import atomic_path, save_text, write_png
+from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.slide_tiles import TileSpec, aligned_tiling, tile_grid, tile_nuclei
 from labelfree.transforms.slide_tissue import slide_tissue_mask
 from labelfree.transforms.wsi_reader import OPENSLIDE_SUFFIXES, TIFF_SUFFIXES, SlideError, open_slide, slide_thumbnail
@@ -253,15 +254,6 @@ def _choose_level(slide, model_mpp: float, tol: float) -> tuple[int, float]:
     return level, 1.0 if abs(f - 1.0) <= tol else f
 
 
-def _resample(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(h, w, 3)`` uint8 → ``size = (w, h)``, antialiased bilinear."""
-    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
-        return rgb
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
-    out = torch.nn.functional.interpolate(t, size=(size[1], size[0]), mode="bilinear", antialias=True)
-    return out[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-
-
 def _params_key(path: Path, settings: SlideSettings, bundle: str) -> str:
     st = path.stat()
     blob = json.dumps([str(path.resolve()), st.st_size, int(st.st_mtime), asdict(settings), bundle], sort_keys=True)
@@ -427,7 +419,7 @@ def segment_slide(
                         pending.append(pool.submit(advance))  # in order, behind the tiles before it
                     continue
                 mw, mh = max(1, int(round(spec.w / f))), max(1, int(round(spec.h / f)))
-                rgb = _resample(rgb, (mw, mh))
+                rgb = resample_rgb(rgb, (mw, mh))
                 seconds["read"] += time.perf_counter() - t0
                 name = f"{path.name}@{spec.x},{spec.y}"
                 if pool is None:

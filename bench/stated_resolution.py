@@ -1,0 +1,115 @@
+"""Tiles of mixed magnification, segmented with and without their stated resolution (``input_mpp``).
+
+A data set's own metadata (CPM-15's ``per_image.csv`` column ``magnification``: 20x or 40x, from the organisers'
+README) says at what scale each tile was scanned. This is what a lab knows about its own images, not a label. The
+tiles are grouped by magnification, each group is run through the comparison harness twice: told nothing (the
+network assumes its training scale, 0.25 µm per pixel at 40×) and told ``input_mpp = 10 / magnification`` µm per pixel
+(``labelfree.transforms.scale``), and the per-tile scores are merged into one table per group and for the whole set.
+Labels are read only to score.
+
+    python -m bench.stated_resolution --images ../shared/data/cpm15/train/images \
+        --labels ../shared/data/cpm15/train/labels --per_image ../shared/data/cpm15/per_image.csv \
+        --out bench/results/v3/stated_resolution/cpm15
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import fire
+import numpy as np
+
+from bench.harness.compare import compare
+from labelfree.core.imageio import find_label, list_images, save_text
+
+METRICS = ("dice", "aji", "pq")
+
+
+def magnifications(per_image: str | os.PathLike) -> dict[str, float]:
+    """``{tile stem: magnification}`` from a CSV with columns ``name`` and ``magnification`` (``20x``, ``40``)."""
+    with open(per_image, newline="") as fh:
+        return {row["name"]: float(row["magnification"].lower().rstrip("x")) for row in csv.DictReader(fh)}
+
+
+def _group_folder(root: Path, images: list[Path], labels: Path) -> tuple[Path, Path]:
+    """A folder of links to one group's tiles and labels (the harness takes folders)."""
+    img_dir, lab_dir = root / "images", root / "labels"
+    for d in (img_dir, lab_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    for p in images:
+        lab = find_label(labels, p.name)
+        for src, dst in ((p, img_dir / p.name), (lab, lab_dir / lab.name)):
+            if not dst.exists():
+                dst.symlink_to(Path(src).resolve())
+    return img_dir, lab_dir
+
+
+def run(
+    images: str,
+    labels: str,
+    per_image: str,
+    out: str = "bench/results/v3/stated_resolution",
+    method: str = "ssimnet_shipped",
+    runs: str | None = None,
+) -> None:
+    """Run ``method`` on every magnification group, told and not told its resolution; print and write the table."""
+    mags = magnifications(per_image)
+    tiles = list_images(images)
+    missing = [p.name for p in tiles if p.stem not in mags]
+    if missing:
+        raise ValueError(f"no magnification in {per_image} for {', '.join(missing)}")
+    out_dir = Path(out)
+    runs_dir = Path(runs) if runs else out_dir / "runs"
+    scores: dict[str, dict[str, dict[str, float]]] = {"told": {}, "untold": {}}
+    for mag in sorted(set(mags[p.stem] for p in tiles)):
+        group = [p for p in tiles if mags[p.stem] == mag]
+        img_dir, lab_dir = _group_folder(runs_dir / "groups" / f"{mag:g}x", group, Path(labels))
+        for told in ("untold", "told"):
+            # runs are kept by method and options, not by tiles: one runs folder per group
+            options = {method: {"input_mpp": 10.0 / mag}} if told == "told" else {}
+            sub = out_dir / f"{mag:g}x_{told}"
+            compare(
+                str(img_dir),
+                str(lab_dir),
+                methods=method,
+                seeds=1,
+                out=str(sub),
+                options=options,
+                runs=str(runs_dir / f"{mag:g}x"),
+            )
+            with open(sub / "results.csv", newline="") as fh:
+                for row in csv.DictReader(fh):
+                    if row["method"] == method:
+                        scores[told][row["image"]] = {k: float(row[k]) for k in METRICS}
+    groups = {f"{m:g}x": [s for s in scores["told"] if mags[s] == m] for m in sorted(set(mags.values()))}
+    groups["all"] = sorted(scores["told"])
+    table = {
+        told: {
+            g: {k: float(np.mean([scores[told][s][k] for s in stems])) for k in METRICS} for g, stems in groups.items()
+        }
+        for told in ("untold", "told")
+    }
+    lines = [
+        f"# {method}: tiles told their resolution or not",
+        "",
+        f"`python -m bench.stated_resolution --images {images} --labels {labels} --per_image {per_image} --out {out}`",
+        "",
+        "Mean per tile, Dice / AJI / PQ; told = `input_mpp` = 10 / magnification µm per pixel.",
+        "",
+        "| input_mpp | " + " | ".join(f"{g} ({len(s)} tiles)" for g, s in groups.items()) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
+    for told, name in (("untold", "not given (default)"), ("told", "stated")):
+        cells = [" / ".join(f"{table[told][g][k]:.3f}" for k in METRICS) for g in groups]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    save_text(out_dir / "stated_resolution.md", report)
+    save_text(out_dir / "stated_resolution.json", json.dumps({"table": table, "per_tile": scores}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    fire.Fire(run)
