@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.harness.errors import tile_errors
+from bench.harness.errors import merged_fraction, split_by_true_markers, tile_errors
 
 
 def disc(m, cy, cx, r, value):
@@ -30,3 +30,17 @@ def test_perfect_prediction_and_shape_check():
     assert e["fp_fraction"] == e["fn_fraction"] == 0.0 and e["aji"] == 1.0 and e["area_ratio"] == 1.0
     with pytest.raises(ValueError, match="shape"):
         tile_errors(gt, gt[:30])
+
+
+def test_merged_nuclei_are_counted_and_true_markers_split_them():
+    gt = np.zeros((60, 90), np.int32)
+    disc(gt, 30, 25, 10, 1)
+    disc(gt, 30, 45, 10, 2)  # touches nucleus 1
+    disc(gt, 30, 75, 6, 3)
+    pred = ((gt == 1) | (gt == 2)).astype(np.int32)  # 1 and 2 as one object, 3 missed
+    assert merged_fraction(gt, pred) == pytest.approx(2 / 3)
+    assert merged_fraction(gt, gt) == 0.0
+    split = split_by_true_markers(gt, pred)
+    assert len(np.unique(split)) == 3 and (split[gt == 1] == split[30, 25]).mean() > 0.95
+    e = tile_errors(gt, pred)
+    assert e["aji_true_markers"] > e["aji"]

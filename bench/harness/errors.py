@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import watershed
 
 from labelfree.core.metrics import aji
 from labelfree.transforms.instances import instances_from_map
 
-__all__ = ["ERROR_COLUMNS", "tile_errors"]
+__all__ = ["ERROR_COLUMNS", "merged_fraction", "split_by_true_markers", "tile_errors"]
 
 ERROR_COLUMNS = (
     "area_ratio",
@@ -21,7 +22,38 @@ ERROR_COLUMNS = (
     "fn_at_border",
     "aji",
     "aji_true_foreground",
+    "merged_fraction",
+    "aji_true_markers",
 )
+
+
+def merged_fraction(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Share of labelled nuclei lying, by at least half, in a predicted object that holds half of another one too:
+    the nuclei lost to under-splitting."""
+    g, p = np.asarray(gt).astype(np.int64), np.asarray(pred).astype(np.int64)
+    ng, npr = int(g.max()) + 1, int(p.max()) + 1
+    if ng < 2 or npr < 2:
+        return 0.0
+    both = (g > 0) & (p > 0)
+    inter = np.bincount(g[both] * npr + p[both], minlength=ng * npr).reshape(ng, npr)[1:, 1:]
+    area = np.bincount(g.ravel(), minlength=ng)[1:]
+    mostly = inter >= 0.5 * np.maximum(area, 1)[:, None]  # [nucleus, object]: the object holds half the nucleus
+    shared = mostly & (mostly.sum(axis=0) >= 2)[None, :]
+    present = area > 0
+    return float(shared.any(axis=1)[present].mean()) if present.any() else 0.0
+
+
+def split_by_true_markers(gt: np.ndarray, pred: np.ndarray, erosion: int = 2) -> np.ndarray:
+    """The predicted foreground, split by markers taken from the labels (each labelled nucleus eroded by ``erosion``
+    px, inside the foreground; a foreground component without a marker stays one object), flooded over the distance
+    to the background. The mask is the run's; only the splitting is perfect."""
+    g, fg = np.asarray(gt).astype(np.int64), np.asarray(pred) > 0
+    markers = np.where(fg & ndi.binary_erosion(g > 0, iterations=erosion), g, 0)
+    comp, _ = ndi.label(fg)
+    has = np.zeros(comp.max() + 1, dtype=bool)
+    has[np.unique(comp[markers > 0])] = True
+    markers = np.where(markers > 0, markers, np.where(fg & ~has[comp], comp + g.max(), 0))
+    return watershed(-ndi.distance_transform_edt(fg), markers, mask=fg)
 
 
 def tile_errors(gt: np.ndarray, pred: np.ndarray, border: float = 2.0) -> dict[str, float]:
@@ -37,7 +69,9 @@ def tile_errors(gt: np.ndarray, pred: np.ndarray, border: float = 2.0) -> dict[s
         nucleus) and ``fp_at_border`` (share of those within ``border`` of a labelled nucleus); ``fn_fraction`` and
         ``fn_at_border`` likewise for missed nucleus pixels; ``aji`` of the prediction; ``aji_true_foreground``, the
         AJI of the project's watershed run on the labelled foreground, i.e. what the instance step reaches when the
-        mask is perfect.
+        mask is perfect; ``merged_fraction`` (:func:`merged_fraction`); ``aji_true_markers``, the AJI of the run's own
+        mask split by markers from the labels (:func:`split_by_true_markers`), i.e. what the run reaches when the
+        splitting is perfect.
     """
     g, p = np.asarray(gt) > 0, np.asarray(pred) > 0
     if g.shape != p.shape or g.ndim != 2:
@@ -53,4 +87,6 @@ def tile_errors(gt: np.ndarray, pred: np.ndarray, border: float = 2.0) -> dict[s
         "fn_at_border": float((fn & near_p).sum() / max(fn.sum(), 1)),
         "aji": aji(gt, pred),
         "aji_true_foreground": aji(gt, instances_from_map(g)),
+        "merged_fraction": merged_fraction(gt, pred),
+        "aji_true_markers": aji(gt, split_by_true_markers(gt, pred)),
     }
