@@ -62,6 +62,12 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
     ),
     ("ssimnet_fp32", "ssimnet", {"cpu_bf16": False}, "SSimNet bundle, default with a float32 network"),
     (
+        "ssimnet_no_resplit",
+        "ssimnet",
+        {"resplit_irregular": False},
+        "SSimNet bundle, default without re-splitting irregular objects (the 0.3.1 instances)",
+    ),
+    (
         "ssimnet_foreground",
         "ssimnet",
         {"postprocessing_threads": 0},

@@ -67,6 +67,24 @@ def test_pale_filled_centre_does_not_split_a_nucleus():
     assert instances_from_map(p, threshold=0.25).max() == 1
 
 
+def test_irregular_clumps_are_split_again_and_single_nuclei_are_not():
+    # six lone nuclei set the tile's typical size; an L of three touching discs has necks too wide for h = 2
+    m = np.zeros((100, 200), bool)
+    for i in range(6):
+        disc(m, 85, 15 + 30 * i, 10)
+    for cy, cx in ((25, 25), (25, 39), (39, 25)):
+        disc(m, cy, cx, 10)
+    yy, xx = np.mgrid[:100, :200]
+    m[((yy - 30) / 12.0) ** 2 + ((xx - 150) / 22.0) ** 2 <= 1] = True  # one large, convex (elliptic) nucleus
+    plain = instances_from_map(m, h=2.0)
+    assert plain.max() == 6 + 1 + 1 and plain[25, 25] == plain[39, 25] == plain[25, 39]
+    again = instances_from_map(m, h=2.0, resplit_irregular=True)
+    assert again.max() == 6 + 3 + 1 and len({again[25, 25], again[39, 25], again[25, 39]}) == 3
+    assert np.array_equal(again > 0, plain > 0)  # re-splitting moves borders, never the mask
+    assert again[30, 140] == again[30, 160]  # the convex one stays whole
+    assert np.array_equal(NucleiInstances(threshold=0.5, resplit_irregular=True)(m[None].astype(np.float32))[0], again)
+
+
 def test_glass_od_clears_the_probability_on_glass_only():
     import torch
 
