@@ -25,13 +25,17 @@ METRICS = ("dice", "aji", "pq")
 
 def spread(reports: str, method: str = "ssimnet_shipped", out: str | None = None) -> None:
     """Print (and with ``out`` write ``seed_spread.md``/``.json``) each seed's Dice / AJI / PQ and their mean ± std."""
-    folders = sorted(glob.glob(reports), key=lambda f: int(re.search(r"seed(\d+)", f).group(1)))
+    # report folders only: the table written next to them (seed_spread.md) matches the same pattern
+    folders = [f for f in glob.glob(reports) if Path(f).is_dir() and re.search(r"seed(\d+)$", f.rstrip("/"))]
+    folders.sort(key=lambda f: int(re.search(r"seed(\d+)$", f.rstrip("/")).group(1)))
     if not folders:
         raise SystemExit(f"no report folder matches {reports}")
     rows = {}
     for folder in folders:
         summary = json.loads((Path(folder) / "summary.json").read_text())["metrics"][method]
-        rows[int(re.search(r"seed(\d+)", folder).group(1))] = {k: float(summary[k]["mean"]) for k in METRICS}
+        rows[int(re.search(r"seed(\d+)$", folder.rstrip("/")).group(1))] = {
+            k: float(summary[k]["mean"]) for k in METRICS
+        }
     values = np.array([[r[k] for k in METRICS] for r in rows.values()])
     mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(METRICS))
     lines = [f"| seed | {' / '.join(METRICS)} |", "|---|---|"]

@@ -11,6 +11,7 @@ def test_seed_spread_reads_each_seed_and_reports_mean_and_sample_std(tmp_path, c
         folder.mkdir()
         metrics = {k: {"mean": v} for k, v in (("dice", 0.8), ("aji", aji), ("pq", 0.3))}
         (folder / "summary.json").write_text(json.dumps({"metrics": {"m": metrics}}))
+    (tmp_path / "seed_spread.md").write_text("an earlier table, not a report")
     spread(str(tmp_path / "seed*"), method="m", out=str(tmp_path / "out"))
     report = json.loads((tmp_path / "out" / "seed_spread.json").read_text())
     assert list(report["seeds"]) == ["0", "1", "10"]  # numeric order, not text order
