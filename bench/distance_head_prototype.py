@@ -28,14 +28,14 @@ import torch.nn.functional as F
 from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import UNet
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
 
+from bench.harness.errors import flood_from_markers
 from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import aji, panoptic_quality, pixel_scores
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.instances import instances_from_map, sequential_labels
 from labelfree.transforms.purify_objects import purify_instances
-from labelfree.transforms.soften import soften_instances
+from labelfree.transforms.soften import contact_lines, soften_instances
 from labelfree.transforms.voronoi import voronoi_trilabel
 
 HEAD = "model.2.conv"  # the UNet's last (transposed) convolution
@@ -44,10 +44,7 @@ HEAD = "model.2.conv"  # the UNet's last (transposed) convolution
 def normalised_distance(inst: np.ndarray) -> np.ndarray:
     """Distance to each nucleus's border (contact lines count as border), divided by that nucleus's maximum."""
     lab = inst.astype(np.int64)
-    fg = lab > 0
-    larger = ndi.maximum_filter(lab, size=3) > lab
-    smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=3) < lab
-    core = fg & ~(larger | smaller)
+    core = (lab > 0) & ~contact_lines(lab)
     edt = ndi.distance_transform_edt(core)
     peak = np.zeros(lab.max() + 1)
     if lab.max() > 0:
@@ -139,12 +136,7 @@ def core_markers(prob: np.ndarray, dist: np.ndarray, level: float = 0.5) -> np.n
     fg = remove_small_objects(fill_mask_holes(prob > 0.25), 30)
     if not fg.any():
         return np.zeros(prob.shape, np.int32)
-    markers, n = ndi.label((dist > level) & fg)
-    comp, m = ndi.label(fg)
-    has = np.zeros(m + 1, dtype=bool)
-    has[np.unique(comp[markers > 0])] = True
-    markers = np.where(markers > 0, markers, np.where(fg & ~has[comp], comp + n, 0))
-    return sequential_labels(watershed(-ndi.distance_transform_edt(fg), markers, mask=fg), 30)
+    return sequential_labels(flood_from_markers(fg, ndi.label((dist > level) & fg)[0]), 30)
 
 
 def score(pred: str, labels: str) -> None:

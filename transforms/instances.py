@@ -22,6 +22,7 @@ from monai.config import KeysCollection
 from monai.transforms import DistanceTransformEDT, MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
+from skimage.morphology import convex_hull_image
 
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.dynamics import dynamics_watershed
@@ -107,8 +108,9 @@ def resplit_irregular_objects(
     ``rel_area`` × the median object area) and not convex (solidity below ``solidity``); a single nucleus is rarely
     both. Each such object is flooded again on its own relief with the marker depth halved (``h / 2``, ``h / 4``, ...
     down to ``min_depth``) until it falls into at least two parts of ``min_size`` pixels or more (smaller parts join
-    their neighbours, so the mask does not change); one that never does is kept whole. Both limits are properties of the tile's own objects, so no threshold depends on a lab's
-    stain or magnification; they were fixed before the rule was scored (docs/README.md, Performance 0.3.2).
+    their neighbours, so the mask does not change); one that never does is kept whole. Both limits are properties of
+    the tile's own objects, so no threshold depends on a lab's stain or magnification; they were fixed before the rule
+    was scored (docs/README.md, Performance 0.3.2).
 
     Args:
         inst: ``(H, W)`` int instances ``0..n``.
@@ -122,8 +124,6 @@ def resplit_irregular_objects(
     Returns:
         ``(H, W)`` int32 instances ``1..m``.
     """
-    from skimage.morphology import convex_hull_image
-
     areas = np.bincount(inst.ravel())
     if len(areas) < 2:
         return inst.astype(np.int32, copy=False)

@@ -50,9 +50,8 @@ def resample_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(h, w, 3)`` uint8 → ``size = (w, h)``, antialiased bilinear (the input itself when already that size)."""
     if (rgb.shape[1], rgb.shape[0]) == tuple(size):
         return rgb
-    t = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
-    out = torch.nn.functional.interpolate(t, size=(size[1], size[0]), mode="bilinear", antialias=True)
-    return out[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    t = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)
+    return _resize(t, (size[1], size[0]), nearest=False).permute(1, 2, 0).numpy()
 
 
 def _resize(img: torch.Tensor, shape: Sequence[int], nearest: bool) -> torch.Tensor:

@@ -20,7 +20,15 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
-__all__ = ["soften_mask", "soften_instances", "SoftenLabel", "SoftenLabeld", "SoftenLabelD", "SoftenLabelDict"]
+__all__ = [
+    "soften_mask",
+    "soften_instances",
+    "contact_lines",
+    "SoftenLabel",
+    "SoftenLabeld",
+    "SoftenLabelD",
+    "SoftenLabelDict",
+]
 
 
 def soften_mask(mask: np.ndarray, stop: float = 0.975) -> np.ndarray:
@@ -56,6 +64,20 @@ def soften_mask(mask: np.ndarray, stop: float = 0.975) -> np.ndarray:
     return out
 
 
+def contact_lines(inst: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the nucleus pixels with a neighbour (3×3) in another nucleus. Background neighbours do not
+    count: that is a nucleus's own rim, not a line between two nuclei.
+
+    Args:
+        inst: ``(H, W)`` instance map, 0 = background.
+    """
+    lab = np.asarray(inst).astype(np.int64)
+    fg = lab > 0
+    larger = ndi.maximum_filter(lab, size=3) > lab
+    smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=3) < lab
+    return fg & (larger | smaller)
+
+
 def soften_instances(inst: np.ndarray, stop: float = 0.975) -> np.ndarray:
     """Soft label of an instance map: every nucleus softened on its own.
 
@@ -73,13 +95,8 @@ def soften_instances(inst: np.ndarray, stop: float = 0.975) -> np.ndarray:
     lab = np.asarray(inst)
     if lab.ndim != 2:
         raise ValueError(f"expected a 2D instance map, got shape {lab.shape}")
-    lab = lab.astype(np.int64)
     fg = lab > 0
-    # a nucleus pixel with a neighbour (3x3) of another nucleus lies on a contact line; background neighbours do not
-    # count (that rim is soften_mask's own)
-    larger = ndi.maximum_filter(lab, size=3) > lab
-    smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=3) < lab
-    contact = fg & (larger | smaller)
+    contact = contact_lines(lab)
     out = soften_mask(fg & ~contact, stop)
     out[contact] = 0.5
     return out

@@ -12,7 +12,7 @@ from skimage.segmentation import watershed
 from labelfree.core.metrics import aji
 from labelfree.transforms.instances import instances_from_map
 
-__all__ = ["ERROR_COLUMNS", "merged_fraction", "split_by_true_markers", "tile_errors"]
+__all__ = ["ERROR_COLUMNS", "flood_from_markers", "merged_fraction", "split_by_true_markers", "tile_errors"]
 
 ERROR_COLUMNS = (
     "area_ratio",
@@ -43,17 +43,22 @@ def merged_fraction(gt: np.ndarray, pred: np.ndarray) -> float:
     return float(shared.any(axis=1)[present].mean()) if present.any() else 0.0
 
 
-def split_by_true_markers(gt: np.ndarray, pred: np.ndarray, erosion: int = 2) -> np.ndarray:
-    """The predicted foreground, split by markers taken from the labels (each labelled nucleus eroded by ``erosion``
-    px, inside the foreground; a foreground component without a marker stays one object), flooded over the distance
-    to the background. The mask is the run's; only the splitting is perfect."""
-    g, fg = np.asarray(gt).astype(np.int64), np.asarray(pred) > 0
-    markers = np.where(fg & ndi.binary_erosion(g > 0, iterations=erosion), g, 0)
+def flood_from_markers(fg: np.ndarray, markers: np.ndarray) -> np.ndarray:
+    """Split the foreground ``fg`` by ``markers`` (``(H, W)`` int, 0 = none), flooded over the distance to the
+    background; a foreground component without a marker stays one object."""
+    markers = np.where(fg, markers, 0)
     comp, _ = ndi.label(fg)
     has = np.zeros(comp.max() + 1, dtype=bool)
     has[np.unique(comp[markers > 0])] = True
-    markers = np.where(markers > 0, markers, np.where(fg & ~has[comp], comp + g.max(), 0))
+    markers = np.where(markers > 0, markers, np.where(fg & ~has[comp], comp + markers.max(), 0))
     return watershed(-ndi.distance_transform_edt(fg), markers, mask=fg)
+
+
+def split_by_true_markers(gt: np.ndarray, pred: np.ndarray, erosion: int = 2) -> np.ndarray:
+    """The predicted foreground, split by markers taken from the labels (each labelled nucleus eroded by ``erosion``
+    px) with :func:`flood_from_markers`. The mask is the run's; only the splitting is perfect."""
+    g, fg = np.asarray(gt).astype(np.int64), np.asarray(pred) > 0
+    return flood_from_markers(fg, np.where(ndi.binary_erosion(g > 0, iterations=erosion), g, 0))
 
 
 def tile_errors(gt: np.ndarray, pred: np.ndarray, border: float = 2.0) -> dict[str, float]:
