@@ -22,8 +22,8 @@ from monai.config import KeysCollection
 from monai.transforms import DistanceTransformEDT, MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
-from skimage.morphology import convex_hull_image
 
+from labelfree.core.shape import solidities
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.dynamics import dynamics_watershed
 from labelfree.transforms.io import tensor_to_rgb
@@ -112,6 +112,9 @@ def resplit_irregular_objects(
     the tile's own objects, so no threshold depends on a lab's stain or magnification; they were fixed before the rule
     was scored (docs/README.md, Performance 0.3.2).
 
+    All objects of one depth are flooded together: their boxes are packed side by side on one small canvas
+    (:func:`_flood_packed`), which gives each object the parts it gets flooded alone, at the cost of one flooding.
+
     Args:
         inst: ``(H, W)`` int instances ``0..n``.
         relief: ``(H, W)`` the relief they were flooded from (higher inside nuclei).
@@ -125,33 +128,101 @@ def resplit_irregular_objects(
         ``(H, W)`` int32 instances ``1..m``.
     """
     areas = np.bincount(inst.ravel())
-    if len(areas) < 2:
+    if len(areas) < 2 or not areas[1:].any():
         return inst.astype(np.int32, copy=False)
     median = float(np.median(areas[1:][areas[1:] > 0]))
+    large = areas > rel_area * median
+    large[0] = False
     out = inst.astype(np.int32, copy=True)
-    next_id = int(out.max()) + 1
+    if not large.any():
+        return sequential_labels(out, 1)
+    ids, solid = solidities(np.where(large[inst], inst, 0))
+    todo = ids[solid < solidity]
     boxes = ndi.find_objects(inst)
-    for label in np.flatnonzero(areas > rel_area * median):
-        if label == 0 or boxes[label - 1] is None:
-            continue
+    found: dict[int, np.ndarray] = {}
+    depth = h / 2
+    while depth >= min_depth and todo.size:
+        parts = _flood_packed(inst, relief, todo, boxes, depth, min_size)
+        found.update(parts)
+        todo = np.asarray([label for label in todo.tolist() if label not in parts], dtype=np.int64)
+        depth /= 2
+    next_id = int(out.max()) + 1
+    for label in sorted(found):  # new ids in label order, as one object at a time would give them
+        parts = found[label]
+        crop = out[boxes[label - 1]]
+        obj = parts > 0
+        crop[obj] = parts[obj] + next_id - 1
+        next_id += int(parts.max())
+    return sequential_labels(out, 1)
+
+
+def _flood_packed(
+    inst: np.ndarray, relief: np.ndarray, labels: np.ndarray, boxes: list, depth: float, min_size: int
+) -> dict[int, np.ndarray]:
+    """Flood each object of ``labels`` on its own relief at marker depth ``depth``, all in one pass.
+
+    The objects' boxes are packed in rows on a canvas, two background pixels apart, so no two objects touch and each
+    is flooded, filtered by ``min_size`` and numbered exactly as on its own (the flooding and the numbering depend on
+    an object's own pixels and their raster order, which packing keeps).
+
+    Returns:
+        for every object that falls into two parts or more: its ``(h, w)`` box with parts ``1..k`` on the object's
+        pixels (pixels between parts joined to the nearest part) and 0 elsewhere.
+    """
+    gap = 2
+    shapes = [
+        (boxes[label - 1][0].stop - boxes[label - 1][0].start, boxes[label - 1][1].stop - boxes[label - 1][1].start)
+        for label in labels.tolist()
+    ]
+    width = max(max(w for _, w in shapes), int(np.sqrt(sum((a + gap) * (b + gap) for a, b in shapes))))
+    origins, x, y, row_h = [], 0, 0, 0
+    for hh, ww in shapes:  # shelf packing: left to right, a new row when the canvas width is reached
+        if x + ww > width:
+            x, y, row_h = 0, y + row_h + gap, 0
+        origins.append((y, x))
+        x, row_h = x + ww + gap, max(row_h, hh)
+    canvas_relief = np.zeros((y + row_h, width), dtype=relief.dtype)
+    canvas_mask = np.zeros(canvas_relief.shape, dtype=bool)
+    owner = np.zeros(canvas_relief.shape, dtype=np.int64)
+    windows = []
+    for i, (label, (oy, ox), (hh, ww)) in enumerate(zip(labels.tolist(), origins, shapes)):
         box = boxes[label - 1]
         obj = inst[box] == label
-        if obj.sum() >= solidity * convex_hull_image(obj).sum():  # solidity = area / convex area
-            continue
-        depth = h / 2
-        while depth >= min_depth:
-            parts = sequential_labels(dynamics_watershed(relief[box] * obj, obj, depth), min_size)
-            if parts.max() >= 2:
-                # pixels left between parts (flooding ties, parts under min_size) join the nearest part: the
-                # mask stays the one the probability gave
-                nearest = ndi.distance_transform_edt(parts == 0, return_distances=False, return_indices=True)
-                parts = np.where(obj, parts[nearest[0], nearest[1]], 0)
-                crop = out[box]
-                crop[obj] = np.where(parts[obj] > 0, parts[obj] + next_id - 1, 0)
-                next_id += int(parts.max())
-                break
-            depth /= 2
-    return sequential_labels(out, 1)
+        win = (slice(oy, oy + hh), slice(ox, ox + ww))
+        canvas_relief[win] = relief[box] * obj
+        canvas_mask[win] = obj
+        owner[win][obj] = i + 1
+        windows.append(win)
+    parts = sequential_labels(dynamics_watershed(canvas_relief, canvas_mask, depth), min_size)
+    n_parts = int(parts.max())
+    part_owner = np.zeros(n_parts + 1, dtype=np.int64)
+    part_owner[parts[parts > 0]] = owner[parts > 0]
+    per_object = np.bincount(part_owner[1:], minlength=len(labels) + 1)
+    split = np.flatnonzero(per_object >= 2)
+    split = split[split > 0]
+    if split.size == 0:
+        return {}
+    # each part's number within its object: parts are numbered in raster order over the canvas, which keeps the
+    # order within one object
+    rank = np.zeros(n_parts + 1, dtype=np.int64)
+    order = np.lexsort((np.arange(1, n_parts + 1), part_owner[1:]))
+    firsts = np.searchsorted(part_owner[1:][order], part_owner[1:][order], side="left")
+    rank[1:][order] = np.arange(n_parts) - firsts + 1
+    # pixels left between parts (flooding ties, parts under min_size) join the nearest part: the mask stays the one
+    # the probability gave
+    nearest = ndi.distance_transform_edt(parts == 0, return_distances=False, return_indices=True)
+    filled = parts[nearest[0], nearest[1]]
+    result = {}
+    for i in split.tolist():
+        label, win = int(labels[i - 1]), windows[i - 1]
+        obj = owner[win] == i
+        local = np.where(obj, filled[win], 0)
+        if (part_owner[local[obj]] != i).any():  # a nearest part in a neighbouring box: fill from own parts only
+            own = np.where(owner[win] == i, parts[win], 0)
+            idx = ndi.distance_transform_edt(own == 0, return_distances=False, return_indices=True)
+            local = np.where(obj, own[idx[0], idx[1]], 0)
+        result[label] = np.where(obj, rank[local], 0)
+    return result
 
 
 def sequential_labels(labels: np.ndarray, min_size: int = 1) -> np.ndarray:

@@ -33,10 +33,10 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 from scipy import ndimage as ndi
-from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from labelfree.core.imageio import as_rgb_uint8
+from labelfree.core.shape import solidities
 from labelfree.transforms.contour import ActiveContour, fill_mask_holes
 from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_pixels
 from labelfree.transforms.instances import instances_from_map
@@ -68,8 +68,8 @@ WHOLE_SOLIDITY = 0.9
 
 def mean_solidity(instances: np.ndarray) -> float:
     """Mean solidity (area / convex-hull area) of the objects of a ``(H, W)`` instance map; 0.0 when it has none."""
-    props = regionprops(np.asarray(instances, dtype=np.int32))
-    return float(np.mean([p.solidity for p in props])) if props else 0.0
+    _, solidity = solidities(np.asarray(instances))
+    return float(np.mean(solidity)) if solidity.size else 0.0
 
 
 def split_at_markers(
@@ -96,8 +96,8 @@ def split_at_markers(
     fg = fill_mask_holes(np.asarray(mask, dtype=bool) | (markers > 0))
     comp, _ = ndi.label(fg)
     whole = np.zeros(comp.max() + 1, dtype=bool)
-    for p in regionprops(comp):
-        whole[p.label] = p.solidity >= whole_solidity
+    ids, solidity = solidities(comp)
+    whole[ids] = solidity >= whole_solidity
     seeds = np.where(whole[comp], comp + markers.max(), markers)
     inst = watershed(-ndi.distance_transform_edt(fg), seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, int)
     rest = instances_from_map(fg & (inst == 0), min_size=min_size, h=h)

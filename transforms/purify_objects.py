@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from skimage.color import rgb2hed
 from skimage.measure import regionprops
 
+from labelfree.core.shape import solidities
 from labelfree.transforms.io import tensor_to_rgb
 
 __all__ = [
@@ -54,7 +55,9 @@ def object_scores(rgb: np.ndarray, inst: np.ndarray, ring: int = 4) -> dict[str,
     inst = np.asarray(inst)
     hema = rgb2hed(rgb)[..., 0].astype(np.float32)
     fg = inst > 0
-    labels, areas, contrasts, solidities = [], [], [], []
+    ids, solidity = solidities(inst)
+    solidity_of = dict(zip(ids.tolist(), solidity.tolist()))
+    labels, areas, contrasts, solid = [], [], [], []
     for r in regionprops(inst):
         sl = tuple(slice(max(s.start - ring - 1, 0), s.stop + ring + 1) for s in r.slice)
         obj = inst[sl] == r.label
@@ -63,12 +66,12 @@ def object_scores(rgb: np.ndarray, inst: np.ndarray, ring: int = 4) -> dict[str,
         labels.append(r.label)
         areas.append(r.area)
         contrasts.append(inside - (float(hema[sl][around].mean()) if around.any() else inside))
-        solidities.append(r.solidity)
+        solid.append(solidity_of[r.label])
     return {
         "label": np.asarray(labels, dtype=np.int64),
         "area": np.asarray(areas, dtype=np.float64),
         "contrast": np.asarray(contrasts, dtype=np.float64),
-        "solidity": np.asarray(solidities, dtype=np.float64),
+        "solidity": np.asarray(solid, dtype=np.float64),
     }
 
 

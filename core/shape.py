@@ -1,0 +1,156 @@
+"""Convex-hull area and solidity of every object of a label map at once.
+
+``skimage.measure.regionprops(...).solidity`` builds a hull image per object (``convex_hull_image``: Qhull, then a
+point-in-polygon test over the object's box), about half a millisecond each: a second per tile for the ~1,500 objects
+of a 1000² MoNuSeg tile, which made it the largest single cost of the pseudo labels. The same numbers are computed
+here for all objects together with array operations over their rows:
+
+- the hull of an object is the hull of its pixels' edge midpoints (each pixel ``(r, c)`` gives ``(r ± ½, c)`` and
+  ``(r, c ± ½)``, skimage's ``offset_coordinates``); only the leftmost and rightmost pixel of each row matter;
+- on each side the hull's boundary, as a function of the row, is the concave (right) or convex (left) envelope of
+  those points. It is found by deleting, for all objects in parallel, every point that lies on or inside the chord of
+  its two neighbours, until none does (a deleted point is inside the hull of points that stay, so the envelope does
+  not change);
+- the convex area is the number of pixel centres on or inside the hull (skimage's ``include_borders=True``): per row,
+  the integers between the left and right envelope.
+
+The result equals ``regionprops``' ``area_convex`` (checked against it in the tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["convex_areas", "solidities"]
+
+#: tolerance of the pixel-centre-on-hull test (the envelope's coordinates are multiples of 1/2, interpolated)
+_EPS = 1e-9
+
+
+def _upper_envelope(group: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Keep-mask of the points on the concave upper envelope of ``x`` over ``y``, per group.
+
+    Points are sorted by group, then by strictly increasing ``y`` within a group.
+    """
+    idx = np.arange(len(y))
+    while True:
+        g, yy, xx = group[idx], y[idx], x[idx]
+        inner = np.zeros(len(idx), dtype=bool)
+        same = (g[1:-1] == g[:-2]) & (g[1:-1] == g[2:])  # both neighbours in the same object
+        # the middle point is on or below the chord of its neighbours: cross product >= 0
+        cross = (yy[1:-1] - yy[:-2]) * (xx[2:] - xx[:-2]) - (xx[1:-1] - xx[:-2]) * (yy[2:] - yy[:-2])
+        inner[1:-1] = same & (cross >= 0)
+        if not inner.any():
+            return idx
+        # of two neighbours both inner, dropping both at once is safe (each is inside the hull of points that stay:
+        # its chord's ends either stay or are themselves inside a chord of points that stay), so drop all at once
+        idx = idx[~inner]
+
+
+def _side(
+    obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, first_row: np.ndarray, n_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hull's boundary on one side, at every integer row of every object.
+
+    Args:
+        obj, rows, cols: one entry per (object, row) that holds pixels: the object's extreme column in that row
+            (sign-flipped for the left side, so that both sides are an upper envelope).
+        first_row, n_rows: per object, its first row and its number of rows from first to last; rows without pixels
+            (an object in several parts) are interpolated too.
+
+    Returns:
+        ``(object, x)`` for every row of every object, ``x`` the hull's extreme column there.
+    """
+    # the edge midpoints of the extreme pixel: (r, c + 1/2), (r - 1/2, c), (r + 1/2, c); in half-pixel units
+    y2 = np.concatenate([2 * rows, 2 * rows - 1, 2 * rows + 1])
+    x2 = np.concatenate([2 * cols + 1, 2 * cols, 2 * cols]).astype(np.float64)
+    g = np.concatenate([obj, obj, obj])
+    order = np.lexsort((-x2, y2, g))  # by object, then y, the largest x first
+    g, y2, x2 = g[order], y2[order], x2[order]
+    first = np.r_[True, (g[1:] != g[:-1]) | (y2[1:] != y2[:-1])]
+    g, y2, x2 = g[first], y2[first], x2[first]
+    keep = _upper_envelope(g, y2, x2)
+    g, y2, x2 = g[keep], y2[keep], x2[keep]
+    # query every integer row between the object's first and last: 2r in half units
+    qg = np.repeat(np.arange(len(n_rows)), n_rows)
+    start = np.zeros(len(n_rows), dtype=np.int64)
+    start[1:] = np.cumsum(n_rows)[:-1]
+    qy2 = 2 * (first_row[qg] + np.arange(len(qg)) - start[qg])
+    span = int(max(y2.max(), qy2.max())) + 2
+    key = g * span + y2
+    qkey = qg * span + qy2
+    hi = np.searchsorted(key, qkey, side="left")
+    exact = (hi < len(key)) & (key[np.minimum(hi, len(key) - 1)] == qkey)
+    hi_c = np.minimum(hi, len(key) - 1)
+    lo_c = np.maximum(hi - 1, 0)
+    t = np.where(exact, 0.0, (qy2 - y2[lo_c]) / np.where(exact, 1, y2[hi_c] - y2[lo_c]))
+    xq = np.where(exact, x2[hi_c], x2[lo_c] + t * (x2[hi_c] - x2[lo_c]))
+    return qg, xq / 2
+
+
+def _first_rows(obj: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """The smallest row of each object ``0..n-1``."""
+    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(out, obj, rows)
+    return out
+
+
+def convex_areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel area and convex-hull area (pixel centres on or inside the hull) of every object.
+
+    Args:
+        labels: ``(H, W)`` non-negative integer labels, 0 = background; an object may have several parts.
+
+    Returns:
+        ``(ids, area, convex_area)``: the present labels in increasing order and their areas, each ``(n,)`` int64
+        (``regionprops``' ``label``, ``area`` and ``area_convex``).
+    """
+    lab = np.asarray(labels)
+    if lab.ndim != 2:
+        raise ValueError(f"expected a (H, W) label map, got shape {lab.shape}")
+    lab = lab.astype(np.int64, copy=False)
+    counts = np.bincount(lab.ravel())
+    counts[0] = 0
+    ids = np.flatnonzero(counts)
+    if ids.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    area = counts[ids]
+    index = np.zeros(len(counts), dtype=np.int64)
+    index[ids] = np.arange(len(ids))
+    # leftmost and rightmost column of each (object, row) are among the ends of the row's runs of one label
+    start = np.ones(lab.shape, dtype=bool)
+    start[:, 1:] = lab[:, 1:] != lab[:, :-1]
+    end = np.ones(lab.shape, dtype=bool)
+    end[:, :-1] = start[:, 1:]
+    r, c = np.nonzero((start | end) & (lab > 0))
+    obj = index[lab[r, c]]
+    order = np.lexsort((c, r, obj))  # by object, row, column
+    o, rr, cc = obj[order], r[order], c[order]
+    new = np.r_[True, (o[1:] != o[:-1]) | (rr[1:] != rr[:-1])]
+    last = np.r_[new[1:], True]
+    lo_o, lo_r, lo_c = o[new], rr[new], cc[new]
+    hi_c = cc[last]
+    first = _first_rows(lo_o, lo_r, len(ids))
+    last_row = np.zeros(len(ids), dtype=np.int64)
+    np.maximum.at(last_row, lo_o, lo_r)
+    n_rows = last_row - first + 1
+    qg, right = _side(lo_o, lo_r, hi_c, first, n_rows)
+    _, left = _side(lo_o, lo_r, -lo_c, first, n_rows)
+    left = -left
+    count = np.floor(right + _EPS) - np.ceil(left - _EPS) + 1
+    convex = np.bincount(qg, weights=np.maximum(count, 0), minlength=len(ids)).round().astype(np.int64)
+    return ids, area, convex
+
+
+def solidities(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solidity (area / convex-hull area, ``regionprops``' ``solidity``) of every object.
+
+    Args:
+        labels: ``(H, W)`` non-negative integer labels, 0 = background.
+
+    Returns:
+        ``(ids, solidity)``: the present labels in increasing order and their solidity in (0, 1], each ``(n,)``.
+    """
+    ids, area, convex = convex_areas(labels)
+    return ids, area / np.maximum(convex, 1)
