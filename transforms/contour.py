@@ -43,11 +43,18 @@ _LINES = ((1, 0), (1, 1), (0, 1), (1, -1))
 
 
 def _sup_inf(u: torch.Tensor) -> torch.Tensor:
-    return torch.stack([u & _shift(u, dy, dx) & _shift(u, -dy, -dx) for dy, dx in _LINES]).any(dim=0)
+    # an element-wise OR of the four lines: a stacked ``.any(dim=0)`` reduction cost ten times more
+    out = torch.zeros_like(u)
+    for dy, dx in _LINES:
+        out |= u & _shift(u, dy, dx) & _shift(u, -dy, -dx)
+    return out
 
 
 def _inf_sup(u: torch.Tensor) -> torch.Tensor:
-    return torch.stack([u | _shift(u, dy, dx) | _shift(u, -dy, -dx) for dy, dx in _LINES]).all(dim=0)
+    out = torch.ones_like(u)
+    for dy, dx in _LINES:
+        out &= u | _shift(u, dy, dx) | _shift(u, -dy, -dx)
+    return out
 
 
 def _gradient_nonzero(u: torch.Tensor) -> torch.Tensor:
@@ -90,14 +97,17 @@ def morphological_chan_vese(
     if min(img.shape) < 3:
         return u.numpy()
     step = 0
+    total = img.sum()
     for _ in range(num_iter):
         inside = u.sum()
         outside = u.numel() - inside
-        c0 = img[~u].sum() / (outside + 1e-8)
-        c1 = img[u].sum() / (inside + 1e-8)
+        # dense sums and boolean algebra: masked selection and nested torch.where cost several times more
+        s1 = (img * u).sum()
+        c0 = (total - s1) / (outside + 1e-8)
+        c1 = s1 / (inside + 1e-8)
         aux = lambda1 * (img - c1) ** 2 - lambda2 * (img - c0) ** 2
         active = _gradient_nonzero(u)
-        u = torch.where(active & (aux < 0), True, torch.where(active & (aux > 0), False, u))
+        u = (active & (aux < 0)) | (u & ~(active & (aux > 0)))
         for _ in range(smoothing):
             # skimage alternates SI∘IS and IS∘SI from one smoothing step to the next
             u = _sup_inf(_inf_sup(u)) if step % 2 == 0 else _inf_sup(_sup_inf(u))
