@@ -208,20 +208,17 @@ def _flood_packed(
     order = np.lexsort((np.arange(1, n_parts + 1), part_owner[1:]))
     firsts = np.searchsorted(part_owner[1:][order], part_owner[1:][order], side="left")
     rank[1:][order] = np.arange(n_parts) - firsts + 1
-    # pixels left between parts (flooding ties, parts under min_size) join the nearest part: the mask stays the one
-    # the probability gave
-    nearest = ndi.distance_transform_edt(parts == 0, return_distances=False, return_indices=True)
-    filled = parts[nearest[0], nearest[1]]
     result = {}
     for i in split.tolist():
         label, win = int(labels[i - 1]), windows[i - 1]
         obj = owner[win] == i
-        local = np.where(obj, filled[win], 0)
-        if (part_owner[local[obj]] != i).any():  # a nearest part in a neighbouring box: fill from own parts only
-            own = np.where(owner[win] == i, parts[win], 0)
-            idx = ndi.distance_transform_edt(own == 0, return_distances=False, return_indices=True)
-            local = np.where(obj, own[idx[0], idx[1]], 0)
-        result[label] = np.where(obj, rank[local], 0)
+        local = np.where(obj, rank[parts[win]], 0)
+        if (local[obj] == 0).any():
+            # pixels left between parts (flooding ties, parts under min_size) join the nearest part of the same
+            # object: the mask stays the one the probability gave
+            nearest = ndi.distance_transform_edt(local == 0, return_distances=False, return_indices=True)
+            local = np.where(obj, local[nearest[0], nearest[1]], 0)
+        result[label] = local
     return result
 
 
