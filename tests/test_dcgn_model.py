@@ -163,6 +163,28 @@ def test_glass_becomes_background_class_when_asked(tile):
     assert np.array_equal(glass, np.where(tissue_mask(rgb), plain, 0))
 
 
+def test_posterior_instances_split_where_the_posterior_dips():
+    import numpy as np
+
+    # one elongated blob (semi-axes 16 and 10 px): the distance alone has no saddle in it, but the network's nuclei
+    # posterior dips to 0.55 across its middle, where two nuclei would touch
+    yy, xx = np.mgrid[:64, :80]
+    blob = ((yy - 32) / 10.0) ** 2 + ((xx - 40) / 16.0) ** 2 <= 1
+    rgb = np.full((64, 80, 3), (225, 185, 205), np.uint8)
+    rgb[blob] = (80, 50, 120)  # dark purple nuclei on pink: the haematoxylin rule names class 1 nuclei
+    p = np.where(blob, 0.95, 0.05).astype(np.float32)
+    p[blob & (np.abs(xx - 40) <= 1)] = 0.55
+    p[5:15, 5:15] = 0.45  # the nuclei class is not the argmax there: neither rule takes it
+    data = {"pred": torch.as_tensor(np.stack([1 - p, p])), "image": torch.as_tensor(rgb).permute(2, 0, 1)}
+    by_class = _classes.NameClassesd(min_size=10)(data)["inst"][0]
+    by_posterior = _classes.NameClassesd(instances_from="posterior", min_size=10)(data)["inst"][0]
+    assert by_class.max() == 1 and by_posterior.max() == 2
+    assert by_posterior[32, 30] != by_posterior[32, 50]
+    assert np.array_equal(by_class > 0, blob) and np.array_equal(by_posterior > 0, blob)
+    with pytest.raises(ValueError, match="instances_from"):
+        _classes.NameClassesd(instances_from="argmax")
+
+
 def test_prepare_batch_uses_the_image_or_its_features_as_target():
     x, f = torch.rand(2, 3, 8, 8), torch.rand(2, 2, 8, 8)
     a, b = _engine.PrepareBatchImageAsTarget()({"image": x, "label": torch.zeros(1)})

@@ -60,6 +60,10 @@ class NameClassesd:
         nuclei_class: named class holding nuclei; ``None`` = the last (highest haematoxylin) class.
         glass_is_background: pixels outside the tissue mask (``labelfree.transforms.stain.tissue_mask``) become class
             0; the setting that goes with a model trained with ``DCGNLoss(tissue_threshold=...)``, which never saw them.
+        instances_from: ``"class"``: instances of the pixels whose most likely class is the nuclei class (argmax over
+            K); ``"posterior"``: of the pixels whose nuclei posterior is above 0.5 (more likely nuclei than all other
+            classes together: the Bayes decision of nuclei against the rest), split on the distance weighted by that
+            posterior, as SSimNet splits its probability.
         instance_kwargs: passed to ``labelfree.transforms.instances.instances_from_map``.
     """
 
@@ -69,10 +73,14 @@ class NameClassesd:
         image_key: str = "image",
         nuclei_class: int | None = None,
         glass_is_background: bool = False,
+        instances_from: str = "class",
         **instance_kwargs,
     ):
+        if instances_from not in ("class", "posterior"):
+            raise ValueError(f"instances_from must be 'class' or 'posterior', got {instances_from!r}")
         self.pred_key, self.image_key, self.nuclei_class = pred_key, image_key, nuclei_class
-        self.glass_is_background, self.instance_kwargs = glass_is_background, instance_kwargs
+        self.glass_is_background, self.instances_from = glass_is_background, instances_from
+        self.instance_kwargs = instance_kwargs
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
@@ -93,6 +101,11 @@ class NameClassesd:
             named = np.zeros_like(named)
             inst = np.zeros(named.shape, np.int32)
             d["note"] = NO_TISSUE_NOTE
+        elif self.instances_from == "posterior":
+            posterior = prob[order[nuclei]]
+            if self.glass_is_background:
+                posterior = np.where(tissue_mask(rgb), posterior, 0.0)
+            inst = instances_from_map(posterior, threshold=0.5, **self.instance_kwargs)
         else:
             inst = instances_from_map(named == nuclei, **self.instance_kwargs)
         seg = (named * (255 if k == 2 else 1)).astype(np.uint8)
