@@ -28,7 +28,7 @@ _EPS = 1e-9
 
 
 def _upper_envelope(group: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Keep-mask of the points on the concave upper envelope of ``x`` over ``y``, per group.
+    """Indices of the points on the concave upper envelope of ``x`` over ``y`` (its greatest ``x`` per ``y``), per group.
 
     Points are sorted by group, then by strictly increasing ``y`` within a group.
     """

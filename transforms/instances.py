@@ -170,10 +170,8 @@ def _flood_packed(
         pixels (pixels between parts joined to the nearest part) and 0 elsewhere.
     """
     gap = 2
-    shapes = [
-        (boxes[label - 1][0].stop - boxes[label - 1][0].start, boxes[label - 1][1].stop - boxes[label - 1][1].start)
-        for label in labels.tolist()
-    ]
+    boxes_of = [boxes[label - 1] for label in labels.tolist()]
+    shapes = [(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in boxes_of]
     width = max(max(w for _, w in shapes), int(np.sqrt(sum((a + gap) * (b + gap) for a, b in shapes))))
     origins, x, y, row_h = [], 0, 0, 0
     for hh, ww in shapes:  # shelf packing: left to right, a new row when the canvas width is reached
@@ -185,8 +183,7 @@ def _flood_packed(
     canvas_mask = np.zeros(canvas_relief.shape, dtype=bool)
     owner = np.zeros(canvas_relief.shape, dtype=np.int64)
     windows = []
-    for i, (label, (oy, ox), (hh, ww)) in enumerate(zip(labels.tolist(), origins, shapes)):
-        box = boxes[label - 1]
+    for i, (label, box, (oy, ox), (hh, ww)) in enumerate(zip(labels.tolist(), boxes_of, origins, shapes)):
         obj = inst[box] == label
         win = (slice(oy, oy + hh), slice(ox, ox + ww))
         canvas_relief[win] = relief[box] * obj
