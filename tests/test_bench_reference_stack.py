@@ -31,13 +31,13 @@ def test_markdown_reports_speed_up_against_the_reference_and_agreement():
 def test_without_the_extra_it_says_how_to_install_it(monkeypatch):
     real_import = builtins.__import__
 
-    def no_spams(name, *args, **kwargs):
-        if name == "spams":
-            raise ImportError("No module named 'spams'", name="spams")
+    def without_reference(name, *args, **kwargs):
+        if name in ("spams", "skfuzzy"):
+            raise ImportError(f"No module named {name!r}", name=name)
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_spams)
-    with pytest.raises(SystemExit, match=r"pip install -e \.\[reference\] \(spams is missing\)"):
+    monkeypatch.setattr(builtins, "__import__", without_reference)
+    with pytest.raises(SystemExit, match=r"pip install -e \.\[reference\] \((spams|skfuzzy) is missing\)"):
         reference_stack.run("unused")
 
 
