@@ -88,13 +88,6 @@ def _side(
     return qg, xq / 2
 
 
-def _first_rows(obj: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
-    """The smallest row of each object ``0..n-1``."""
-    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(out, obj, rows)
-    return out
-
-
 def convex_areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel area and convex-hull area (pixel centres on or inside the hull) of every object.
 
@@ -131,10 +124,10 @@ def convex_areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     last = np.r_[new[1:], True]
     lo_o, lo_r, lo_c = o[new], rr[new], cc[new]
     hi_c = cc[last]
-    first = _first_rows(lo_o, lo_r, len(ids))
-    last_row = np.zeros(len(ids), dtype=np.int64)
-    np.maximum.at(last_row, lo_o, lo_r)
-    n_rows = last_row - first + 1
+    # entries run by object, then row: each object's first and last entries hold its first and last rows
+    obj_start = np.r_[True, lo_o[1:] != lo_o[:-1]]
+    first = lo_r[obj_start]
+    n_rows = lo_r[np.r_[obj_start[1:], True]] - first + 1
     qg, right = _side(lo_o, lo_r, hi_c, first, n_rows)
     _, left = _side(lo_o, lo_r, -lo_c, first, n_rows)
     left = -left

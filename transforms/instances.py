@@ -144,7 +144,7 @@ def resplit_irregular_objects(
     while depth >= min_depth and todo.size:
         parts = _flood_packed(inst, relief, todo, boxes, depth, min_size)
         found.update(parts)
-        todo = np.asarray([label for label in todo.tolist() if label not in parts], dtype=np.int64)
+        todo = todo[~np.isin(todo, list(parts))]
         depth /= 2
     next_id = int(out.max()) + 1
     for label in sorted(found):  # new ids in label order, as one object at a time would give them

@@ -39,7 +39,7 @@ from labelfree.core.imageio import as_rgb_uint8
 from labelfree.core.shape import solidities
 from labelfree.transforms.contour import ActiveContour, fill_mask_holes
 from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_pixels
-from labelfree.transforms.instances import instances_from_map
+from labelfree.transforms.instances import instances_from_map, sequential_labels
 from labelfree.transforms.stain import NoTissueError, StainSeparationResult, has_tissue, separate_stains
 
 __all__ = [
@@ -102,9 +102,7 @@ def split_at_markers(
     inst = watershed(-ndi.distance_transform_edt(fg), seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, int)
     rest = instances_from_map(fg & (inst == 0), min_size=min_size, h=h)
     inst = np.where(rest > 0, rest + inst.max(), inst)
-    # ranks of the present values (np.unique's inverse) by a lookup table: linear, where np.unique sorts every pixel
-    present = np.bincount(inst.ravel()) > 0
-    return (np.cumsum(present) - 1).astype(np.int32)[inst]
+    return sequential_labels(inst)
 
 
 class PseudoLabels(NamedTuple):
