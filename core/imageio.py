@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -292,6 +293,13 @@ def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
 #: zlib level of every PNG written: 1 encodes a 1000² RGB overlay about 4x faster than PIL's default 6 for a file about
 #: 10 % larger (measured: 0.82 s -> 0.19 s, 1.57 -> 1.73 MB); at 6 the overlay took longer than the network
 PNG_COMPRESS_LEVEL = 1
+#: zlib strategy of RGB PNGs (overlays): run-length matching only. On H&E tiles it encodes 1.4x faster than the default
+#: strategy at the same level, and the files are 8 % smaller (7 MoNuSeg and CPM-15 tiles); on glass it still packs the
+#: long runs of white. Grey masks keep the default strategy, which packs their 0/255 runs tighter.
+PNG_RGB_STRATEGY = zlib.Z_RLE
+#: zlib level of the instance TIFF: level 1 writes a 1000² map in half the time of the default 6, for a file of about
+#: 70 kB instead of 36 kB
+TIFF_ZLIB_LEVEL = 1
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> None:
@@ -307,14 +315,17 @@ def write_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] |
         info = PngImagePlugin.PngInfo()
         for k, v in text.items():
             info.add_text(str(k), str(v))
-    Image.fromarray(array).save(path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+    strategy = PNG_RGB_STRATEGY if array.ndim == 3 else zlib.Z_DEFAULT_STRATEGY
+    Image.fromarray(array).save(
+        path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL, compress_type=strategy
+    )
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write an array as a zlib-compressed TIFF to exactly ``path`` (not atomic; see :func:`write_png`)."""
     import tifffile
 
-    tifffile.imwrite(path, np.asarray(array), compression="zlib")
+    tifffile.imwrite(path, np.asarray(array), compression="zlib", compressionargs={"level": TIFF_ZLIB_LEVEL})
 
 
 def save_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> Path:
