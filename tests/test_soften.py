@@ -55,7 +55,7 @@ def test_wrappers_and_empty():
 
 
 def test_touching_instances_are_softened_each_on_its_own():
-    from labelfree.transforms.soften import soften_instances
+    from labelfree.transforms.soften import contact_lines, soften_instances
 
     yy, xx = np.mgrid[:40, :60]
     inst = np.zeros((40, 60), dtype=np.int32)
@@ -70,3 +70,8 @@ def test_touching_instances_are_softened_each_on_its_own():
     assert soft[20, 20] > 0.9 and soft[20, 38] > 0.9 and np.all(soft[inst == 0] == 0)
     lone = (inst == 1).astype(np.int32)
     assert np.array_equal(soften_instances(lone), soften_mask(lone > 0))
+    # a gap between the two: only the contact pixels change; a value outside [0, 1] is refused
+    gap = soften_instances(inst, contact_value=0.0)
+    assert np.all(gap[contact] == 0.0) and np.array_equal(gap[~contact_lines(inst)], soft[~contact_lines(inst)])
+    with pytest.raises(ValueError, match="contact_value"):
+        soften_instances(inst, contact_value=1.5)

@@ -78,27 +78,31 @@ def contact_lines(inst: np.ndarray) -> np.ndarray:
     return fg & (larger | smaller)
 
 
-def soften_instances(inst: np.ndarray, stop: float = 0.975) -> np.ndarray:
+def soften_instances(inst: np.ndarray, stop: float = 0.975, contact_value: float = 0.5) -> np.ndarray:
     """Soft label of an instance map: every nucleus softened on its own.
 
     Where two nuclei touch, :func:`soften_mask` would see one component and give the contact line a deep, confident
-    value; here the pixels on the border between two instances take the rim value 0.5, as if each nucleus were
-    alone, so a network trained on it learns a dip between touching nuclei.
+    value; here the pixels on the border between two instances take ``contact_value``: by default the rim value 0.5,
+    as if each nucleus were alone, so a network trained on it learns a dip between touching nuclei; 0 makes the
+    contact line background, a gap between them (as the original U-Net separated touching cells).
 
     Args:
         inst: ``(H, W)`` instance map, 0 = background.
         stop: as in :func:`soften_mask`.
+        contact_value: the target of the pixels on a border between two instances, in [0, 1].
 
     Returns:
-        ``(H, W)`` float32 in {0} ∪ [0.5, 1].
+        ``(H, W)`` float32 in {0} ∪ [0.5, 1] (and ``contact_value`` on contact lines).
     """
+    if not 0.0 <= contact_value <= 1.0:
+        raise ValueError(f"contact_value must be in [0, 1], got {contact_value}")
     lab = np.asarray(inst)
     if lab.ndim != 2:
         raise ValueError(f"expected a 2D instance map, got shape {lab.shape}")
     fg = lab > 0
     contact = contact_lines(lab)
     out = soften_mask(fg & ~contact, stop)
-    out[contact] = 0.5
+    out[contact] = contact_value
     return out
 
 

@@ -41,18 +41,22 @@ CACHE_VERSION = 2  # 2: irregular objects re-split (0.3.2)
 IGNORED = -1.0
 
 
-def self_training_targets(inst: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def self_training_targets(
+    inst: np.ndarray, ignore: np.ndarray, contact_value: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Soft label and Voronoi tri-label of confident nuclei, with the ignored pixels marked in both.
 
     Args:
         inst: ``(H, W)`` instance map of the confident nuclei.
         ignore: ``(H, W)`` bool, pixels to leave out of the loss.
+        contact_value: soft target of the lines where two nuclei touch
+            (:func:`labelfree.transforms.soften.soften_instances`).
 
     Returns:
         ``soft`` ``(1, H, W)`` float32 (``IGNORED`` where ignored) and ``voronoi`` ``(1, H, W)`` uint8 (the tri-label's
         ignore value where ignored).
     """
-    soft = soften_instances(inst)
+    soft = soften_instances(inst, contact_value=contact_value)
     soft[ignore] = IGNORED
     tri = voronoi_trilabel(inst)
     tri[ignore] = IGNORE_INDEX
@@ -83,6 +87,7 @@ def teacher_datalist(
     min_solidity: float = 0.8,
     margin: int = 2,
     patch_size: int = 256,
+    contact_value: float = 0.5,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` of whole tiles, labelled by the teacher.
@@ -104,6 +109,7 @@ def teacher_datalist(
         min_rel_area, min_rel_contrast, min_solidity, margin: object purification
             (:func:`labelfree.transforms.purify_objects.purify_instances`).
         patch_size: the crop size; smaller tiles are left out.
+        contact_value: soft target of the lines where two of the teacher's nuclei touch (:func:`self_training_targets`).
         progress: show a progress bar.
 
     Raises:
@@ -150,7 +156,7 @@ def teacher_datalist(
             )
         else:
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
-        soft, tri = self_training_targets(kept, ignore)
+        soft, tri = self_training_targets(kept, ignore, contact_value)
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         for _ in range(repeats):
             items.append({"image": image, "soft": soft, "voronoi": tri, "source": path.name})
