@@ -26,3 +26,18 @@ def test_nuclei_cluster_is_the_dark_one(tile):
     assert light[mask].mean() < light[~mask].mean()
     d = FuzzyCMeansNucleid("hema", mask_key="m", n_clusters=2)({"hema": hema})
     assert np.array_equal(d["m"], mask) and "m_membership" in d and "m_lightness" in d
+
+
+def test_weighted_samples_fit_as_repeated_ones():
+    """Distinct colours weighted by their counts (how the nuclei mask fits its sample) give the centres of the
+    repeated samples."""
+    g = torch.Generator().manual_seed(1)
+    distinct = torch.cat([torch.randn(20, 3, generator=g), torch.randn(15, 3, generator=g) + 5])
+    counts = torch.randint(1, 6, (35,), generator=g)
+    repeated = distinct.repeat_interleave(counts, dim=0)
+    c_rep, _ = fuzzy_cmeans(repeated, 2, seed=0, tol=1e-7)
+    c_w, u_w = fuzzy_cmeans(distinct, 2, seed=0, tol=1e-7, weights=counts)
+    order_rep, order_w = c_rep[:, 0].argsort(), c_w[:, 0].argsort()
+    assert torch.allclose(c_rep[order_rep], c_w[order_w], atol=1e-4)
+    assert u_w.shape == (35, 2)
+    assert not torch.allclose(c_w, fuzzy_cmeans(distinct, 2, seed=0, tol=1e-7)[0], atol=1e-3)  # the counts matter

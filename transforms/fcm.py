@@ -19,6 +19,7 @@ N_CLUSTERS = 3
 
 __all__ = [
     "N_CLUSTERS",
+    "cielab_palette",
     "cielab_pixels",
     "fuzzy_cmeans",
     "fcm_memberships",
@@ -47,7 +48,13 @@ def fcm_memberships(x: torch.Tensor, centers: torch.Tensor, m: float = 2.0) -> t
 
 
 def fuzzy_cmeans(
-    x: torch.Tensor, n_clusters: int = N_CLUSTERS, m: float = 2.0, max_iter: int = 100, tol: float = 1e-5, seed: int = 0
+    x: torch.Tensor,
+    n_clusters: int = N_CLUSTERS,
+    m: float = 2.0,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    seed: int = 0,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuzzy c-means (Bezdek) on ``x``.
 
@@ -58,6 +65,8 @@ def fuzzy_cmeans(
         max_iter: iterations at most.
         tol: stop once no centre moves more than this.
         seed: seed of the random initial memberships (the result is deterministic for a given seed).
+        weights: ``(N,)`` how many times each sample counts (distinct colours and their pixel counts fit the same
+            centres as the pixels themselves); default 1 each.
 
     Returns:
         ``(centers (C, D), memberships (N, C))``.
@@ -71,8 +80,9 @@ def fuzzy_cmeans(
     u = torch.rand(x.shape[0], n_clusters, generator=gen).to(x.device)
     u = u / u.sum(dim=1, keepdim=True)
     centers = torch.zeros(n_clusters, x.shape[1], device=x.device)
+    counts = None if weights is None else weights.float().reshape(-1, 1).to(x.device)
     for _ in range(max_iter):
-        w = u.pow(m)
+        w = u.pow(m) if counts is None else u.pow(m) * counts
         new_centers = (w.T @ x) / w.sum(dim=0).clamp_min(1e-12)[:, None]
         u = fcm_memberships(x, new_centers, m)
         shift = (new_centers - centers).abs().max()
@@ -82,9 +92,31 @@ def fuzzy_cmeans(
     return centers, u
 
 
+def cielab_palette(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct colours of a uint8 RGB image in CIELAB, and which one each pixel has.
+
+    A haematoxylin-only image is one stain at varying strength: its million pixels hold a few hundred distinct 8-bit
+    colours. Converting and clustering those instead of every pixel gives the same per-pixel values (both are
+    functions of the colour alone) at a fraction of the cost.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 RGB.
+
+    Returns:
+        ``(U, 3)`` float32 CIELAB colours and ``(H·W,)`` int64 indices into them, in row-major pixel order.
+    """
+    flat = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
+    code = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    codes, inverse = np.unique(code, return_inverse=True)
+    colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1).astype(np.uint8)
+    lab = rgb2lab(colours[None]).reshape(-1, 3).astype(np.float32)
+    return torch.from_numpy(lab), torch.from_numpy(inverse.reshape(-1).astype(np.int64))
+
+
 def cielab_pixels(rgb: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 RGB → its pixels in CIELAB, ``(H·W, 3)`` float32 tensor (the space the clustering uses)."""
-    return torch.from_numpy(rgb2lab(rgb).reshape(-1, 3).astype(np.float32))
+    lab, inverse = cielab_palette(rgb)
+    return lab[inverse]
 
 
 class FuzzyCMeansNuclei(Transform):
@@ -109,24 +141,28 @@ class FuzzyCMeansNuclei(Transform):
         self.n_clusters, self.m, self.max_pixels, self.seed = n_clusters, m, max_pixels, seed
 
     def __call__(
-        self, hema_rgb: np.ndarray | torch.Tensor, lab: torch.Tensor | None = None
+        self, hema_rgb: np.ndarray | torch.Tensor, palette: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """
         Args:
             hema_rgb: ``(3, H, W)`` haematoxylin-only RGB image.
-            lab: its CIELAB pixels, ``(H·W, 3)`` float32, when already computed (:func:`cielab_pixels`): several
-                clusterings of one image then convert it once.
+            palette: its colours in CIELAB and each pixel's colour, when already computed (:func:`cielab_palette`):
+                several clusterings of one image then convert it once.
         """
         rgb = as_rgb_uint8(hema_rgb, channel_first=True, name="haematoxylin image")
         h, w = rgb.shape[:2]
-        lab = cielab_pixels(rgb) if lab is None else lab
-        n = lab.shape[0]
+        lab, inverse = cielab_palette(rgb) if palette is None else palette
+        n = inverse.shape[0]
         idx = np.random.default_rng(self.seed).choice(n, min(self.max_pixels, n), replace=False)
-        centers, _ = fuzzy_cmeans(lab[idx], self.n_clusters, self.m, seed=self.seed)
+        # the sample's distinct colours, each counted as often as it was drawn: the same fit on a few hundred rows
+        colours, counts = torch.unique(inverse[idx], return_counts=True)
+        centers, _ = fuzzy_cmeans(lab[colours], self.n_clusters, self.m, seed=self.seed, weights=counts)
         nuclei = int(centers[:, 0].argmin())
+        # memberships are a function of the colour: computed once per distinct colour, then spread to the pixels
         u = fcm_memberships(lab, centers, self.m)
-        mask = (u.argmax(dim=1) == nuclei).reshape(1, h, w).numpy()
-        return mask, u[:, nuclei].reshape(1, h, w).numpy(), lab[:, 0].reshape(1, h, w).numpy()
+        mask = (u.argmax(dim=1) == nuclei)[inverse].reshape(1, h, w).numpy()
+        membership = u[:, nuclei][inverse].reshape(1, h, w).numpy()
+        return mask, membership, lab[:, 0][inverse].reshape(1, h, w).numpy()
 
 
 class FuzzyCMeansNucleid(MapTransform):

@@ -38,7 +38,7 @@ from skimage.segmentation import watershed
 from labelfree.core.imageio import as_rgb_uint8
 from labelfree.core.shape import solidities
 from labelfree.transforms.contour import ActiveContour, fill_mask_holes
-from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_pixels
+from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_palette
 from labelfree.transforms.instances import instances_from_map, sequential_labels
 from labelfree.transforms.stain import NoTissueError, StainSeparationResult, has_tissue, separate_stains
 
@@ -187,8 +187,8 @@ class PseudoLabel(Transform):
                 stain_matrix=None,
                 has_tissue=False,
             )
-        lab = cielab_pixels(as_rgb_uint8(stains.haematoxylin_rgb, channel_first=True, name="haematoxylin image"))
-        found = {k: self._segment(stains, k, lab) for k in self.fcm}
+        palette = cielab_palette(as_rgb_uint8(stains.haematoxylin_rgb, channel_first=True, name="haematoxylin image"))
+        found = {k: self._segment(stains, k, palette) for k in self.fcm}
         k = next(iter(found))
         instances, membership = found[k]
         if len(found) == 2 and mean_solidity(found[2][0]) > mean_solidity(found[3][0]) + SOLIDITY_MARGIN:
@@ -204,11 +204,11 @@ class PseudoLabel(Transform):
         )
 
     def _segment(
-        self, stains: StainSeparationResult, n_clusters: int, lab: torch.Tensor
+        self, stains: StainSeparationResult, n_clusters: int, palette: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """FCM with ``n_clusters`` on the haematoxylin image (``lab``: its CIELAB pixels, shared by the runs) →
+        """FCM with ``n_clusters`` on the haematoxylin image (``palette``: its CIELAB colours, shared by the runs) →
         contour → instances; returns ``(instances, nuclei membership)``, both ``(H, W)``."""
-        fcm_mask, membership, lightness = self.fcm[n_clusters](stains.haematoxylin_rgb, lab=lab)
+        fcm_mask, membership, lightness = self.fcm[n_clusters](stains.haematoxylin_rgb, palette=palette)
         mask = self.contour(fcm_mask, membership if self.contour_on == "membership" else lightness)[0]
         return instances_from_map(mask, min_size=self.min_size, h=self.h), membership[0]
 
