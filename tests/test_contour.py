@@ -28,6 +28,17 @@ def test_same_as_skimage_at_word_edges(shape):
     assert np.array_equal(morphological_chan_vese(img, init, 3, 2), ref)
 
 
+@pytest.mark.parametrize("lambda1, lambda2", [(2.0, 1.0), (0.5, 0.5), (1.0, 0.0)])
+def test_same_as_skimage_with_region_weights(lambda1, lambda2):
+    rng = np.random.default_rng(7)
+    img = rng.normal(size=(50, 70))
+    img[10:30, 20:50] += 1.5
+    init = rng.random(img.shape) > 0.5
+    ms._curvop = ms._fcycle([lambda u: ms.sup_inf(ms.inf_sup(u)), lambda u: ms.inf_sup(ms.sup_inf(u))])
+    ref = ms.morphological_chan_vese(img, 4, init_level_set=init, lambda1=lambda1, lambda2=lambda2).astype(bool)
+    assert np.array_equal(morphological_chan_vese(img, init, 4, 1, lambda1, lambda2), ref)
+
+
 def test_smooths_and_cleans():
     img = np.zeros((60, 60))
     img[15:45, 15:45] = 1.0
