@@ -251,7 +251,7 @@ METHODS: dict[str, Method] = {
             False,
             2,
             _shipped("ssimnet"),
-            "SSimNet bundle, shipped checkpoint (trained on MoNuSeg train), test-time fine-tuning",
+            "SSimNet bundle, shipped checkpoint (trained on MoNuSeg train), default inference",
             _checkpoint_digest("ssimnet"),
         ),
         Method(
