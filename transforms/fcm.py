@@ -12,6 +12,7 @@ from monai.utils import TransformBackends
 from skimage.color import rgb2lab
 
 from labelfree.core.imageio import as_rgb_uint8
+from labelfree.core.palette import colour_palette
 
 #: default number of clusters of a single FCM run: nuclei, cytoplasm/stroma and background (the DCGN paper's
 #: "redundant class"); the pseudo labels choose 2 or 3 per tile (``labelfree.transforms.pseudolabel`` explains why)
@@ -105,12 +106,9 @@ def cielab_palette(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         ``(U, 3)`` float32 CIELAB colours and ``(H·W,)`` int64 indices into them, in row-major pixel order.
     """
-    flat = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
-    code = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
-    codes, inverse = np.unique(code, return_inverse=True)
-    colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1).astype(np.uint8)
+    colours, inverse = colour_palette(rgb)
     lab = rgb2lab(colours[None]).reshape(-1, 3).astype(np.float32)
-    return torch.from_numpy(lab), torch.from_numpy(inverse.reshape(-1).astype(np.int64))
+    return torch.from_numpy(lab), torch.from_numpy(inverse)
 
 
 def cielab_pixels(rgb: np.ndarray) -> torch.Tensor:

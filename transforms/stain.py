@@ -19,6 +19,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
 from labelfree.core.imageio import InvalidImageError, as_rgb_uint8
+from labelfree.core.palette import colour_palette
 
 __all__ = [
     "NoTissueError",
@@ -275,14 +276,24 @@ def separate_stains(
     else:
         raise ValueError(f"unknown stain separation method {method!r}; use 'vahadane' or 'macenko'")
     h, wd = rgb.shape[:2]
-    conc = stain_concentrations(rgb, w, lambda_conc)
-    od_h = conc.reshape(2, -1)[:1].T * w[:1].astype(np.float32)
-    hema = np.clip(np.rint(255.0 * np.exp(-od_h)), 0, 255).astype(np.uint8)
+    conc, inverse = _palette_concentrations(rgb, w, lambda_conc)
+    od_h = conc[:, :1] * w[:1].astype(np.float32)
+    hema = np.clip(np.rint(255.0 * np.exp(-od_h)), 0, 255).astype(np.uint8)[inverse]
     return StainSeparationResult(
         stain_matrix=w,
-        concentrations=conc,
+        concentrations=np.ascontiguousarray(conc[inverse].T.reshape(2, h, wd)),
         haematoxylin_rgb=np.ascontiguousarray(hema.T.reshape(3, h, wd)),
     )
+
+
+def _palette_concentrations(
+    rgb: np.ndarray, stain_matrix: np.ndarray, lambda_conc: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concentrations ``(U, 2)`` float32 of each distinct colour of ``rgb`` and each pixel's colour index ``(N,)``:
+    the lasso of a pixel depends on its colour alone (:mod:`labelfree.core.palette`)."""
+    colours, inverse = colour_palette(rgb)
+    conc = nonneg_lasso_2(optical_density(colours), stain_matrix, lambda_conc).astype(np.float32)
+    return conc, inverse
 
 
 def stain_concentrations(rgb: np.ndarray, stain_matrix: np.ndarray, lambda_conc: float = 0.01) -> np.ndarray:
@@ -296,8 +307,8 @@ def stain_concentrations(rgb: np.ndarray, stain_matrix: np.ndarray, lambda_conc:
     Returns:
         ``(2, H, W)`` float32.
     """
-    conc = nonneg_lasso_2(optical_density(rgb).reshape(-1, 3), stain_matrix, lambda_conc).astype(np.float32)
-    return np.ascontiguousarray(conc.T.reshape(2, *rgb.shape[:2]))
+    conc, inverse = _palette_concentrations(rgb, stain_matrix, lambda_conc)
+    return np.ascontiguousarray(conc[inverse].T.reshape(2, *rgb.shape[:2]))
 
 
 class StainSeparation(Transform):
