@@ -146,9 +146,12 @@ def morphological_chan_vese(
         if lambda1 == lambda2 > 0:
             # (img - c1)² - (img - c0)² = (c0 - c1)(2 img - c0 - c1): one comparison with the midpoint per pixel
             # instead of the squares; the same signs unless a pixel lies within rounding of the midpoint
-            mid, side = (c0 + c1) / 2, torch.sign(c0 - c1)
-            closer_to_c1, closer_to_c0 = (img < mid, img > mid) if side > 0 else (img > mid, img < mid)
-            if side == 0:
+            mid = (c0 + c1) / 2
+            if c1 < c0:
+                closer_to_c1, closer_to_c0 = img < mid, img > mid
+            elif c1 > c0:
+                closer_to_c1, closer_to_c0 = img > mid, img < mid
+            else:  # equal means: the data term is 0 everywhere, nothing grows or shrinks
                 closer_to_c1 = closer_to_c0 = torch.zeros_like(dense)
         else:
             aux = lambda1 * (img - c1) ** 2 - lambda2 * (img - c0) ** 2

@@ -21,7 +21,6 @@ N_CLUSTERS = 3
 __all__ = [
     "N_CLUSTERS",
     "cielab_palette",
-    "cielab_pixels",
     "fuzzy_cmeans",
     "fcm_memberships",
     "FuzzyCMeansNuclei",
@@ -109,12 +108,6 @@ def cielab_palette(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     colours, inverse = colour_palette(rgb)
     lab = rgb2lab(colours[None]).reshape(-1, 3).astype(np.float32)
     return torch.from_numpy(lab), torch.from_numpy(inverse)
-
-
-def cielab_pixels(rgb: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB → its pixels in CIELAB, ``(H·W, 3)`` float32 tensor (the space the clustering uses)."""
-    lab, inverse = cielab_palette(rgb)
-    return lab[inverse]
 
 
 class FuzzyCMeansNuclei(Transform):
