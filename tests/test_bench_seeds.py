@@ -19,3 +19,36 @@ def test_seed_spread_reads_each_seed_and_reports_mean_and_sample_std(tmp_path, c
     assert "0.420 ± 0.020" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no report"):
         spread(str(tmp_path / "nothing*"))
+
+
+def _report(folder, scores, collapse=0):
+    """A harness report folder: per-tile ``results.csv`` and the ``summary.json`` degeneration counts."""
+    folder.mkdir(parents=True)
+    rows = ["method,seed,image,dice,aji,pq,precision,recall"]
+    rows += [f"m,0,t{i},{d},{a},0.3,0.6,0.9" for i, (d, a) in enumerate(scores)]
+    (folder / "results.csv").write_text("\n".join(rows) + "\n")
+    deg = {"m": {"image_runs": len(scores), "collapse": collapse, "empty_class": 0}}
+    (folder / "summary.json").write_text(json.dumps({"degeneration": deg}))
+
+
+def test_dcgn_pretraining_table_pairs_tiles_over_shared_seeds(tmp_path):
+    from bench.dcgn_pretraining import summarise
+
+    tiles = 8
+    _report(tmp_path / "nuclei" / "random" / "seed0", [(0.6, 0.30)] * tiles)
+    _report(tmp_path / "nuclei" / "random" / "seed1", [(0.7, 0.34)] * tiles, collapse=1)
+    _report(tmp_path / "nuclei" / "pretrained" / "seed0", [(0.7, 0.40 + 0.01 * i) for i in range(tiles)])
+    _report(tmp_path / "nuclei" / "pretrained" / "seed1", [(0.7, 0.40 + 0.01 * i) for i in range(tiles)])
+    _report(tmp_path / "nuclei" / "pretrained" / "seed2", [(0.1, 0.0)] * tiles)  # no random seed 2: not paired
+    _report(tmp_path / "other" / "random" / "seed0", [(0.5, 0.2)] * tiles)  # no pretrained arm: left out
+    result = summarise(str(tmp_path), "random,pretrained")
+    assert list(result) == ["nuclei"]
+    random, pretrained = result["nuclei"]["random"], result["nuclei"]["pretrained"]
+    assert random["mean"]["aji"] == pytest.approx(0.32) and random["std"]["aji"] == pytest.approx(0.0283, abs=1e-4)
+    assert (random["collapsed"], random["image_runs"]) == (1, 2 * tiles)
+    test = pretrained["vs_random"]["aji"]
+    # per tile: seeds 0 and 1 only, pretrained 0.40 + 0.01 i against random 0.32
+    assert test["delta"] == pytest.approx(0.435 - 0.32) and test["higher"] == tiles and test["p"] < 0.01
+    assert "higher on 8 of 8 tiles" in (tmp_path / "table.md").read_text()
+    with pytest.raises(SystemExit, match="no data set"):
+        summarise(str(tmp_path), "random,other_arm")

@@ -8,10 +8,18 @@ import tifffile
 import torch
 from PIL import Image
 
-from bundle_runner import REPO, run_bundle, run_bundle_ok, run_inference_ok, write_synthetic_dataset
+from bundle_runner import (
+    REPO,
+    import_bundle_module,
+    run_bundle,
+    run_bundle_ok,
+    run_inference_ok,
+    write_synthetic_dataset,
+)
 from synthetic import synthetic_tile
 
 BUNDLE = "dcgn"
+_network = import_bundle_module(BUNDLE, "network")
 # small crops and windows: the default recipe at native resolution, at a test's cost
 FAST = {"patch_size": 128, "patches_per_tile": 2, "window_size": 256}
 
@@ -170,3 +178,24 @@ def test_tissue_mode_writes_class_index_colour_map_and_legend(trained, tmp_path)
     for e in legend:
         assert (colour[seg == e["class"]] == e["colour"]).all()
     assert (out / "tile0_overlay.png").is_file() and (out / "tile0_inst.tif").is_file()
+
+
+def test_encoder_pretraining_writes_an_encoder_that_training_starts_from(trained, tmp_path):
+    encoder = tmp_path / "encoder.pt"
+    proc = run_bundle_ok(
+        BUNDLE,
+        ("train", "pretrain"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        extra_dataset_dirs=f"['{trained['images']}']",
+        output_dir=tmp_path / "pre",
+        encoder_path=encoder,
+        max_epochs=1,
+        log_every=1,
+        **{k: v for k, v in FAST.items() if k != "window_size"},
+    )
+    assert "Iter: 6/6" in proc.stdout + proc.stderr  # the tiles of both folders: 2 × 3 steps
+    sd = torch.load(encoder, weights_only=True)
+    assert sd and all(k.startswith("features.") for k in sd)  # the encoder alone, in the torchvision layout
+    net = _network.MobileNetV2UNet(out_channels=3, pretrained_path=str(encoder))
+    assert torch.equal(net.features[0][0].weight, sd["features.0.0.weight"])

@@ -227,3 +227,55 @@ def test_tissue_map_colours_the_named_classes_and_blends_the_overlay(tile):
     # K = 2 maps are stored as 0/255
     two = _tissue.TissueMapd(image_key="tile", n_classes=2)({"seg": seg * 255 // 2, "tile": rgb})
     assert (two["tissue"][:, 0] == legend[0]["colour"]).all()
+
+
+_pretrain = import_bundle_module("dcgn", "pretrain")
+
+
+def test_masked_stain_batch_hides_blocks_and_standardises_the_target():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 64, 96)
+    stains = torch.rand(2, 2, 64, 96) * torch.tensor([3.0, 0.5])[:, None, None] + 1.0
+    masked, target = _pretrain.MaskedStainBatch(block=16, ratio=0.5)({"image": image, "features": stains})
+    hidden = target[:, 2].bool()
+    assert masked.shape == image.shape and target.shape == (2, 3, 64, 96)
+    # whole 16 × 16 cells, about half of them, filled with mid-grey; the visible pixels untouched
+    cells = hidden[:, ::16, ::16]
+    assert torch.equal(hidden, cells.repeat_interleave(16, 1).repeat_interleave(16, 2))
+    assert 0.2 < cells.float().mean() < 0.8
+    assert torch.all(masked.permute(1, 0, 2, 3)[:, hidden] == 0.5)
+    assert torch.equal(masked.permute(1, 0, 2, 3)[:, ~hidden], image.permute(1, 0, 2, 3)[:, ~hidden])
+    # the target is the stains of every pixel, hidden or not, standardised per sample and channel
+    torch.testing.assert_close(target[:, :2].mean(dim=(2, 3)), torch.zeros(2, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(target[:, :2].std(dim=(2, 3)), torch.ones(2, 2), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="ratio"):
+        _pretrain.MaskedStainBatch(ratio=1.0)
+
+
+def test_masked_stain_loss_weights_hidden_pixels():
+    loss = _pretrain.MaskedStainLoss(hidden_weight=3.0)
+    target = torch.zeros(1, 3, 2, 2)
+    target[0, 2, 0, 0] = 1.0  # one hidden pixel of four
+    pred = torch.zeros(1, 2, 2, 2)
+    pred[0, :, 0, 0] = 1.0  # wrong only there
+    # weights 3 + 1 + 1 + 1 over 2 channels: the error of the hidden pixel counts three times
+    assert loss(pred, target).item() == pytest.approx(3 * 2 / (6 * 2))
+    pred2 = torch.zeros(1, 2, 2, 2)
+    pred2[0, :, 1, 1] = 1.0  # the same error on a visible pixel
+    assert loss(pred2, target).item() == pytest.approx(2 / (6 * 2))
+    with pytest.raises(ValueError, match="does not match"):
+        loss(torch.zeros(1, 3, 2, 2), target)
+
+
+def test_pretrained_encoder_file_loads_into_a_new_network(tmp_path):
+    pretrained = MobileNetV2UNet(out_channels=2)
+    for p in pretrained.parameters():
+        p.data.add_(0.5)
+    path = tmp_path / "encoder.pt"
+    torch.save(_pretrain.encoder_of(pretrained).state_dict(), path)
+    assert all(k.startswith("features.") for k in torch.load(path, weights_only=True))
+    net = MobileNetV2UNet(out_channels=3, pretrained_path=str(path))
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.features.state_dict().values(), pretrained.features.state_dict().values())
+    )
+    assert not torch.equal(net.up1[0].weight, pretrained.up1[0].weight)  # only the encoder is taken

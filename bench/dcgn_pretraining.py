@@ -1,0 +1,125 @@
+"""DCGN with a randomly initialised encoder against one pretrained label-free (``configs/pretrain.json``), per seed.
+
+Reads harness report folders laid out as ``ROOT/<data set>/<arm>/seed<N>`` (each written by ``python -m bench.harness
+compare`` for one training seed's checkpoint; labels were read by the harness only to score) and prints, per data set
+and arm, each seed's Dice / AJI / PQ / precision / recall, their mean ± sample std, the Wilcoxon signed-rank test of
+each arm against the first one on the per-tile scores averaged over the seeds both arms have, and the DCGN Table IV
+degeneration counts (a class above 97 % or below 1 % of a tile). Written to ``ROOT/table.md`` and ``ROOT/table.json``.
+
+    python -m bench.dcgn_pretraining --root bench/results/dcgn_pretraining --arms random,pretrained
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import fire
+import numpy as np
+from scipy.stats import wilcoxon
+
+from labelfree.core.imageio import save_text
+
+METRICS = ("dice", "aji", "pq", "precision", "recall")
+
+
+def _seeds(folder: Path) -> dict[int, Path]:
+    found = {}
+    for sub in folder.glob("seed*"):
+        m = re.fullmatch(r"seed(\d+)", sub.name)
+        if m and (sub / "results.csv").is_file():
+            found[int(m.group(1))] = sub
+    return dict(sorted(found.items()))
+
+
+def _per_tile(report: Path) -> dict[str, dict[str, float]]:
+    with open(report / "results.csv") as fh:
+        return {row["image"]: {k: float(row[k]) for k in METRICS} for row in csv.DictReader(fh)}
+
+
+def _degeneration(report: Path) -> tuple[int, int, int]:
+    """(collapsed, empty, image-runs) from the harness summary (its Table IV counts)."""
+    deg = json.loads((report / "summary.json").read_text()).get("degeneration", {})
+    for counts in deg.values():
+        return int(counts["collapse"]), int(counts["empty_class"]), int(counts["image_runs"])
+    return 0, 0, 0
+
+
+def summarise(root: str, arms: str | tuple = "random,pretrained") -> dict:
+    """Build the table of every data set under ``root``; returns it as a dict."""
+    names = [a.strip() for a in (arms.split(",") if isinstance(arms, str) else arms) if str(a).strip()]
+    base = Path(root)
+    result: dict = {}
+    lines: list[str] = [f"`python -m bench.dcgn_pretraining --root {root} --arms {','.join(names)}`", ""]
+    for ds in sorted(p.name for p in base.iterdir() if p.is_dir()):
+        tiles = {arm: {s: _per_tile(f) for s, f in _seeds(base / ds / arm).items()} for arm in names}
+        if not all(tiles.values()):
+            continue
+        result[ds] = {}
+        lines += [
+            f"## {ds}",
+            "",
+            "| arm | seed | " + " / ".join(METRICS) + " | collapsed / empty |",
+            "|---|---|---|---|",
+        ]
+        for arm in names:
+            per_seed = {
+                s: {k: float(np.mean([t[k] for t in v.values()])) for k in METRICS} for s, v in tiles[arm].items()
+            }
+            values = np.array([[r[k] for k in METRICS] for r in per_seed.values()])
+            mean = values.mean(axis=0)
+            std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(METRICS))
+            degen = [_degeneration(base / ds / arm / f"seed{s}") for s in per_seed]
+            collapsed, empty, runs = (sum(d[i] for d in degen) for i in range(3))
+            for s, r in per_seed.items():
+                lines.append(f"| {arm} | {s} | " + " / ".join(f"{r[k]:.3f}" for k in METRICS) + " | |")
+            lines.append(
+                f"| **{arm}** | mean ± std ({len(per_seed)}) | "
+                + " / ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, std))
+                + f" | {collapsed} / {empty} of {runs} |"
+            )
+            result[ds][arm] = {
+                "seeds": per_seed,
+                "mean": dict(zip(METRICS, mean.tolist())),
+                "std": dict(zip(METRICS, std.tolist())),
+                "collapsed": collapsed,
+                "empty": empty,
+                "image_runs": runs,
+            }
+        ref = names[0]
+        lines += [
+            "",
+            f"Wilcoxon signed-rank against `{ref}`, per tile, scores averaged over the seeds both arms have:",
+            "",
+        ]
+        for arm in names[1:]:
+            seeds = sorted(set(tiles[ref]) & set(tiles[arm]))
+            images = sorted(set.intersection(*(set(tiles[a][s]) for a in (ref, arm) for s in seeds)))
+            tests = {}
+            for k in ("dice", "aji"):
+                a = np.array([np.mean([tiles[ref][s][i][k] for s in seeds]) for i in images])
+                b = np.array([np.mean([tiles[arm][s][i][k] for s in seeds]) for i in images])
+                p = float(wilcoxon(b, a).pvalue) if np.any(a != b) else 1.0
+                tests[k] = {"delta": float(np.mean(b - a)), "higher": int(np.sum(b > a)), "tiles": len(images), "p": p}
+            result[ds][arm]["vs_" + ref] = tests
+            lines.append(
+                f"- `{arm}` (seeds {seeds}): "
+                + "; ".join(
+                    f"{k} {t['delta']:+.3f}, higher on {t['higher']} of {t['tiles']} tiles, p = {t['p']:.2g}"
+                    for k, t in tests.items()
+                )
+            )
+        lines.append("")
+    if not result:
+        raise SystemExit(f"no data set under {root} has report folders for every arm of {names}")
+    text = "\n".join(lines)
+    print(text)
+    save_text(base / "table.md", text)
+    save_text(base / "table.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    fire.Fire(summarise, serialize=lambda _: None)
