@@ -196,6 +196,7 @@ def test_encoder_pretraining_writes_an_encoder_that_training_starts_from(trained
     )
     assert "Iter: 6/6" in proc.stdout + proc.stderr  # the tiles of both folders: 2 × 3 steps
     sd = torch.load(encoder, weights_only=True)
+    assert f"trained weights written to {encoder} (use them with train.json --pretrained_path)" in proc.stdout
     assert sd and all(k.startswith("features.") for k in sd)  # the encoder alone, in the torchvision layout
     net = _network.MobileNetV2UNet(out_channels=3, pretrained_path=str(encoder))
     assert torch.equal(net.features[0][0].weight, sd["features.0.0.weight"])

@@ -105,10 +105,17 @@ class SaveTrainedWeights:
         model_path: the weights file to write.
         network: the trained network (a ``DistributedDataParallel`` / ``DataParallel`` wrapper is unwrapped).
         optimizer: optional optimiser whose state is saved beside the weights.
+        usage: how to use the file, printed after its path.
     """
 
-    def __init__(self, model_path: str, network: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None):
-        self.model_path, self.network, self.optimizer = Path(model_path), network, optimizer
+    def __init__(
+        self,
+        model_path: str,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        usage: str = "use them with --ckpt_path",
+    ):
+        self.model_path, self.network, self.optimizer, self.usage = Path(model_path), network, optimizer, usage
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
@@ -124,7 +131,7 @@ class SaveTrainedWeights:
         if self.optimizer is not None:
             with atomic_path(optimizer_path(self.model_path)) as tmp:
                 torch.save(self.optimizer.state_dict(), tmp)
-        print(f"trained weights written to {self.model_path.resolve()} (use them with --ckpt_path)")
+        print(f"trained weights written to {self.model_path.resolve()} ({self.usage})")
 
 
 class LogAboveProgressBar:
