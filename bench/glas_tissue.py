@@ -111,7 +111,8 @@ def run(
         "# DCGN tissue mode on GlaS train (85 colon tiles, binary gland labels used only to score)",
         "",
         "`python -m bench.glas_tissue --images ../shared/data/glas/train/images "
-        "--labels ../shared/data/glas/train/labels_binary --out bench/results/glas_tissue`",
+        f"--labels ../shared/data/glas/train/labels_binary --out {out}"
+        + (f" --ckpt_path {ckpt_path}`" if ckpt_path else "`"),
         "",
         f"Classes (K = {k}, named by increasing haematoxylin): "
         + "; ".join(f"{e['class']} = {e['name']}" for e in legend)
@@ -120,7 +121,8 @@ def run(
         "",
         "| method | gland Dice | gland IoU | haematoxylin-rich share | s / tile |",
         "|---|---|---|---|---|",
-        f"| DCGN tissue mode (shipped checkpoint) | {mean['dcgn_dice']:.3f} | {mean['dcgn_iou']:.3f} | "
+        f"| DCGN tissue mode ({'the --ckpt_path checkpoint' if ckpt_path else 'shipped checkpoint'}) "
+        f"| {mean['dcgn_dice']:.3f} | {mean['dcgn_iou']:.3f} | "
         f"{mean['dcgn_rich_fraction']:.3f} | {timings['dcgn_seconds_per_image']:.2f} (whole run) |",
         f"| k-means k = {k} in optical density | {mean['kmeans_od_dice']:.3f} | {mean['kmeans_od_iou']:.3f} | "
         f"{mean['kmeans_od_rich_fraction']:.3f} | {np.mean(timings['kmeans_seconds']):.2f} |",
