@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from monai.engines.utils import PrepareBatch
 from torch import nn
+
+from .engine import PrepareBatchImageAsTarget
 
 __all__ = ["MaskedStainBatch", "MaskedStainLoss", "encoder_of"]
 
@@ -31,7 +32,7 @@ def block_mask(shape: tuple[int, int, int], block: int, ratio: float, device: to
     return cells.repeat_interleave(block, 1).repeat_interleave(block, 2)[:, :h, :w].to(device)
 
 
-class MaskedStainBatch(PrepareBatch):
+class MaskedStainBatch(PrepareBatchImageAsTarget):
     """``(masked image, target)`` for the pretext task; no label is read.
 
     Args:
@@ -55,7 +56,8 @@ class MaskedStainBatch(PrepareBatch):
     ):
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1), got {ratio}")
-        self.image_key, self.target_key, self.block, self.ratio, self.fill = image_key, target_key, block, ratio, fill
+        super().__init__(image_key, target_key)
+        self.block, self.ratio, self.fill = block, ratio, fill
 
     def __call__(
         self,
@@ -64,8 +66,8 @@ class MaskedStainBatch(PrepareBatch):
         non_blocking: bool = False,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
-        stains = batchdata[self.target_key].to(device=device, non_blocking=non_blocking, **kwargs).float()
+        image, stains = super().__call__(batchdata, device, non_blocking, **kwargs)
+        stains = stains.float()
         hidden = block_mask((image.shape[0], image.shape[2], image.shape[3]), self.block, self.ratio, image.device)
         masked = torch.where(hidden[:, None], torch.full_like(image, self.fill), image)
         mean = stains.mean(dim=(2, 3), keepdim=True)
