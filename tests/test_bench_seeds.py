@@ -31,8 +31,8 @@ def _report(folder, scores, collapse=0):
     (folder / "summary.json").write_text(json.dumps({"degeneration": deg}))
 
 
-def test_dcgn_pretraining_table_pairs_tiles_over_shared_seeds(tmp_path):
-    from bench.dcgn_pretraining import summarise
+def test_arm_table_pairs_tiles_over_shared_seeds(tmp_path):
+    from bench.arm_table import summarise
 
     tiles = 8
     _report(tmp_path / "nuclei" / "random" / "seed0", [(0.6, 0.30)] * tiles)

@@ -1,12 +1,14 @@
-"""DCGN with a randomly initialised encoder against one pretrained label-free (``configs/pretrain.json``), per seed.
+"""Arms of an experiment side by side, per seed: each arm's harness reports → one table with Wilcoxon tests.
 
 Reads harness report folders laid out as ``ROOT/<data set>/<arm>/seed<N>`` (each written by ``python -m bench.harness
 compare`` for one training seed's checkpoint; labels were read by the harness only to score) and prints, per data set
 and arm, each seed's Dice / AJI / PQ / precision / recall, their mean ± sample std, the Wilcoxon signed-rank test of
 each arm against the first one on the per-tile scores averaged over the seeds both arms have, and the DCGN Table IV
-degeneration counts (a class above 97 % or below 1 % of a tile). Written to ``ROOT/table.md`` and ``ROOT/table.json``.
+degeneration counts (a class above 97 % or below 1 % of a tile) where the harness gives them. Written to
+``ROOT/table.md`` and ``ROOT/table.json``.
 
-    python -m bench.dcgn_pretraining --root bench/results/dcgn_pretraining --arms random,pretrained
+    python -m bench.arm_table --root bench/results/dcgn_pretraining --arms random,pretrained
+    python -m bench.arm_table --root bench/results/v3/recipe_time --arms shipped,e60_lr2e-4_r20
 """
 
 from __future__ import annotations
@@ -47,12 +49,12 @@ def _degeneration(report: Path) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
-def summarise(root: str, arms: str | tuple = "random,pretrained") -> dict:
+def summarise(root: str, arms: str | tuple) -> dict:
     """Build the table of every data set under ``root``; returns it as a dict."""
     names = [a.strip() for a in (arms.split(",") if isinstance(arms, str) else arms) if str(a).strip()]
     base = Path(root)
     result: dict = {}
-    lines: list[str] = [f"`python -m bench.dcgn_pretraining --root {root} --arms {','.join(names)}`", ""]
+    lines: list[str] = [f"`python -m bench.arm_table --root {root} --arms {','.join(names)}`", ""]
     for ds in sorted(p.name for p in base.iterdir() if p.is_dir()):
         tiles = {arm: {s: _per_tile(f) for s, f in _seeds(base / ds / arm).items()} for arm in names}
         if not all(tiles.values()):
