@@ -2,8 +2,9 @@
 
 Markers are the h-maxima of the (lightly smoothed) Euclidean distance to the background: two touching round nuclei
 give two distance peaks separated by a saddle deeper than ``h`` and are split; the ripples of one irregular nucleus
-are shallower than ``h`` and are not. MONAI's ``DistanceTransformEDT`` gives the distance; the markers and the
-flooding are one :func:`labelfree.transforms.dynamics.dynamics_watershed`.
+are shallower than ``h`` and are not. The distance is :func:`labelfree.core.distance.distance_to_background` (scipy's
+exact transform, found by a search bounded by the answer: nuclei lie a few pixels from the background); the markers
+and the flooding are one :func:`labelfree.transforms.dynamics.dynamics_watershed`.
 
 Given a probability map rather than a mask, the distance is weighted by the probability. A network trained on
 SSimNet's soft labels (0.5 on a nucleus rim, rising towards its centre) and Voronoi edges (background between
@@ -19,10 +20,11 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import DistanceTransformEDT, MapTransform, Transform
+from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
+from labelfree.core.distance import distance_to_background
 from labelfree.core.shape import solidities
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.dynamics import dynamics_watershed
@@ -78,7 +80,7 @@ def instances_from_map(
     fg = remove_small_objects(fg, min_size)
     if not fg.any():
         return np.zeros(fg.shape, dtype=np.int32)
-    dist = np.asarray(DistanceTransformEDT()(fg[None].astype(np.float32)))[0]
+    dist = distance_to_background(fg)
     dist = dist * np.where(p > threshold, p, 1.0) if p.dtype.kind == "f" else dist
     relief = (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
     # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost

@@ -35,6 +35,7 @@ from monai.utils import TransformBackends
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
+from labelfree.core.distance import distance_to_background
 from labelfree.core.imageio import as_rgb_uint8
 from labelfree.core.shape import solidities
 from labelfree.transforms.contour import ActiveContour, fill_mask_holes
@@ -99,7 +100,7 @@ def split_at_markers(
     ids, solidity = solidities(comp)
     whole[ids] = solidity >= whole_solidity
     seeds = np.where(whole[comp], comp + markers.max(), markers)
-    inst = watershed(-ndi.distance_transform_edt(fg), seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, int)
+    inst = watershed(-distance_to_background(fg), seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, int)
     rest = instances_from_map(fg & (inst == 0), min_size=min_size, h=h)
     inst = np.where(rest > 0, rest + inst.max(), inst)
     return sequential_labels(inst)
