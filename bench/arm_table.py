@@ -91,11 +91,12 @@ def summarise(root: str, arms: str | tuple) -> dict:
                 "image_runs": runs,
             }
         ref = names[0]
-        lines += [
-            "",
-            f"Wilcoxon signed-rank against `{ref}`, per tile, scores averaged over the seeds both arms have:",
-            "",
-        ]
+        if len(names) > 1:  # one arm has nothing to be compared with
+            lines += [
+                "",
+                f"Wilcoxon signed-rank against `{ref}`, per tile, scores averaged over the seeds both arms have:",
+                "",
+            ]
         for arm in names[1:]:
             seeds = sorted(set(tiles[ref]) & set(tiles[arm]))
             images = sorted(set.intersection(*(set(tiles[a][s]) for a in (ref, arm) for s in seeds)))
