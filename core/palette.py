@@ -28,6 +28,12 @@ def colour_palette(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"expected (..., 3) uint8 RGB, got {rgb.dtype} of shape {rgb.shape}")
     flat = rgb.reshape(-1, 3)
     code = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
-    codes, inverse = np.unique(code, return_inverse=True)
+    # np.unique(code, return_inverse=True) gives the same two arrays by sorting every pixel's code; marking the codes
+    # present in a table of all 2^24 colours and numbering them in order is half the time on a 1000² tile
+    present = np.zeros(1 << 24, dtype=bool)
+    present[code] = True
+    codes = np.flatnonzero(present).astype(np.int32)
+    index = np.empty(1 << 24, dtype=np.int32)  # only the entries of present codes are written and read
+    index[codes] = np.arange(codes.size, dtype=np.int32)
     colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1).astype(np.uint8)
-    return colours, inverse.reshape(-1).astype(np.int64)
+    return colours, index[code].astype(np.int64)

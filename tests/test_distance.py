@@ -47,6 +47,15 @@ def test_edge_cases_equal_scipy(mask):
     assert np.array_equal(distance_to_background(mask), ndi.distance_transform_edt(mask))
 
 
+def test_deep_pixels_are_followed_past_the_dense_steps():
+    # a tall thin ellipse: pixels up to 45 rows from their column's background, beyond the 16 dense erosion steps
+    yy, xx = np.mgrid[:120, :400]
+    mask = ((yy - 60) / 46.0) ** 2 + ((xx - 200) / 6.0) ** 2 < 1
+    mask |= blobs(2, (120, 400), 1.5, 0.55)
+    assert distance._column_distances(mask, distance.COLUMN_LIMIT).max() > 40
+    assert np.array_equal(distance_to_background(mask), ndi.distance_transform_edt(mask))
+
+
 def test_large_objects_fall_back_to_scipy(monkeypatch):
     calls = []
     real = ndi.distance_transform_edt

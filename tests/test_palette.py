@@ -21,3 +21,14 @@ def test_palette_refuses_what_is_not_8_bit_rgb():
         colour_palette(np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(TypeError, match="uint8"):
         colour_palette(np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_palette_equals_numpy_unique_on_a_full_range_image():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, size=(64, 70, 3), dtype=np.uint8)
+    img[0, 0], img[0, 1] = (0, 0, 0), (255, 255, 255)  # both ends of the 24-bit table
+    flat = img.reshape(-1, 3).astype(np.int64)
+    codes, inverse = np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2], return_inverse=True)
+    colours, got = colour_palette(img)
+    assert np.array_equal(got, inverse.reshape(-1))
+    assert np.array_equal((colours.astype(np.int64) * [1 << 16, 1 << 8, 1]).sum(1), codes)
