@@ -45,14 +45,14 @@ def _tiles(images: str, parser) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     from labelfree.transforms.intensity import MinMaxNormalized
     from labelfree.transforms.io import LoadRGBd
 
+    key = parser.get_parsed_content("target_key")
     steps = [LoadRGBd(keys="image")]
-    if parser.get_parsed_content("target_key") != "image":
+    if key != "image":
         steps.append(parser.get_parsed_content("train#features"))
     if parser.get_parsed_content("stain_normalisation"):
         steps.append(parser.get_parsed_content("train#normalise"))
     steps += [EnsureTyped(keys="image", dtype=torch.float32), MinMaxNormalized(keys="image")]
     prep = Compose(steps)
-    key = parser.get_parsed_content("target_key")
     out = []
     for path in tqdm(list_images(images), desc="tiles", unit="tile"):
         d = prep({"image": str(path)})
@@ -76,9 +76,9 @@ def objectives(
     tiles = _tiles(images, train)
     loss_fn = train.get_parsed_content("loss")
     inferer = infer.get_parsed_content("sliding_window_inferer")
+    net = train.get_parsed_content("network_def", instantiate=True).eval()
     for name, ckpt in ckpts.items():
-        net = train.get_parsed_content("network_def", instantiate=True).eval()
-        net.load_state_dict(torch.load(ckpt, map_location="cpu"))
+        net.load_state_dict(torch.load(ckpt, map_location="cpu"))  # every weight and buffer: one network serves all
         per_tile = {}
         with torch.inference_mode():
             for stem, image, target in tqdm(tiles, desc=name, unit="tile"):

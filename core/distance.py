@@ -83,9 +83,7 @@ def distance_to_background(mask: np.ndarray) -> np.ndarray:
         return ndi.distance_transform_edt(fg)  # no background (scipy's own convention) or nothing to measure
     h, w = fg.shape
     g = _column_distances(fg, COLUMN_LIMIT)
-    if g is None:
-        return ndi.distance_transform_edt(fg)
-    if g.sum(dtype=np.int64) > SEARCH_BUDGET * fg.size:
+    if g is None or g.sum(dtype=np.int64) > SEARCH_BUDGET * fg.size:
         return ndi.distance_transform_edt(fg)
     idx = np.flatnonzero(fg)  # the open searches: flat indices of foreground pixels
     g2 = g.ravel().astype(np.int64) ** 2
@@ -93,7 +91,7 @@ def distance_to_background(mask: np.ndarray) -> np.ndarray:
     col = idx % w
     out = np.zeros(fg.size, dtype=np.int64)
     k = 1
-    while idx.size:
+    while True:
         open_ = k * k < best
         out[idx[~open_]] = best[~open_]
         idx, col, best = idx[open_], col[open_], best[open_]

@@ -19,6 +19,8 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
 
+from labelfree.core.distance import distance_to_background
+
 __all__ = [
     "IGNORE_INDEX",
     "component_centres",
@@ -52,7 +54,7 @@ def component_centres(mask: np.ndarray) -> np.ndarray:
     cents = np.rint(np.array(ndi.center_of_mass(np.ones_like(inst), inst, ids))).astype(np.int64).reshape(-1, 2)
     inside = inst[cents[:, 0], cents[:, 1]] == ids
     if not inside.all():
-        depth = ndi.distance_transform_edt(inst > 0)
+        depth = distance_to_background(inst > 0)
         # per instance, argmax of the depth: the pixel farthest from the border
         for j in np.flatnonzero(~inside):
             ys, xs = np.nonzero(inst == ids[j])
