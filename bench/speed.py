@@ -11,7 +11,8 @@ reported, so a busy moment of the machine does not land on one row only. Rows:
   four flips, with test-time fine-tuning and four flips (the default before 0.2.1), and without each speed change
   (float32; post-processing in the foreground);
 * DCGN's network alone (its 512² window, float32 and bfloat16) and its bundle (float32: bfloat16 is an option there,
-  it moved DCGN's CPM-15 scores by -0.003), also with bfloat16 and with post-processing in the foreground;
+  it moved DCGN's CPM-15 scores by -0.003), also with bfloat16, with post-processing in the foreground and with the
+  classes read off the softmax itself (without 0.4.0's mixture posterior);
 * the pseudo labels alone (``labelfree.transforms.pseudolabel.PseudoLabel``), and Otsu on haematoxylin + watershed.
 
 ``--profile True`` also runs each bundle row once under ``cProfile`` with post-processing in the foreground and splits
@@ -76,6 +77,12 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
     ("dcgn", "dcgn", {}, "DCGN bundle, default (nuclei)"),
     ("dcgn_bf16", "dcgn", {"cpu_bf16": True}, "DCGN bundle, `--cpu_bf16 True` (not the default: CPM-15 AJI -0.002)"),
     ("dcgn_foreground", "dcgn", {"postprocessing_threads": 0}, "DCGN bundle, post-processing in the foreground"),
+    (
+        "dcgn_softmax_classes",
+        "dcgn",
+        {"class_posterior": "network"},
+        "DCGN bundle, classes read off the softmax itself (0.3.x, no mixture posterior)",
+    ),
 )
 
 #: files of the inference post-processing that call the shared steps; the same steps called from the pseudo labels of
@@ -88,10 +95,12 @@ STAGES: tuple[tuple[str, tuple[str, str], tuple[str, ...] | None, tuple[str, ...
     ("reading", ("core/imageio.py", "load_rgb"), None, ()),
     ("fine-tuning (pseudo labels, training)", ("scripts/finetune.py", "_finetune"), None, ()),
     ("network", ("monai/inferers/utils.py", "sliding_window_inference"), None, ()),
-    ("stain normalisation", ("transforms/stain_normalise.py", "__call__"), None, ()),
+    # the dictionary transform only, as MONAI's Compose calls it (its array transform is called from it: counted once)
+    ("stain normalisation", ("transforms/stain_normalise.py", "__call__"), ("monai/transforms/transform.py",), ()),
     ("blank-tile check", ("transforms/stain.py", "has_tissue"), _POST, ()),
     ("instances", ("transforms/instances.py", "instances_from_map"), _POST, ()),
-    ("class naming", ("scripts/classes.py", "__call__"), None, ("blank-tile check", "instances")),
+    ("mixture posterior", ("scripts/classes.py", "tile_mixture_posterior"), None, ()),
+    ("class naming", ("scripts/classes.py", "__call__"), None, ("blank-tile check", "instances", "mixture posterior")),
     ("writing (overlay, PNG, TIFF)", ("core/writer.py", "write_segmentation"), None, ()),
 )
 

@@ -66,7 +66,7 @@ def test_inference_contract_and_class_rule_metadata(trained, tmp_path):
     )
     seg = Image.open(out / "tile0_seg.png")
     assert "haematoxylin" in seg.text["dcgn_class_rule"] and seg.text["dcgn_nuclei_class"] == "2"
-    assert seg.text["dcgn_num_classes"] == "3"
+    assert seg.text["dcgn_num_classes"] == "3" and seg.text["dcgn_class_posterior"] == "mixture"
     assert np.asarray(seg).shape == (256, 256) and set(np.unique(np.asarray(seg))) <= {0, 1, 2}
     assert tifffile.imread(out / "tile0_inst.tif").shape == (256, 256)
 
@@ -91,6 +91,31 @@ def test_native_resolution_on_a_non_square_tile(trained, tmp_path):
     )
     assert np.asarray(Image.open(out / "wide_seg.png")).shape == (200, 330)
     assert tifffile.imread(out / "wide_inst.tif").shape == (200, 330)
+
+
+@pytest.mark.parametrize(
+    "overrides, channels",
+    [({}, 2), ({"stain_normalisation": False}, 2), ({"mixture_on": "image", "stain_normalisation": False}, 3)],
+)
+def test_inference_reads_the_mixture_features_training_fitted(trained, overrides, channels):
+    """The features the mixture posterior is computed on are those the mixture was trained on, of the tile as read
+    (kept by the stain normalisation when it computed them anyway)."""
+    from monai.bundle import ConfigParser
+
+    from labelfree.core.imageio import load_rgb
+    from labelfree.transforms.mixture_features import mixture_features
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / BUNDLE / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(REPO / "bundles" / BUNDLE), **overrides})
+    path = trained["images"] / "tile0.png"
+    item = parser.get_parsed_content("preprocessing")({"image": str(path)})
+    kind = "rgb" if overrides.get("mixture_on") == "image" else "stains"
+    assert item["features"].shape == (channels, 256, 256)
+    np.testing.assert_array_equal(np.asarray(item["features"]), mixture_features(load_rgb(path), kind))
+    parser["class_posterior"] = "network"
+    parser.parse()
+    assert "features" not in parser.get_parsed_content("preprocessing")({"image": str(path)})
 
 
 def test_paper_recipe_overlay_switches_to_two_classes_on_squashed_tiles(trained, tmp_path):
@@ -120,6 +145,7 @@ def test_paper_recipe_overlay_switches_to_two_classes_on_squashed_tiles(trained,
     )
     seg = Image.open(out / "tile0_seg.png")
     assert seg.text["dcgn_nuclei_class"] == "1" and set(np.unique(np.asarray(seg))) <= {0, 255}
+    assert seg.text["dcgn_class_posterior"] == "network"  # the published reading of the softmax
     assert np.asarray(seg).shape == (256, 256)
 
 

@@ -185,6 +185,39 @@ def test_posterior_instances_split_where_the_posterior_dips():
         _classes.NameClassesd(instances_from="argmax")
 
 
+def test_mixture_posterior_gives_back_what_the_softmax_over_called(tile):
+    """A softmax whose nuclei class also takes a 3-pixel ring of stroma around every nucleus defines, on the tile's
+    own stain concentrations, a mixture whose posterior returns the ring to the stroma."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    from labelfree.core.metrics import pixel_scores
+    from labelfree.transforms.mixture_features import mixture_features
+
+    nuclei = tile.instances > 0
+    wide = ndi.binary_dilation(nuclei, iterations=3)
+    grey = tile.image.mean(axis=-1)
+    prob = np.full((3, *nuclei.shape), 0.05, np.float32)
+    prob[2][wide] = 0.9
+    paler = grey > np.median(grey[~wide])
+    prob[0][~wide & paler], prob[1][~wide & ~paler] = 0.9, 0.9
+    data = {
+        "pred": torch.as_tensor(prob),
+        "image": torch.as_tensor(tile.image).permute(2, 0, 1),
+        "features": torch.as_tensor(mixture_features(tile.image, "stains")),
+    }
+    network = _classes.NameClassesd(instances_from="posterior", min_size=10)(data)
+    mixture = _classes.NameClassesd(instances_from="posterior", min_size=10, class_posterior="mixture")(data)
+    assert pixel_scores(tile.instances, network["inst"][0])["dice"] < 0.75
+    assert pixel_scores(tile.instances, mixture["inst"][0])["dice"] > 0.9
+    assert (mixture["seg"][0][nuclei] == 2).mean() > 0.95 and (mixture["seg"][0][wide & ~nuclei] == 2).mean() < 0.2
+    assert mixture["class_metadata"]["dcgn_class_posterior"] == "mixture"
+    with pytest.raises(KeyError, match="features"):
+        _classes.NameClassesd(class_posterior="mixture")({k: v for k, v in data.items() if k != "features"})
+    with pytest.raises(ValueError, match="class_posterior"):
+        _classes.NameClassesd(class_posterior="em")
+
+
 def test_prepare_batch_uses_the_image_or_its_features_as_target():
     x, f = torch.rand(2, 3, 8, 8), torch.rand(2, 2, 8, 8)
     a, b = _engine.PrepareBatchImageAsTarget()({"image": x, "label": torch.zeros(1)})

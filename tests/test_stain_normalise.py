@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 
@@ -37,3 +38,18 @@ def test_transforms_keep_layout_dtype_and_container(tile):
     assert isinstance(as_np, np.ndarray) and as_np.dtype == np.uint8
     d = StainNormalized("image")({"image": chw, "tile": chw})
     assert d["tile"] is chw and torch.equal(d["image"], torch.as_tensor(normalise_stains(tile.image)).permute(2, 0, 1))
+
+
+def test_dict_twin_keeps_the_tiles_own_concentrations_once_computed(tile, blank):
+    from labelfree.transforms.mixture_features import mixture_features
+
+    for rgb in (tile.image, blank):
+        chw = torch.as_tensor(rgb).permute(2, 0, 1)
+        d = StainNormalized("image", concentrations_key="features")({"image": chw})
+        # the same normalised tile as without the key (a blank one unchanged), and the same values as the mixture's
+        # stain features (the textbook matrix on a blank tile)
+        assert torch.equal(d["image"], torch.as_tensor(normalise_stains(rgb)).permute(2, 0, 1))
+        assert d["features"].dtype == torch.float32
+        np.testing.assert_array_equal(np.asarray(d["features"]), mixture_features(rgb, "stains"))
+    with pytest.raises(ValueError, match="one image key"):
+        StainNormalized(["image", "tile"], concentrations_key="features")

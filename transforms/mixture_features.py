@@ -24,13 +24,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from labelfree.core.imageio import as_rgb_uint8
-from labelfree.transforms.stain import (
-    RUIFROK_HE,
-    NoTissueError,
-    optical_density,
-    separate_stains,
-    stain_concentrations,
-)
+from labelfree.transforms.stain import optical_density, tile_stain_concentrations
 
 __all__ = ["FEATURE_KINDS", "feature_channels", "mixture_features", "MixtureFeatures", "MixtureFeaturesd"]
 
@@ -64,11 +58,7 @@ def mixture_features(rgb: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(2, 0, 1))
     if kind == "od":
         return np.ascontiguousarray(optical_density(rgb).transpose(2, 0, 1))
-    try:
-        return separate_stains(rgb, seed=seed).concentrations
-    except NoTissueError:
-        # blank glass or a stain the estimator cannot read: the textbook matrix still gives finite concentrations
-        return stain_concentrations(rgb, RUIFROK_HE / np.linalg.norm(RUIFROK_HE, axis=1, keepdims=True))
+    return tile_stain_concentrations(rgb, seed)[0]
 
 
 class MixtureFeatures(Transform):

@@ -36,6 +36,7 @@ __all__ = [
     "macenko_stain_matrix",
     "separate_stains",
     "stain_concentrations",
+    "tile_stain_concentrations",
     "StainSeparation",
     "StainSeparationd",
     "StainSeparationD",
@@ -309,6 +310,24 @@ def stain_concentrations(rgb: np.ndarray, stain_matrix: np.ndarray, lambda_conc:
     """
     conc, inverse = _palette_concentrations(rgb, stain_matrix, lambda_conc)
     return np.ascontiguousarray(conc[inverse].T.reshape(2, *rgb.shape[:2]))
+
+
+def tile_stain_concentrations(rgb: np.ndarray, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """The tile's own haematoxylin and eosin concentrations, with a fall-back for tiles without stained tissue.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8.
+        seed: pixel subsampling seed of the stain estimate.
+
+    Returns:
+        ``(2, H, W)`` float32 concentrations and whether they come from the tile's own (Vahadane) stain matrix; on blank
+        glass or a stain the estimator cannot read they come from the Ruifrok–Johnston matrix, so every tile has finite
+        concentrations.
+    """
+    try:
+        return separate_stains(rgb, seed=seed).concentrations, True
+    except NoTissueError:
+        return stain_concentrations(rgb, RUIFROK_HE / np.linalg.norm(RUIFROK_HE, axis=1, keepdims=True)), False
 
 
 class StainSeparation(Transform):

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from skimage.color import rgb2hed
 
+from labelfree.core.gaussian_mixture import mixture_posterior
 from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import NO_TISSUE_NOTE, has_tissue, tissue_mask
 
-__all__ = ["RULE", "haematoxylin_order", "reorder_classes", "NameClassesd"]
+__all__ = ["RULE", "haematoxylin_order", "reorder_classes", "tile_mixture_posterior", "NameClassesd"]
 
 RULE = "classes sorted by increasing mean haematoxylin optical density (rgb2hed channel 0) of their pixels"
 
@@ -48,6 +49,29 @@ def reorder_classes(class_map: np.ndarray, order: np.ndarray) -> np.ndarray:
     return inverse[np.asarray(class_map).astype(np.int64)]
 
 
+def tile_mixture_posterior(prob: np.ndarray, features: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The posterior of the mixture that the network's softmax defines on this tile's own features.
+
+    The softmax ``prob`` is read as DCGN reads it in training, as responsibilities: the mixture's weights, means and
+    covariances follow in closed form over the tile's pixels (``labelfree.core.gaussian_mixture``), and each pixel
+    gets that mixture's Bayes posterior. One EM step from the network's answer: the components stay the network's,
+    fitted to this tile's colours.
+
+    Args:
+        prob: ``(K, H, W)`` softmax.
+        features: ``(C, H, W)`` the features the mixture was trained on (``labelfree.transforms.mixture_features``).
+
+    Returns:
+        ``(K, H, W)`` float32 posterior.
+    """
+    k, h, w = prob.shape
+    x = torch.as_tensor(features).detach().cpu().to(torch.float64).reshape(-1, h * w)
+    if x.shape[1] != h * w:
+        raise ValueError(f"features of shape {tuple(features.shape)} do not match the softmax's {h} x {w} pixels")
+    gamma = torch.from_numpy(np.asarray(prob, dtype=np.float64)).reshape(k, -1)
+    return mixture_posterior(x, gamma).reshape(k, h, w).to(torch.float32).numpy()
+
+
 class NameClassesd:
     """Post-processing: softmax ``pred`` → class map named by :func:`haematoxylin_order`, plus nuclei instances.
 
@@ -64,6 +88,10 @@ class NameClassesd:
             K); ``"posterior"``: of the pixels whose nuclei posterior is above 0.5 (more likely nuclei than all other
             classes together: the Bayes decision of nuclei against the rest), split on the distance weighted by that
             posterior, as SSimNet splits its probability.
+        class_posterior: ``"network"``: the classes are the network's softmax (0.3.x); ``"mixture"``: the Bayes posterior of
+            the mixture that softmax defines on the tile's own features (:func:`tile_mixture_posterior`), which then
+            gives the class map and the instances alike.
+        features_key: the ``(C, H, W)`` mixture features of the tile (``class_posterior="mixture"`` only).
         instance_kwargs: passed to ``labelfree.transforms.instances.instances_from_map``.
     """
 
@@ -74,10 +102,15 @@ class NameClassesd:
         nuclei_class: int | None = None,
         glass_is_background: bool = False,
         instances_from: str = "class",
+        class_posterior: str = "network",
+        features_key: str = "features",
         **instance_kwargs,
     ):
         if instances_from not in ("class", "posterior"):
             raise ValueError(f"instances_from must be 'class' or 'posterior', got {instances_from!r}")
+        if class_posterior not in ("network", "mixture"):
+            raise ValueError(f"class_posterior must be 'network' or 'mixture', got {class_posterior!r}")
+        self.class_posterior, self.features_key = class_posterior, features_key
         self.pred_key, self.image_key, self.nuclei_class = pred_key, image_key, nuclei_class
         self.glass_is_background, self.instances_from = glass_is_background, instances_from
         self.instance_kwargs = instance_kwargs
@@ -90,6 +123,13 @@ class NameClassesd:
             # the network saw a resized image; bring the probabilities back to the tile's own size
             prob_t = F.interpolate(prob_t[None], size=rgb.shape[:2], mode="bilinear", align_corners=False)[0]
         prob = prob_t.numpy()
+        tissue = has_tissue(rgb)
+        if self.class_posterior == "mixture" and tissue:  # a blank tile's result is empty whatever its classes
+            if self.features_key not in d:
+                raise KeyError(
+                    f"class_posterior='mixture' needs the tile's mixture features under {self.features_key!r}"
+                )
+            prob = tile_mixture_posterior(prob, d[self.features_key])
         k = prob.shape[0]
         raw = prob.argmax(axis=0)
         order = haematoxylin_order(raw, rgb, k)
@@ -97,7 +137,7 @@ class NameClassesd:
         nuclei = k - 1 if self.nuclei_class is None else self.nuclei_class
         if self.glass_is_background:
             named = np.where(tissue_mask(rgb), named, 0)
-        if not has_tissue(rgb):
+        if not tissue:
             named = np.zeros_like(named)
             inst = np.zeros(named.shape, np.int32)
             d["note"] = NO_TISSUE_NOTE
@@ -115,5 +155,6 @@ class NameClassesd:
             "dcgn_raw_class_of_named_class": json.dumps(order.tolist()),
             "dcgn_nuclei_class": str(nuclei),
             "dcgn_num_classes": str(k),
+            "dcgn_class_posterior": self.class_posterior,
         }
         return d

@@ -22,39 +22,9 @@ import math
 import torch
 from torch.nn.modules.loss import _Loss
 
+from labelfree.core.gaussian_mixture import gaussian_log_densities, gmm_parameters
+
 __all__ = ["DCGNLoss", "gmm_parameters"]
-
-
-def gmm_parameters(
-    x: torch.Tensor, gamma: torch.Tensor, eps: float = 1e-8
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Closed-form mixture weights, means and covariances from responsibilities.
-
-    Args:
-        x: ``(N, C)`` pixels.
-        gamma: ``(N, K)`` responsibilities (rows sum to 1).
-
-    Returns:
-        ``alpha (K,)``, ``mu (K, C)``, ``sigma (K, C, C)``.
-    """
-    nk = gamma.sum(dim=0)
-    nk_safe = nk.clamp_min(eps)
-    alpha = nk / x.shape[0]
-    mu = (gamma.T @ x) / nk_safe[:, None]
-    diff = x[:, None, :] - mu[None]  # (N, K, C)
-    sigma = torch.einsum("nk,nkc,nkd->kcd", gamma, diff, diff) / nk_safe[:, None, None]
-    return alpha, mu, sigma
-
-
-def _stable_cholesky(sigma: torch.Tensor, jitter: float, tries: int = 6) -> torch.Tensor:
-    eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
-    j = jitter
-    for _ in range(tries):
-        chol, info = torch.linalg.cholesky_ex(sigma + j * eye)
-        if not bool((info > 0).any()):
-            return chol
-        j *= 10.0
-    raise RuntimeError(f"covariance not positive definite even with jitter {j:g}")
 
 
 class DCGNLoss(_Loss):
@@ -97,12 +67,7 @@ class DCGNLoss(_Loss):
 
     def log_densities(self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``(N, K)`` log 𝒩(x_n; μ_k, Σ_k)."""
-        chol = _stable_cholesky(sigma, self.jitter)
-        diff = (x[:, None, :] - mu[None]).permute(1, 2, 0)  # (K, C, N)
-        z = torch.linalg.solve_triangular(chol, diff, upper=False)
-        maha = z.pow(2).sum(dim=1).T  # (N, K)
-        logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        return -0.5 * (x.shape[1] * math.log(2 * math.pi) + logdet[None] + maha)
+        return gaussian_log_densities(x, mu, sigma, self.jitter)
 
     def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         if (
