@@ -5,10 +5,15 @@ compare`` for one training seed's checkpoint; labels were read by the harness on
 and arm, each seed's Dice / AJI / PQ / precision / recall, their mean ± sample std, the Wilcoxon signed-rank test of
 each arm against the first one on the per-tile scores averaged over the seeds both arms have, and the DCGN Table IV
 degeneration counts (a class above 97 % or below 1 % of a tile) where the harness gives them. Written to
-``ROOT/table.md`` and ``ROOT/table.json``.
+``ROOT/table.md`` and ``ROOT/table.json`` (``--name`` for another stem).
+
+An arm may live under another root: ``NAME@ROOT2`` reads ``ROOT2/<data set>/NAME/seed<N>`` (the same checkpoints
+scored once for another experiment are not copied); ``--seeds 0,1,2`` keeps only those seeds of every arm.
 
     python -m bench.arm_table --root bench/results/dcgn_pretraining --arms random,pretrained
     python -m bench.arm_table --root bench/results/v3/recipe_time --arms shipped,e60_lr2e-4_r20
+    python -m bench.arm_table --root bench/results/dcgn_pretraining \
+        --arms mixture@bench/results/dcgn_seeds,pretrained_mixture --seeds 0,1,2 --name table_mixture
 """
 
 from __future__ import annotations
@@ -49,14 +54,40 @@ def _degeneration(report: Path) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
-def summarise(root: str, arms: str | tuple) -> dict:
-    """Build the table of every data set under ``root``; returns it as a dict."""
+def _arm_dir(base: Path, ds: str, arm: str) -> Path:
+    """``base/ds/arm``, or ``ROOT2/ds/NAME`` for an arm written ``NAME@ROOT2``."""
+    name, _, other = arm.partition("@")
+    return (Path(other) if other else base) / ds / name
+
+
+def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = None, name: str = "table") -> dict:
+    """Build the table of every data set under ``root``; returns it as a dict.
+
+    Args:
+        root: folder of ``<data set>/<arm>/seed<N>`` report folders; ``table.md`` and ``table.json`` are written there.
+        arms: comma-separated arm names, the first the reference of the Wilcoxon tests; ``NAME@ROOT2`` for an arm under
+            another root.
+        seeds: only these seeds of every arm (default: all).
+        name: stem of the written files (``<name>.md``, ``<name>.json``), so that several tables can share a root.
+    """
     names = [a.strip() for a in (arms.split(",") if isinstance(arms, str) else arms) if str(a).strip()]
+    if seeds is None or seeds == "":
+        keep = None
+    else:  # fire gives "0,1,2" as a tuple, "3" as an int
+        keep = {int(x) for x in (str(seeds).split(",") if isinstance(seeds, (str, int)) else seeds)}
     base = Path(root)
     result: dict = {}
-    lines: list[str] = [f"`python -m bench.arm_table --root {root} --arms {','.join(names)}`", ""]
+    command = f"python -m bench.arm_table --root {root} --arms {','.join(names)}"
+    if keep is not None:
+        command += f" --seeds {','.join(map(str, sorted(keep)))}"
+    if name != "table":
+        command += f" --name {name}"
+    lines: list[str] = [f"`{command}`", ""]
     for ds in sorted(p.name for p in base.iterdir() if p.is_dir()):
-        tiles = {arm: {s: _per_tile(f) for s, f in _seeds(base / ds / arm).items()} for arm in names}
+        tiles = {
+            arm: {s: _per_tile(f) for s, f in _seeds(_arm_dir(base, ds, arm)).items() if keep is None or s in keep}
+            for arm in names
+        }
         if not all(tiles.values()):
             continue
         result[ds] = {}
@@ -73,7 +104,7 @@ def summarise(root: str, arms: str | tuple) -> dict:
             values = np.array([[r[k] for k in METRICS] for r in per_seed.values()])
             mean = values.mean(axis=0)
             std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(METRICS))
-            degen = [_degeneration(base / ds / arm / f"seed{s}") for s in per_seed]
+            degen = [_degeneration(_arm_dir(base, ds, arm) / f"seed{s}") for s in per_seed]
             collapsed, empty, runs = (sum(d[i] for d in degen) for i in range(3))
             for s, r in per_seed.items():
                 lines.append(f"| {arm} | {s} | " + " / ".join(f"{r[k]:.3f}" for k in METRICS) + " | |")
@@ -119,8 +150,8 @@ def summarise(root: str, arms: str | tuple) -> dict:
         raise SystemExit(f"no data set under {root} has report folders for every arm of {names}")
     text = "\n".join(lines)
     print(text)
-    save_text(base / "table.md", text)
-    save_text(base / "table.json", json.dumps(result, indent=2) + "\n")
+    save_text(base / f"{name}.md", text)
+    save_text(base / f"{name}.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

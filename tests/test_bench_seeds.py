@@ -52,3 +52,21 @@ def test_arm_table_pairs_tiles_over_shared_seeds(tmp_path):
     assert "higher on 8 of 8 tiles" in (tmp_path / "table.md").read_text()
     with pytest.raises(SystemExit, match="no data set"):
         summarise(str(tmp_path), "random,other_arm")
+
+
+def test_arm_table_reads_an_arm_from_another_root_and_keeps_only_the_named_seeds(tmp_path):
+    from bench.arm_table import summarise
+
+    tiles = 6
+    here, there = tmp_path / "here", tmp_path / "there"
+    for s in range(3):
+        _report(here / "nuclei" / "new" / f"seed{s}", [(0.7, 0.40 + 0.01 * i) for i in range(tiles)])
+        _report(there / "nuclei" / "old" / f"seed{s}", [(0.6, 0.30)] * tiles)
+    _report(there / "nuclei" / "old" / "seed3", [(0.1, 0.0)] * tiles)  # dropped by --seeds
+    result = summarise(str(here), f"old@{there},new", seeds="0,2", name="pair")
+    old = result["nuclei"][f"old@{there}"]
+    assert sorted(old["seeds"]) == [0, 2] and old["mean"]["aji"] == pytest.approx(0.30)
+    assert sorted(result["nuclei"]["new"]["seeds"]) == [0, 2]
+    assert result["nuclei"]["new"][f"vs_old@{there}"]["aji"]["higher"] == tiles
+    assert "--seeds 0,2 --name pair" in (here / "pair.md").read_text() and (here / "pair.json").is_file()
+    assert not (here / "table.md").exists() and not (there / "pair.md").exists()
