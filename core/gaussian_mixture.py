@@ -19,7 +19,8 @@ __all__ = ["gmm_parameters", "stable_cholesky", "gaussian_log_densities", "mixtu
 def gmm_parameters(
     x: torch.Tensor, gamma: torch.Tensor, eps: float = 1e-8
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Closed-form mixture weights, means and covariances from responsibilities.
+    """Closed-form mixture weights, means and covariances from responsibilities (pixels as rows, as the loss's
+    batches come; differentiable in ``gamma``).
 
     Args:
         x: ``(N, C)`` pixels.

@@ -216,6 +216,8 @@ def test_mixture_posterior_gives_back_what_the_softmax_over_called(tile):
         _classes.NameClassesd(class_posterior="mixture")({k: v for k, v in data.items() if k != "features"})
     with pytest.raises(ValueError, match="class_posterior"):
         _classes.NameClassesd(class_posterior="em")
+    with pytest.raises(ValueError, match="do not match"):
+        _classes.tile_mixture_posterior(prob, data["features"][:, :128])
 
 
 def test_prepare_batch_uses_the_image_or_its_features_as_target():

@@ -65,9 +65,9 @@ def tile_mixture_posterior(prob: np.ndarray, features: np.ndarray | torch.Tensor
         ``(K, H, W)`` float32 posterior.
     """
     k, h, w = prob.shape
-    x = torch.as_tensor(features).detach().cpu().to(torch.float64).reshape(-1, h * w)
-    if x.shape[1] != h * w:
+    if features.ndim != 3 or tuple(features.shape[1:]) != (h, w):
         raise ValueError(f"features of shape {tuple(features.shape)} do not match the softmax's {h} x {w} pixels")
+    x = torch.as_tensor(features).detach().cpu().to(torch.float64).reshape(-1, h * w)
     gamma = torch.from_numpy(np.asarray(prob, dtype=np.float64)).reshape(k, -1)
     return mixture_posterior(x, gamma).reshape(k, h, w).to(torch.float32).numpy()
 
