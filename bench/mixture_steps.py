@@ -47,14 +47,13 @@ def run(
     network.eval()
     from scripts.classes import NameClassesd, tile_mixture_posterior  # the bundle's, once bundle_parser has run
 
-    kwargs = {
-        "image_key": "tile",
-        "instances_from": parser["instances_from"],
-        "min_size": parser["min_size"],
-        "h": parser["marker_depth"],
-        "resplit_irregular": parser["resplit_irregular"],
-    }
-    softmax_classes, mixture_classes = NameClassesd(**kwargs), NameClassesd(class_posterior="mixture", **kwargs)
+    naming = NameClassesd(
+        image_key="tile",
+        instances_from=parser["instances_from"],
+        min_size=parser["min_size"],
+        h=parser["marker_depth"],
+        resplit_irregular=parser["resplit_irregular"],
+    )
     rows = []
     for path in tqdm(list_images(images), desc="mixture steps", unit="image"):
         gt = load_instance_map(find_label(labels, path))
@@ -63,18 +62,16 @@ def run(
             prob = inferer(torch.as_tensor(item["image"])[None].float(), network)[0].softmax(0)
         k, h, w = prob.shape
         x = torch.as_tensor(item["features"]).double().reshape(-1, h * w)
-        gamma = None
+        pred, gamma = prob, None
         for step in range(max(steps) + 1):
-            if step == 0:
-                inst = softmax_classes({"pred": prob, "tile": item["tile"]})["inst"][0]
-            elif step == 1:  # the bundle's own post-processing, as it runs by default
-                inst = mixture_classes({"pred": prob, "tile": item["tile"], "features": item["features"]})["inst"][0]
-                gamma = torch.as_tensor(tile_mixture_posterior(prob.numpy(), item["features"])).double().reshape(k, -1)
-            else:
+            if step == 1:  # what NameClassesd(class_posterior="mixture") does in the bundle: the same float32 posterior
+                pred = torch.as_tensor(tile_mixture_posterior(prob.numpy(), item["features"]))
+                gamma = pred.double().reshape(k, -1)
+            elif step > 1:  # further steps stay in float64
                 gamma = mixture_posterior(x, gamma)
                 pred = gamma.reshape(k, h, w).float()
-                inst = softmax_classes({"pred": pred, "tile": item["tile"]})["inst"][0]
-            if step in steps:
+            if step in steps:  # instances only for the steps reported
+                inst = naming({"pred": pred, "tile": item["tile"]})["inst"][0]
                 rows.append(
                     {
                         "image": path.stem,
