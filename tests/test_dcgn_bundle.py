@@ -118,6 +118,33 @@ def test_inference_reads_the_mixture_features_training_fitted(trained, overrides
     assert "features" not in parser.get_parsed_content("preprocessing")({"image": str(path)})
 
 
+@pytest.mark.parametrize("overrides, separations", [({}, 1), ({"stain_normalisation": False}, 1)])
+def test_training_takes_the_stain_concentrations_once(trained, overrides, separations, monkeypatch):
+    """Training fits the mixture to the tile's stain concentrations; with stain normalisation on they are the ones the
+    normalisation computes anyway (one stain separation per tile, as at inference), equal to ``mixture_features``."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    import labelfree.transforms.stain as stain
+    import labelfree.transforms.stain_normalise as stain_normalise
+    from labelfree.core.imageio import load_rgb
+    from labelfree.transforms.mixture_features import mixture_features
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / BUNDLE / "configs" / "train.json"))
+    parser.update({"bundle_root": str(REPO / "bundles" / BUNDLE), **overrides})
+    path = trained["images"] / "tile0.png"
+    expected = mixture_features(load_rgb(path), "stains")
+    calls = []
+    original = stain.separate_stains
+    for module in (stain, stain_normalise):  # every module that separates stains by its own imported name
+        monkeypatch.setattr(module, "separate_stains", lambda *a, **k: calls.append(1) or original(*a, **k))
+    # load, features, stain normalisation: the part of the training preprocessing before the random crops
+    item = Compose(parser.get_parsed_content("train#preprocessing").transforms[:3])({"image": str(path)})
+    np.testing.assert_array_equal(np.asarray(item["features"]), expected)
+    assert len(calls) == separations
+
+
 def test_paper_recipe_overlay_switches_to_two_classes_on_squashed_tiles(trained, tmp_path):
     """configs/paper.json lays the published recipe over both configs: K = 2, the mixture on the min-max RGB input,
     every tile resized to image_size."""
