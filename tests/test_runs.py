@@ -262,3 +262,17 @@ def test_save_trained_weights_writes_a_bare_state_dict_and_the_optimizer(tmp_pat
     assert optimizer_path(tmp_path / "run" / "model.pt") == tmp_path / "run" / "model.optimizer.pth"
     assert set(torch.load(tmp_path / "run" / "model.optimizer.pth", weights_only=True)) == {"state", "param_groups"}
     assert "trained weights written to" in capsys.readouterr().out
+
+
+def test_save_trained_weights_gives_the_same_bytes_for_the_same_weights(tmp_path):
+    """The file is written through a randomly named temporary; its bytes must not depend on that name."""
+    from ignite.engine import Engine
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    paths = [tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"]
+    for path in paths:
+        engine = Engine(lambda e, b: None)
+        SaveTrainedWeights(str(path), net).attach(engine)
+        engine.run([0], max_epochs=1)
+    assert paths[0].read_bytes() == paths[1].read_bytes()

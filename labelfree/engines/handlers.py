@@ -95,6 +95,16 @@ def optimizer_path(model_path: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}.optimizer.pth")
 
 
+def _save_atomically(obj: dict, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file, byte for byte the same for the same ``obj``.
+
+    Saved to a file name, torch names the archive inside after it, and the temporary's name is random; saved to an open
+    file, the archive has a fixed name, so the same seed gives the same bytes.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
 class SaveTrainedWeights:
     """When training completes, write the network's bare state dict to ``model_path`` (the model zoo's
     ``models/model.pt`` format, loadable by ``CheckpointLoader`` and ``ckpt_export`` as it is) and, when an optimiser is
@@ -126,11 +136,9 @@ class SaveTrainedWeights:
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
             return
         net = self.network.module if hasattr(self.network, "module") else self.network
-        with atomic_path(self.model_path) as tmp:
-            torch.save(net.state_dict(), tmp)
+        _save_atomically(net.state_dict(), self.model_path)
         if self.optimizer is not None:
-            with atomic_path(optimizer_path(self.model_path)) as tmp:
-                torch.save(self.optimizer.state_dict(), tmp)
+            _save_atomically(self.optimizer.state_dict(), optimizer_path(self.model_path))
         print(f"trained weights written to {self.model_path.resolve()} ({self.usage})")
 
 
