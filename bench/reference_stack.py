@@ -65,6 +65,10 @@ def _require_reference():
     return spams, skfuzzy
 
 
+#: dictionary-learning iterations of the reference's Vahadane (SPAMS ``trainDL``)
+REFERENCE_DL_ITERATIONS = 150
+
+
 def reference_pseudo_labels(rgb: np.ndarray, seed: int = 0, threads: int = 2) -> np.ndarray:
     """The paper's pseudo-label recipe with SPAMS, scikit-fuzzy and scikit-image.
 
@@ -100,6 +104,9 @@ def reference_pseudo_labels(rgb: np.ndarray, seed: int = 0, threads: int = 2) ->
         posD=True,
         verbose=False,
         numThreads=threads,
+        # SPAMS's default (iter=-1, StainTools' setting) learns for one second of wall time, so the dictionary and
+        # everything after it depended on the machine's load; a fixed count, about that second on 2 idle cores
+        iter=REFERENCE_DL_ITERATIONS,
     ).T
     if dictionary[0, 0] < dictionary[1, 0]:  # haematoxylin (more red OD) first
         dictionary = dictionary[[1, 0]]
