@@ -17,7 +17,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
 	$(BIN)/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,onnx]"
 	touch $(STAMP)
 
 ## the main job: the SSimNet bundle (shipped checkpoint, test-time fine-tuning) on the embedded sample

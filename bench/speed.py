@@ -6,7 +6,8 @@ reported, so a busy moment of the machine does not land on one row only. Rows:
 
 * the SSimNet U-Net alone under MONAI's ``SlidingWindowInferer`` (256², overlap 0.25, Gaussian, float32) on tiles
   already in memory: the reference (1×) of every SSimNet row; the same under bfloat16 autocast (what the bundle
-  uses on a CPU that computes bfloat16 in hardware);
+  uses on a CPU that computes bfloat16 in hardware) and on ONNX Runtime (what both bundles use on other CPUs when the
+  ``onnx`` extra is installed; ``bench.network_backends`` compares every runtime);
 * the SSimNet bundle's ``inference.json`` as shipped (two passes: the tile and its 180° rotation), with one pass, with
   four flips, with test-time fine-tuning and four flips (the default before 0.2.1), and without each speed change
   (float32; post-processing in the foreground);
@@ -44,6 +45,7 @@ from monai.inferers import SlidingWindowInferer
 
 from bench.harness.baselines import otsu_haematoxylin_watershed
 from labelfree.core.imageio import list_images, load_rgb, save_text
+from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, onnxruntime_available
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.pseudolabel import PseudoLabel
 
@@ -61,7 +63,18 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
         {"finetune": True, "flips": FOUR_FLIPS},
         "SSimNet bundle, `--finetune True`, four flips (the default before 0.2.1)",
     ),
-    ("ssimnet_fp32", "ssimnet", {"cpu_bf16": False}, "SSimNet bundle, default with a float32 network"),
+    (
+        "ssimnet_torch",
+        "ssimnet",
+        {"cpu_onnxruntime": False},
+        "SSimNet bundle, default without ONNX Runtime (PyTorch's kernels; the same where bfloat16 is native)",
+    ),
+    (
+        "ssimnet_fp32",
+        "ssimnet",
+        {"cpu_bf16": False, "cpu_onnxruntime": False},
+        "SSimNet bundle, default with a float32 network on PyTorch",
+    ),
     (
         "ssimnet_no_resplit",
         "ssimnet",
@@ -75,6 +88,7 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
         "SSimNet bundle, default with post-processing in the foreground",
     ),
     ("dcgn", "dcgn", {}, "DCGN bundle, default (nuclei)"),
+    ("dcgn_torch", "dcgn", {"cpu_onnxruntime": False}, "DCGN bundle, default without ONNX Runtime (PyTorch's kernels)"),
     ("dcgn_bf16", "dcgn", {"cpu_bf16": True}, "DCGN bundle, `--cpu_bf16 True` (not the default: CPM-15 AJI -0.002)"),
     ("dcgn_foreground", "dcgn", {"postprocessing_threads": 0}, "DCGN bundle, post-processing in the foreground"),
     (
@@ -117,8 +131,9 @@ def _marginal(times: list[float]) -> float:
     return (times[-1] - times[0]) / (len(times) - 1)
 
 
-def time_network(bundle: str, files: list[Path], bf16: bool, threads: int) -> float:
-    """The bundle's network alone, MONAI's sliding window on tiles already in memory (input in [0, 1])."""
+def time_network(bundle: str, files: list[Path], bf16: bool, threads: int, onnxruntime: bool = False) -> float:
+    """The bundle's network alone, MONAI's sliding window on tiles already in memory (input in [0, 1]); on ONNX
+    Runtime (:class:`labelfree.engines.onnx_runtime.OnnxRuntimeInferer`) when ``onnxruntime``."""
     torch.set_num_threads(threads)
     parser = _bundle_parser(bundle)
     net = parser.get_parsed_content("network_def").eval()
@@ -129,6 +144,7 @@ def time_network(bundle: str, files: list[Path], bf16: bool, threads: int) -> fl
     inferer = SlidingWindowInferer(
         roi_size=sw.roi_size, sw_batch_size=sw.sw_batch_size, overlap=sw.overlap, mode=sw.mode
     )
+    inferer = OnnxRuntimeInferer(inferer, threads=threads) if onnxruntime else inferer
     inputs = [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
     times = []
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -235,6 +251,14 @@ def run(
             "ssimnet_network_bf16": lambda: time_network("ssimnet", files, True, threads),
             "dcgn_network": lambda: time_network("dcgn", files, False, threads),
             "dcgn_network_bf16": lambda: time_network("dcgn", files, True, threads),
+            **(
+                {
+                    "ssimnet_network_onnxruntime": lambda: time_network("ssimnet", files, False, threads, True),
+                    "dcgn_network_onnxruntime": lambda: time_network("dcgn", files, False, threads, True),
+                }
+                if onnxruntime_available()
+                else {}
+            ),
             "pseudo_labels": lambda: time_function(lambda rgb: pseudo(rgb.transpose(2, 0, 1)), files),
             "otsu_ws": lambda: time_function(otsu_haematoxylin_watershed, files),
         }
@@ -254,7 +278,7 @@ def run(
         if profile:
             for name, bundle, overrides, _ in BUNDLE_ROWS:
                 if (
-                    name.endswith(("_foreground", "_fp32", "_bf16", "_four_flips"))
+                    name.endswith(("_foreground", "_fp32", "_bf16", "_four_flips", "_torch"))
                     and name != "ssimnet_finetune_four_flips"
                 ):
                     continue
@@ -288,6 +312,8 @@ DESCRIPTIONS = {
     "ssimnet_network_bf16": "SSimNet U-Net alone, the same under bfloat16 autocast",
     "dcgn_network": "DCGN network alone, MONAI sliding window 512², overlap 0.25, float32",
     "dcgn_network_bf16": "DCGN network alone, the same under bfloat16 autocast",
+    "ssimnet_network_onnxruntime": "SSimNet U-Net alone, the same on ONNX Runtime (float32)",
+    "dcgn_network_onnxruntime": "DCGN network alone, the same on ONNX Runtime (float32)",
     "pseudo_labels": "pseudo labels (`PseudoLabel`: stains → FCM → contour → watershed)",
     "otsu_ws": "Otsu on haematoxylin + watershed",
     **{name: text for name, _, _, text in BUNDLE_ROWS},

@@ -1,0 +1,107 @@
+import pytest
+import torch
+from monai.inferers import SimpleInferer, SlidingWindowInferer
+from monai.networks.nets import UNet
+
+import labelfree.engines.onnx_runtime as onnx_runtime
+from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, onnxruntime_available
+
+needs_ort = pytest.mark.skipif(
+    not onnxruntime_available(), reason='needs the onnx extra: pip install "labelfree[onnx]"'
+)
+
+
+def _unet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return UNet(2, 3, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
+
+
+@needs_ort
+def test_sliding_window_on_onnx_runtime_matches_the_torch_network():
+    net = _unet()
+    x = torch.rand(1, 3, 90, 70)
+    sw = SlidingWindowInferer(roi_size=(32, 32), sw_batch_size=3, overlap=0.25, mode="gaussian")
+    with torch.no_grad():
+        ref = sw(x, net)
+        out = OnnxRuntimeInferer(sw)(x, net)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+@needs_ort
+def test_the_same_input_gives_the_same_bytes():
+    net, x = _unet(), torch.rand(2, 3, 32, 32)
+    inferer = OnnxRuntimeInferer(SimpleInferer())
+    with torch.no_grad():
+        assert torch.equal(inferer(x, net), inferer(x, net))
+
+
+@needs_ort
+def test_new_weights_are_exported_again():
+    # test-time fine-tuning trains the network between tiles: the session must follow its weights
+    net, x = _unet(), torch.rand(1, 3, 32, 32)
+    inferer = OnnxRuntimeInferer(SimpleInferer())
+    with torch.no_grad():
+        before = inferer(x, net)
+        for p in net.parameters():
+            p.mul_(0.5)  # in place, as an optimiser step
+        after = inferer(x, net)
+        torch.testing.assert_close(after, net(x), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(before, after)
+
+
+@needs_ort
+def test_the_network_keeps_its_mode():
+    net, x = _unet().train(), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        OnnxRuntimeInferer(SimpleInferer())(x, net)
+    assert net.training
+
+
+def test_off_runs_the_torch_network():
+    net, x = _unet(), torch.rand(1, 3, 32, 32)
+    calls = []
+
+    def network(batch):
+        calls.append(batch.shape)
+        return net(batch)
+
+    with torch.no_grad():
+        out = OnnxRuntimeInferer(SimpleInferer(), enabled=False)(x, network)
+    assert calls == [x.shape] and torch.equal(out, net(x))
+
+
+def test_asking_for_it_without_the_extra_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(onnx_runtime, "onnxruntime_available", lambda: False)
+    with pytest.raises(ImportError, match=r"labelfree\[onnx\]"):
+        OnnxRuntimeInferer(SimpleInferer(), enabled=True)
+    assert not OnnxRuntimeInferer(SimpleInferer(), enabled=False).enabled
+
+
+@pytest.mark.parametrize("bundle,key", [("ssimnet", "onnx_inferer"), ("dcgn", "onnx_inferer")])
+@pytest.mark.parametrize("bf16", [True, False])
+def test_bundles_take_onnx_runtime_only_where_the_cpu_has_no_bfloat16(bundle, key, bf16):
+    from monai.bundle import ConfigParser
+
+    from bundle_runner import REPO
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(REPO / "bundles" / bundle)
+    parser["device"] = "cpu"
+    parser["cpu_bf16"] = bf16
+    inferer = parser.get_parsed_content(key, lazy=False)
+    assert inferer.enabled == (onnxruntime_available() and not bf16)
+
+
+def test_ssimnet_fine_tuning_runs_on_torch():
+    # fine-tuning changes the weights on every tile: an export per tile would cost more than it saves
+    from monai.bundle import ConfigParser
+
+    from bundle_runner import REPO
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "ssimnet" / "configs" / "inference.json"))
+    parser["bundle_root"] = str(REPO / "bundles" / "ssimnet")
+    parser["cpu_bf16"], parser["cpu_onnxruntime"], parser["finetune"] = False, True, True
+    assert not parser.get_parsed_content("onnx_inferer", lazy=False).enabled
