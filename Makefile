@@ -11,7 +11,7 @@ MONUSEG ?= ../shared/data/monuseg/train
 CPM15 ?= ../shared/data/cpm15/train
 GLAS ?= ../shared/data/glas/train
 
-.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step bench-speed bench-reference-stack bench-slides demo-slide benchmarks clean
+.PHONY: demo demo-pseudo-labels test test-all test-slow bundle-zips test-bundle-zips label-env test-label serve-label bench-pseudo-labels bench-ssimnet bench-dcgn bench-dcgn-step bench-speed bench-backends bench-reference-stack bench-slides demo-slide benchmarks clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-dcgn-step: $(STAMP)
 ## of where each second goes (about 10 minutes on 2 cores; run it alone on the machine)
 bench-speed: $(STAMP)
 	$(BIN)/python -m bench.speed --images $(MONUSEG)/images --out bench/results/speed
+
+## each network alone under every CPU runtime (eager, channels-last, TorchScript, torch.compile, bf16, ONNX Runtime
+## float32 and int8), masks compared with eager float32; run it alone on the machine
+bench-backends: $(STAMP)
+	$(BIN)/python -m bench.network_backends --images $(MONUSEG)/images --out bench/results/speed/backends
 
 ## pseudo labels against the same recipe on the reference libraries (SPAMS, scikit-fuzzy, scikit-image), side by side
 ## on the 30 MoNuSeg tiles (about 15 minutes on 2 cores; installs the `reference` extra; run it alone on the machine)
