@@ -1,8 +1,14 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from synthetic import synthetic_tile
+
+# The suite's bundle runs are on tiny tiles, where exporting the network to ONNX Runtime (1-3 s per run) is all cost:
+# they run on PyTorch, and tests/test_onnx_runtime.py asks for ONNX Runtime explicitly. Subprocesses inherit it.
+os.environ["LABELFREE_ONNXRUNTIME"] = "0"
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.networks.nets import UNet
 
 import labelfree.engines.onnx_runtime as onnx_runtime
-from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, onnxruntime_available
+from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, default_onnxruntime, onnxruntime_available
 
 needs_ort = pytest.mark.skipif(
     not onnxruntime_available(), reason='needs the onnx extra: pip install "labelfree[onnx]"'
@@ -78,20 +78,47 @@ def test_asking_for_it_without_the_extra_is_one_clear_error(monkeypatch):
     assert not OnnxRuntimeInferer(SimpleInferer(), enabled=False).enabled
 
 
-@pytest.mark.parametrize("bundle,key", [("ssimnet", "onnx_inferer"), ("dcgn", "onnx_inferer")])
+@pytest.mark.parametrize("bundle", ["ssimnet", "dcgn"])
 @pytest.mark.parametrize("bf16", [True, False])
-def test_bundles_take_onnx_runtime_only_where_the_cpu_has_no_bfloat16(bundle, key, bf16):
+@pytest.mark.parametrize("env", ["1", "0"])
+def test_bundles_take_onnx_runtime_only_where_the_cpu_has_no_bfloat16(bundle, bf16, env, monkeypatch):
     from monai.bundle import ConfigParser
 
     from bundle_runner import REPO
 
+    monkeypatch.setenv("LABELFREE_ONNXRUNTIME", env)
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
     parser["bundle_root"] = str(REPO / "bundles" / bundle)
     parser["device"] = "cpu"
     parser["cpu_bf16"] = bf16
-    inferer = parser.get_parsed_content(key, lazy=False)
-    assert inferer.enabled == (onnxruntime_available() and not bf16)
+    inferer = parser.get_parsed_content("onnx_inferer", lazy=False)
+    assert inferer.enabled == (onnxruntime_available() and not bf16 and env == "1")
+
+
+def test_the_environment_switches_the_default_off(monkeypatch):
+    for value, expected in (
+        ("0", False),
+        ("false", False),
+        ("1", onnxruntime_available()),
+        ("", onnxruntime_available()),
+    ):
+        monkeypatch.setenv("LABELFREE_ONNXRUNTIME", value)
+        assert default_onnxruntime() == expected
+    monkeypatch.delenv("LABELFREE_ONNXRUNTIME")
+    assert default_onnxruntime() == onnxruntime_available()
+
+
+@needs_ort
+def test_dcgn_network_on_onnx_runtime_matches_torch():
+    from bundle_runner import import_bundle_module
+
+    network = import_bundle_module("dcgn", "network")
+    torch.manual_seed(0)
+    net = network.MobileNetV2UNet(in_channels=3, out_channels=3).eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(OnnxRuntimeInferer(SimpleInferer())(x, net), net(x), atol=1e-4, rtol=1e-4)
 
 
 def test_ssimnet_fine_tuning_runs_on_torch():
@@ -105,3 +132,21 @@ def test_ssimnet_fine_tuning_runs_on_torch():
     parser["bundle_root"] = str(REPO / "bundles" / "ssimnet")
     parser["cpu_bf16"], parser["cpu_onnxruntime"], parser["finetune"] = False, True, True
     assert not parser.get_parsed_content("onnx_inferer", lazy=False).enabled
+
+
+@needs_ort
+def test_ssimnet_bundle_on_onnx_runtime_writes_the_masks_of_pytorch(tmp_path):
+    # the shipped checkpoint on the embedded sample, the user's command, with and without ONNX Runtime
+    from bundle_runner import run_bundle_ok
+    from labelfree.core.imageio import load_instance_map
+
+    outputs = {}
+    for flag in (True, False):
+        out = tmp_path / f"ort_{flag}"
+        run_bundle_ok("ssimnet", ("inference",), tmp_path, output_dir=out, cpu_bf16=False, cpu_onnxruntime=flag)
+        outputs[flag] = {p.name: load_instance_map(p) for p in sorted(out.glob("*_inst.tif"))}
+    assert len(outputs[True]) == 3 and outputs[True].keys() == outputs[False].keys()
+    for name, inst in outputs[True].items():
+        other = outputs[False][name]
+        # float32 kernels of the two runtimes round differently: a pixel on the threshold may flip, no more
+        assert ((inst > 0) != (other > 0)).mean() < 1e-4, name

@@ -5,11 +5,16 @@ convolutions run SSimNet's U-Net on 256² windows about 1.4× faster than PyTorc
 (``bench/results/speed/backends``). The network is exported from its current weights, in memory, when the inferer first
 meets it, and again whenever its weights change (test-time fine-tuning trains it per tile), so the inferer can stand
 wherever the PyTorch network would. Optional: needs the ``onnx`` extra (``pip install "labelfree[onnx]"``).
+
+The export costs about 1 s in a fresh process for SSimNet and 2–3 s for DCGN, which a run earns back within a few
+1000² tiles. ``LABELFREE_ONNXRUNTIME=0`` keeps the bundles on PyTorch unless a config asks for ONNX Runtime (the test
+suite sets it: its runs are on tiny tiles, where the export is all cost).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from functools import lru_cache
 from typing import Any
@@ -17,7 +22,7 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
-__all__ = ["OnnxRuntimeInferer", "onnxruntime_available"]
+__all__ = ["OnnxRuntimeInferer", "default_onnxruntime", "onnxruntime_available"]
 
 
 @lru_cache(maxsize=1)
@@ -31,6 +36,16 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def default_onnxruntime() -> bool:
+    """Whether the bundles run their CPU networks on ONNX Runtime unless told otherwise: it is installed and the
+    environment variable ``LABELFREE_ONNXRUNTIME`` is not ``0``."""
+    return onnxruntime_available() and os.environ.get("LABELFREE_ONNXRUNTIME", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+    )
+
+
 def _weights_key(network: torch.nn.Module) -> tuple:
     """Changes whenever a parameter or buffer is replaced or updated in place (an optimiser step, ``load_state_dict``)."""
     return tuple((t.data_ptr(), t._version) for t in (*network.parameters(), *network.buffers()))
@@ -39,8 +54,9 @@ def _weights_key(network: torch.nn.Module) -> tuple:
 class OnnxRuntimeInferer(Inferer):
     """Run ``inferer`` with each call of the network replaced by an ONNX Runtime session of the same network.
 
-    The network is exported (torch's TorchScript-based exporter, opset 17, in eval mode, batch size left free) for each
-    input shape ``(C, H, W)`` it is called with (one for a sliding window), and exported again when its weights change.
+    The network is exported (torch's TorchScript-based exporter, opset 17, in eval mode) for each input shape
+    ``(B, C, H, W)`` it is called with (a sliding window has two: its batch and the last, smaller one), since a traced
+    forward may fix the sizes it reads; and exported again when its weights change.
     Outputs are float32 tensors on the CPU, as the float32 network's. Inputs on another device, or ``enabled=False``,
     run ``inferer`` with the network itself.
 
@@ -71,11 +87,10 @@ class OnnxRuntimeInferer(Inferer):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     network,
-                    (torch.zeros((1, *shape)),),
+                    (torch.zeros(shape),),
                     buffer,
                     input_names=["input"],
                     output_names=["output"],
-                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                     opset_version=17,
                     dynamo=False,
                 )
@@ -103,7 +118,7 @@ class OnnxRuntimeInferer(Inferer):
         network.eval()
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            session = self._session(network, tuple(x.shape[1:]))
+            session = self._session(network, tuple(x.shape))
             array = x.detach().to(torch.float32).contiguous().numpy()
             return torch.from_numpy(session.run(None, {"input": array})[0])
 
