@@ -1,8 +1,8 @@
 """Run a bundle's network on ONNX Runtime instead of PyTorch's eager CPU kernels, behind any MONAI inferer.
 
 On a CPU without hardware bfloat16 (AVX2 only, where the bundles keep float32) ONNX Runtime's fused float32
-convolutions run SSimNet's U-Net on 256² windows about 1.4× faster than PyTorch eager, with the same masks
-(``bench/results/speed/backends``). The network is exported from its current weights, in memory, when the inferer first
+convolutions run the bundles' networks in about three quarters of PyTorch eager's time, with the same masks
+(``bench/results/speed/backends``: SSimNet 0.76×, DCGN 0.73×). The network is exported from its current weights, in memory, when the inferer first
 meets it, and again whenever its weights change (test-time fine-tuning trains it per tile), so the inferer can stand
 wherever the PyTorch network would. Optional: needs the ``onnx`` extra (``pip install "labelfree[onnx]"``).
 
