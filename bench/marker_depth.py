@@ -1,0 +1,169 @@
+"""Benchmark: how the SSimNet bundle's instance step splits touching nuclei, rule by rule, on one set of probabilities.
+
+The error analysis (bundles/ssimnet/docs/README.md, 0.3.0) found merged nuclei, not the mask, to be most of the AJI
+gap. This runs the shipped network once per tile (the default inference: the tile and its 180° rotation, float32), keeps
+the nucleus probability, and scores the instance rules on it (labels only to score):
+
+* ``default``: the bundle's (marker depth 2 px, irregular objects re-split);
+* ``depth1``: marker depth 1 px (found to help both sets before the re-split existed, by scoring: not a candidate
+  default, measured to see whether it still does);
+* ``relative``: a marker's depth scaled by its own peak, ``depth ≥ 2 px × peak / 8 px`` (8 px: the median peak of the
+  MoNuSeg objects, read off the probabilities, no labels), at least 0.5 px: small nuclei (a 20× scan) split at
+  shallower necks and large pale ones at deeper;
+* ``tile``: one depth per tile, ``2 px × (the tile's median peak) / 8 px``;
+* ``resplit_all_irregular``: the re-split without its size condition (every object of solidity < 0.9);
+* ``resplit_above_median``: the re-split for irregular objects above the tile's median area (instead of 1.5×).
+
+    python -m bench.marker_depth --images ../shared/data/monuseg/train/images --labels ../shared/data/monuseg/train/labels \\
+        --out bench/results/v3/marker_depth/monuseg
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+import fire
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+import labelfree.transforms.dynamics as dynamics
+import labelfree.transforms.instances as instances
+from labelfree.core.imageio import find_label, list_images, load_instance_map, save_text
+from labelfree.core.metrics import aji, panoptic_quality, pixel_scores
+from labelfree.engines.slides import bundle_parser
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLD, MIN_SIZE, DEPTH = 0.25, 30, 2.0
+#: the median peak (probability-weighted distance, px) of the shipped network's MoNuSeg objects, read without labels
+REFERENCE_PEAK = 8.0
+VARIANTS = ("default", "depth1", "relative", "tile", "resplit_all_irregular", "resplit_above_median")
+
+
+def nucleus_probabilities(images: str) -> dict[str, np.ndarray]:
+    """The shipped SSimNet's nucleus probability of every tile (the bundle's preprocessing and inferer, float32)."""
+    torch.set_num_threads(2)
+    parser = bundle_parser(
+        REPO / "bundles" / "ssimnet", {"dataset_dir": images, "cpu_bf16": False, "cpu_onnxruntime": False}
+    )
+    pre, net = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("network")
+    inferer = parser.get_parsed_content("inferer")
+    net.load_state_dict(torch.load(REPO / "bundles" / "ssimnet" / "models" / "model.pt", map_location="cpu"))
+    net.eval()
+    out = {}
+    for path in list_images(images):
+        item = pre({"image": str(path)})
+        with torch.inference_mode():
+            logits = inferer(torch.as_tensor(item["image"])[None].float(), net)
+        out[path.stem] = logits[0].float().softmax(0)[1].numpy()
+        print(path.stem, file=sys.stderr, flush=True)
+    return out
+
+
+def _relief(prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mask and the relief ``instances_from_map`` floods (the same steps)."""
+    fg = instances.remove_small_objects(instances.fill_mask_holes(prob > THRESHOLD), MIN_SIZE)
+    dist = instances.distance_to_background(fg) * np.where(prob > THRESHOLD, prob, 1.0)
+    return fg, ndi.gaussian_filter(dist, 1.0) * fg
+
+
+def median_peak(prob: np.ndarray) -> float:
+    """The median over the tile's default objects of their highest relief (about a nucleus's inscribed radius)."""
+    fg, relief = _relief(prob)
+    inst = instances.sequential_labels(dynamics.dynamics_watershed(relief, fg, DEPTH), MIN_SIZE)
+    return float(np.median(ndi.maximum(relief, inst, np.arange(1, inst.max() + 1)))) if inst.max() else REFERENCE_PEAK
+
+
+def _relative_markers(top, a, b, saddle, h):
+    """``dynamics._markers_by_dynamics`` with a maximum kept when its dynamic is at least ``h × max(0.25, peak / 8)``."""
+    n = len(top) - 1
+    parent, height = list(range(n + 1)), [float(t) for t in top]
+    tied, keep = [[i] for i in range(n + 1)], [True] * (n + 1)
+    for i, j, s in zip(a.tolist(), b.tolist(), saddle.tolist()):
+        ri, rj = dynamics._root(parent, i), dynamics._root(parent, j)
+        if ri == rj:
+            continue
+        if height[ri] < height[rj]:
+            ri, rj = rj, ri
+        if height[ri] > height[rj]:
+            if height[rj] - s < h * max(0.25, height[rj] / REFERENCE_PEAK):
+                for m in tied[rj]:
+                    keep[m] = False
+        else:
+            tied[ri] = tied[ri] + tied[rj]
+        parent[rj] = ri
+    for r in range(1, n + 1):
+        if parent[r] == r and height[r] < h * 0.25:
+            for m in tied[r]:
+                keep[m] = False
+    keep[0] = False
+    return np.asarray(keep)
+
+
+@contextmanager
+def _patched(module: object, name: str, value: object) -> Iterator[None]:
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def split(prob: np.ndarray, variant: str) -> np.ndarray:
+    """Instances of ``prob`` by one of :data:`VARIANTS`."""
+    kwargs = dict(threshold=THRESHOLD, min_size=MIN_SIZE, h=DEPTH, resplit_irregular=True)
+    if variant == "default":
+        return instances.instances_from_map(prob, **kwargs)
+    if variant == "depth1":
+        return instances.instances_from_map(prob, **{**kwargs, "h": 1.0})
+    if variant == "tile":
+        return instances.instances_from_map(prob, **{**kwargs, "h": DEPTH * median_peak(prob) / REFERENCE_PEAK})
+    if variant == "relative":
+        with _patched(dynamics, "_markers_by_dynamics", _relative_markers):
+            return instances.instances_from_map(prob, **kwargs)
+    rel_area = {"resplit_all_irregular": 0.0, "resplit_above_median": 1.0}[variant]
+    resplit = partial(instances.resplit_irregular_objects, rel_area=rel_area)
+    with _patched(instances, "resplit_irregular_objects", resplit):
+        return instances.instances_from_map(prob, **kwargs)
+
+
+def run(images: str, labels: str, out: str, variants: str | tuple = VARIANTS) -> dict:
+    """Score every variant on every tile; write ``marker_depth.{json,md}`` to ``out``."""
+    names = variants.split(",") if isinstance(variants, str) else list(variants)
+    probs = nucleus_probabilities(images)
+    rows: dict[str, dict[str, list[float]]] = {v: {} for v in names}
+    for stem, prob in probs.items():
+        gt = load_instance_map(find_label(labels, stem + ".png"))
+        for v in names:
+            inst = split(prob, v)
+            rows[v][stem] = [pixel_scores(gt, inst)["dice"], aji(gt, inst), panoptic_quality(gt, inst)["pq"]]
+    result = {"images": images, "per_tile": rows, "median_peak": {s: median_peak(p) for s, p in probs.items()}}
+    lines = [
+        f"SSimNet shipped checkpoint, instance rules on the same probabilities (`{images}`, {len(probs)} tiles; "
+        "`python -m bench.marker_depth`; labels only to score):",
+        "",
+        "| rule | Dice | AJI | PQ | AJI vs default (tiles up / down) |",
+        "|---|---|---|---|---|",
+    ]
+    base = np.array(list(rows[names[0]].values()))
+    for v in names:
+        a = np.array(list(rows[v].values()))
+        up, down = int((a[:, 1] > base[:, 1] + 1e-9).sum()), int((a[:, 1] < base[:, 1] - 1e-9).sum())
+        lines.append(f"| {v} | {a[:, 0].mean():.4f} | {a[:, 1].mean():.4f} | {a[:, 2].mean():.4f} | {up} / {down} |")
+    md = "\n".join(lines) + "\n"
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_text(out_dir / "marker_depth.json", json.dumps(result, indent=1) + "\n")
+    save_text(out_dir / "marker_depth.md", md)
+    print(md)
+    return result
+
+
+if __name__ == "__main__":
+    fire.Fire(run, serialize=lambda _: None)
