@@ -134,6 +134,7 @@ def test_ssimnet_fine_tuning_runs_on_torch():
     assert not parser.get_parsed_content("onnx_inferer", lazy=False).enabled
 
 
+@pytest.mark.slow  # two bundle runs (about 20 s); the inferer's tests above cover the same path on small networks
 @needs_ort
 def test_ssimnet_bundle_on_onnx_runtime_writes_the_masks_of_pytorch(tmp_path):
     # the shipped checkpoint on the embedded sample, the user's command, with and without ONNX Runtime
