@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from bench.speed import _bundle_parser, _marginal, _tiles, time_bundle
-from labelfree.core.imageio import load_rgb, save_text
+from bench.speed import _marginal, _tiles, shipped_network, tile_tensors, time_bundle
+from labelfree.core.imageio import save_text
 
-REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": None, "float16 autocast": torch.float16, "bfloat16 autocast": torch.bfloat16}
 
 
@@ -40,10 +39,7 @@ def _sync(device: torch.device) -> None:
 
 def network_rows(bundle: str, tensors: list[torch.Tensor], device: torch.device, batches: list[int]) -> dict:
     """``{(dtype, batch): seconds per tile}`` and ``{dtype: mask pixels changed against float32}`` of the network."""
-    parser = _bundle_parser(bundle)
-    net = parser.get_parsed_content("network_def").eval().to(device)
-    net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location=device))
-    sw = parser.get_parsed_content("sliding_window_inferer")
+    net, sw = shipped_network(bundle, device)
     batches = [sw.sw_batch_size] + [b for b in batches if b != sw.sw_batch_size]
     seconds, changed, reference = {}, {}, None
     for dtype_name, dtype in DTYPES.items():
@@ -72,7 +68,7 @@ def run(images: str, out: str, tiles: int = 5, rounds: int = 3, batches: str | t
     """Time the GPU rows on the first ``tiles`` (+1 warm-up) images; write ``gpu_speed.{json,md}``."""
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     files = _tiles(images, tiles)
-    tensors = [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
+    tensors = tile_tensors(files)
     sizes = [int(b) for b in (batches.split(",") if isinstance(batches, str) else batches)]
     folder = Path(images)
     bundle_rows = {

@@ -65,16 +65,9 @@ def nucleus_probabilities(images: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _relief(prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mask and the relief ``instances_from_map`` floods (the same steps)."""
-    fg = instances.remove_small_objects(instances.fill_mask_holes(prob > THRESHOLD), MIN_SIZE)
-    dist = instances.distance_to_background(fg) * np.where(prob > THRESHOLD, prob, 1.0)
-    return fg, ndi.gaussian_filter(dist, 1.0) * fg
-
-
 def median_peak(prob: np.ndarray) -> float:
     """The median over the tile's default objects of their highest relief (about a nucleus's inscribed radius)."""
-    fg, relief = _relief(prob)
+    fg, relief = instances.foreground_relief(prob, THRESHOLD, MIN_SIZE)
     inst = instances.sequential_labels(dynamics.dynamics_watershed(relief, fg, DEPTH), MIN_SIZE)
     return float(np.median(ndi.maximum(relief, inst, np.arange(1, inst.max() + 1)))) if inst.max() else REFERENCE_PEAK
 

@@ -32,28 +32,14 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from labelfree.core.imageio import list_images, load_rgb, save_text
+from bench.speed import shipped_network, tile_tensors
+from labelfree.core.imageio import list_images, save_text
 from labelfree.engines.inferers import native_bf16_cpu
-from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, onnxruntime_available
-from labelfree.engines.slides import bundle_parser
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _network(bundle: str) -> tuple[torch.nn.Module, SlidingWindowInferer]:
-    parser = bundle_parser(REPO / "bundles" / bundle)
-    net = parser.get_parsed_content("network_def").eval()
-    net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location="cpu"))
-    sw = parser.get_parsed_content("sliding_window_inferer")
-    window = SlidingWindowInferer(
-        roi_size=sw.roi_size, sw_batch_size=sw.sw_batch_size, overlap=sw.overlap, mode=sw.mode
-    )
-    return net, window
+from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, cpu_session, export_onnx, onnxruntime_available
 
 
 def _int8_session(net: torch.nn.Module, window: tuple[int, int], crops: list[np.ndarray], threads: int) -> Callable:
     """ONNX Runtime on the network quantised to int8 (QDQ, per-tensor activations calibrated on ``crops``)."""
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Crops(CalibrationDataReader):
@@ -63,24 +49,13 @@ def _int8_session(net: torch.nn.Module, window: tuple[int, int], crops: list[np.
         def get_next(self) -> dict | None:
             return next(self.items, None)
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        torch.onnx.export(
-            net,
-            (torch.zeros(1, 3, *window),),
-            str(fp32),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        quantize_static(str(fp32), str(int8), Crops(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(int8.read_bytes(), options, providers=["CPUExecutionProvider"])
+        fp32.write_bytes(export_onnx(net, torch.zeros(1, 3, *window), dynamic_batch=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(str(fp32), str(int8), Crops(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
+        session = cpu_session(int8.read_bytes(), threads)
     return lambda x: torch.from_numpy(session.run(None, {"input": x.contiguous().numpy()})[0])
 
 
@@ -149,10 +124,10 @@ def run(
     bf16_bundles = bf16.split(",") if isinstance(bf16, str) else list(bf16)
     torch.set_num_threads(threads)
     files = list_images(images)[: tiles + 1]
-    tensors = [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
+    tensors = tile_tensors(files)
     result: dict = {"bundles": {}}
     for bundle in bundles.split(",") if isinstance(bundles, str) else bundles:
-        net, sw = _network(bundle)
+        net, sw = shipped_network(bundle)
         w = sw.roi_size[0]
         crops = [t[0, :, :w, :w].numpy() for t in tensors[:4]] + [t[0, :, -w:, -w:].numpy() for t in tensors[:4]]
         runtimes = _runtimes(net, sw, crops, threads, bundle in bf16_bundles)

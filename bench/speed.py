@@ -131,24 +131,33 @@ def _marginal(times: list[float]) -> float:
     return (times[-1] - times[0]) / (len(times) - 1)
 
 
+def shipped_network(bundle: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, SlidingWindowInferer]:
+    """The bundle's network with its shipped weights (eval mode, on ``device``), and MONAI's own sliding window with
+    the bundle's window, overlap, batch and weighting (the bundle's subclass only adds padding for tiles smaller than
+    the window)."""
+    parser = _bundle_parser(bundle)
+    net = parser.get_parsed_content("network_def").eval().to(device)
+    net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location=device))
+    sw = parser.get_parsed_content("sliding_window_inferer")
+    return net, SlidingWindowInferer(
+        roi_size=sw.roi_size, sw_batch_size=sw.sw_batch_size, overlap=sw.overlap, mode=sw.mode
+    )
+
+
+def tile_tensors(files: list[Path]) -> list[torch.Tensor]:
+    """Each tile as the networks' input: ``(1, 3, H, W)`` float32 in [0, 1]."""
+    return [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
+
+
 def time_network(bundle: str, files: list[Path], bf16: bool, threads: int, onnxruntime: bool = False) -> float:
     """The bundle's network alone, MONAI's sliding window on tiles already in memory (input in [0, 1]); on ONNX
     Runtime (:class:`labelfree.engines.onnx_runtime.OnnxRuntimeInferer`) when ``onnxruntime``."""
     torch.set_num_threads(threads)
-    parser = _bundle_parser(bundle)
-    net = parser.get_parsed_content("network_def").eval()
-    net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location="cpu"))
-    # MONAI's own inferer with the bundle's window, overlap, batch and weighting (the bundle's subclass only adds
-    # padding for tiles smaller than the window)
-    sw = parser.get_parsed_content("sliding_window_inferer")
-    inferer = SlidingWindowInferer(
-        roi_size=sw.roi_size, sw_batch_size=sw.sw_batch_size, overlap=sw.overlap, mode=sw.mode
-    )
+    net, inferer = shipped_network(bundle)
     inferer = OnnxRuntimeInferer(inferer, threads=threads) if onnxruntime else inferer
-    inputs = [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
     times = []
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for x in inputs:
+        for x in tile_tensors(files):
             inferer(x, net)
             times.append(time.perf_counter())
     return _marginal(times)

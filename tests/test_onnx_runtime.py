@@ -4,7 +4,9 @@ from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.networks.nets import UNet
 
 import labelfree.engines.onnx_runtime as onnx_runtime
+from bundle_runner import REPO
 from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, default_onnxruntime, onnxruntime_available
+from labelfree.engines.slides import bundle_parser
 
 needs_ort = pytest.mark.skipif(
     not onnxruntime_available(), reason='needs the onnx extra: pip install "labelfree[onnx]"'
@@ -82,16 +84,8 @@ def test_asking_for_it_without_the_extra_is_one_clear_error(monkeypatch):
 @pytest.mark.parametrize("bf16", [True, False])
 @pytest.mark.parametrize("env", ["1", "0"])
 def test_bundles_take_onnx_runtime_only_where_the_cpu_has_no_bfloat16(bundle, bf16, env, monkeypatch):
-    from monai.bundle import ConfigParser
-
-    from bundle_runner import REPO
-
     monkeypatch.setenv("LABELFREE_ONNXRUNTIME", env)
-    parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
-    parser["bundle_root"] = str(REPO / "bundles" / bundle)
-    parser["device"] = "cpu"
-    parser["cpu_bf16"] = bf16
+    parser = bundle_parser(REPO / "bundles" / bundle, {"device": "cpu", "cpu_bf16": bf16})
     inferer = parser.get_parsed_content("onnx_inferer", lazy=False)
     assert inferer.enabled == (onnxruntime_available() and not bf16 and env == "1")
 
@@ -123,14 +117,7 @@ def test_dcgn_network_on_onnx_runtime_matches_torch():
 
 def test_ssimnet_fine_tuning_runs_on_torch():
     # fine-tuning changes the weights on every tile: an export per tile would cost more than it saves
-    from monai.bundle import ConfigParser
-
-    from bundle_runner import REPO
-
-    parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / "ssimnet" / "configs" / "inference.json"))
-    parser["bundle_root"] = str(REPO / "bundles" / "ssimnet")
-    parser["cpu_bf16"], parser["cpu_onnxruntime"], parser["finetune"] = False, True, True
+    parser = bundle_parser(REPO / "bundles" / "ssimnet", {"cpu_bf16": False, "cpu_onnxruntime": True, "finetune": True})
     assert not parser.get_parsed_content("onnx_inferer", lazy=False).enabled
 
 

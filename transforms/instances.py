@@ -33,6 +33,7 @@ from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue, optical_density
 
 __all__ = [
+    "foreground_relief",
     "instances_from_map",
     "resplit_irregular_objects",
     "sequential_labels",
@@ -74,18 +75,36 @@ def instances_from_map(
         raise ValueError(f"expected a (H, W) or (1, H, W) map, got shape {p.shape}")
     if p.dtype.kind == "f" and not np.isfinite(p).all():
         raise ValueError("the probability map contains NaN or infinite values")
+    fg, relief = foreground_relief(p, threshold, min_size, sigma, fill_holes)
+    if not fg.any():
+        return np.zeros(fg.shape, dtype=np.int32)
+    # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
+    inst = sequential_labels(dynamics_watershed(relief, fg, h), min_size)
+    return resplit_irregular_objects(inst, relief, h, min_size) if resplit_irregular else inst
+
+
+def foreground_relief(
+    p: np.ndarray, threshold: float = 0.5, min_size: int = 30, sigma: float = 1.0, fill_holes: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The foreground and the relief :func:`instances_from_map` floods.
+
+    Args:
+        p: ``(H, W)`` foreground probability in [0, 1] or a binary mask.
+        threshold, min_size, sigma, fill_holes: as :func:`instances_from_map`.
+
+    Returns:
+        ``(fg, relief)``: ``(H, W)`` bool foreground and float relief (the probability-weighted distance to the
+        background, smoothed, 0 outside ``fg``); the relief is all 0 when ``fg`` is empty.
+    """
     fg = p > threshold
     if fill_holes:
         fg = fill_mask_holes(fg)
     fg = remove_small_objects(fg, min_size)
     if not fg.any():
-        return np.zeros(fg.shape, dtype=np.int32)
+        return fg, np.zeros(fg.shape)
     dist = distance_to_background(fg)
     dist = dist * np.where(p > threshold, p, 1.0) if p.dtype.kind == "f" else dist
-    relief = (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
-    # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
-    inst = sequential_labels(dynamics_watershed(relief, fg, h), min_size)
-    return resplit_irregular_objects(inst, relief, h, min_size) if resplit_irregular else inst
+    return fg, (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
 
 
 #: an object at least this convex is taken for one nucleus (the pseudo-label cluster rule's value, ``pseudolabel``)

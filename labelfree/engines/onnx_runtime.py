@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
-__all__ = ["OnnxRuntimeInferer", "default_onnxruntime", "onnxruntime_available"]
+__all__ = ["OnnxRuntimeInferer", "cpu_session", "default_onnxruntime", "export_onnx", "onnxruntime_available"]
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +44,38 @@ def default_onnxruntime() -> bool:
         "false",
         "no",
     )
+
+
+def export_onnx(network: torch.nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """The network as an ONNX model (torch's TorchScript-based exporter, opset 17, eval mode), traced on ``example``;
+    input ``input``, output ``output``; the batch size left free when ``dynamic_batch``."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the exporter's notes on the legacy path and traced shapes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network,
+            (example,),
+            buffer,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None,
+            opset_version=17,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def cpu_session(model: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session of ``model`` on ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    # idle worker threads sleep instead of spinning: the bundles' post-processing threads share the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _weights_key(network: torch.nn.Module) -> tuple:
@@ -76,31 +108,12 @@ class OnnxRuntimeInferer(Inferer):
         self._key: tuple | None = None
 
     def _session(self, network: torch.nn.Module, shape: tuple[int, ...]) -> Any:
-        import onnxruntime as ort
-
         key = (id(network), _weights_key(network))
         if key != self._key:  # another network, or new weights: every exported shape is stale
             self._sessions, self._key = {}, key
         if shape not in self._sessions:
-            buffer = io.BytesIO()
-            with warnings.catch_warnings():  # the exporter's notes on the legacy path and traced shapes
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    network,
-                    (torch.zeros(shape),),
-                    buffer,
-                    input_names=["input"],
-                    output_names=["output"],
-                    opset_version=17,
-                    dynamo=False,
-                )
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads or torch.get_num_threads()
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3  # errors only
-            # idle worker threads sleep instead of spinning: the bundles' post-processing threads share the cores
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._sessions[shape] = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+            model = export_onnx(network, torch.zeros(shape))
+            self._sessions[shape] = cpu_session(model, self.threads or torch.get_num_threads())
         return self._sessions[shape]
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
