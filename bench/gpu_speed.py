@@ -69,7 +69,8 @@ def run(images: str, out: str, tiles: int = 5, rounds: int = 3, batches: str | t
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     files = _tiles(images, tiles)
     tensors = tile_tensors(files)
-    sizes = [int(b) for b in (batches.split(",") if isinstance(batches, str) else batches)]
+    # fire reads "--batches 8" as an int, "--batches 8,32" as a tuple
+    sizes = [int(b) for b in (str(batches).split(",") if isinstance(batches, (str, int)) else batches)]
     folder = Path(images)
     bundle_rows = {
         "SSimNet bundle, default": ("ssimnet", {}),
