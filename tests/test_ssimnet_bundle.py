@@ -368,3 +368,33 @@ def test_teacher_datalist_purifies_the_cached_teacher_nuclei_unless_told_not_to(
     assert soft[inst == ids["nucleus0"]].min() >= 0.5
     trusting = st.teacher_datalist(tmp_path / "tiles", cache, purify=False, **common)[0]
     assert trusting["soft"].min() >= 0.0 and trusting["soft"][0][inst == ids["sliver"]].min() >= 0.5
+
+
+def test_teacher_datalist_adds_copies_with_pasted_touching_nuclei(tmp_path):
+    """``paste_copies`` of a tile's items are synthetic copies (labelfree.transforms.paste_nuclei): the same tile
+    with more labelled nuclei, a contact line between each pasted nucleus and its host, the same every run."""
+    from bundle_runner import import_bundle_module
+    from test_paste_nuclei import _discs
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst = _discs()
+    (tmp_path / "tiles").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "tiles" / "t.png")
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"weights")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with open(st._teacher_file(cache, tmp_path / "tiles" / "t.png", st._digest(teacher)), "wb") as fh:
+        np.savez_compressed(fh, teacher=inst)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=4, patch_size=64, progress=False)
+    items = st.teacher_datalist(tmp_path / "tiles", cache, paste_copies=2, paste_fraction=0.5, **common)
+    again = st.teacher_datalist(tmp_path / "tiles", cache, paste_copies=2, paste_fraction=0.5, **common)
+    assert len(items) == 4
+    plain, pasted = items[:2], items[2:]
+    assert all(np.array_equal(p["image"], plain[0]["image"]) for p in plain)
+    assert not np.array_equal(pasted[0]["image"], pasted[1]["image"])
+    for item, twin in zip(pasted, again[2:]):
+        assert np.array_equal(item["image"], twin["image"]) and np.array_equal(item["soft"], twin["soft"])
+        # more nucleus pixels than the tile's own, and contact lines (the rim value) where pasted nuclei touch
+        assert (item["soft"] > 0).sum() > (plain[0]["soft"] > 0).sum()
+        assert (item["voronoi"] == 1).sum() > (plain[0]["voronoi"] == 1).sum()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 from labelfree.core.imageio import atomic_path, load_rgb, save_text
 from labelfree.core.metrics import pixel_scores
 from labelfree.engines.runs import image_datalist
+from labelfree.transforms.paste_nuclei import paste_touching_nuclei
 from labelfree.transforms.purify_objects import purify_instances
 from labelfree.transforms.soften import soften_instances
 from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
@@ -88,6 +90,9 @@ def teacher_datalist(
     margin: int = 2,
     patch_size: int = 256,
     contact_value: float = 0.5,
+    paste_copies: int = 0,
+    paste_fraction: float = 0.15,
+    seed: int = 0,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` of whole tiles, labelled by the teacher.
@@ -110,6 +115,10 @@ def teacher_datalist(
             (:func:`labelfree.transforms.purify_objects.purify_instances`).
         patch_size: the crop size; smaller tiles are left out.
         contact_value: soft target of the lines where two of the teacher's nuclei touch (:func:`self_training_targets`).
+        paste_copies: how many of a tile's ``repeats`` items are synthetic copies with confident nuclei pasted against
+            others (:func:`labelfree.transforms.paste_nuclei.paste_touching_nuclei`; 0: none, the 0.3.x rounds).
+        paste_fraction: nuclei pasted per copy, as a fraction of the tile's confident nuclei.
+        seed: the copies' random draws (one generator per tile and copy, so the order of the tiles does not matter).
         progress: show a progress bar.
 
     Raises:
@@ -158,8 +167,15 @@ def teacher_datalist(
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
         soft, tri = self_training_targets(kept, ignore, contact_value)
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
-        for _ in range(repeats):
+        copies = min(paste_copies, repeats)
+        for _ in range(repeats - copies):
             items.append({"image": image, "soft": soft, "voronoi": tri, "source": path.name})
+        for copy in range(copies):
+            rng = np.random.default_rng([seed, zlib.crc32(path.name.encode()), copy])
+            pasted_rgb, pasted = paste_touching_nuclei(rgb, kept, ignore, fraction=paste_fraction, rng=rng)
+            pasted_soft, pasted_tri = self_training_targets(pasted, ignore, contact_value)
+            pasted_image = np.ascontiguousarray(pasted_rgb.transpose(2, 0, 1))
+            items.append({"image": pasted_image, "soft": pasted_soft, "voronoi": pasted_tri, "source": path.name})
     if not items:
         raise RuntimeError(
             f"no self-training label from the {len(files)} tiles in {dataset_dir}"
