@@ -371,7 +371,7 @@ def test_teacher_datalist_purifies_the_cached_teacher_nuclei_unless_told_not_to(
 
 
 def test_teacher_datalist_adds_copies_with_pasted_touching_nuclei(tmp_path):
-    """``paste_copies`` of a tile's items are synthetic copies (labelfree.transforms.paste_nuclei): the same tile
+    """``paste_share`` of a tile's items are synthetic copies (labelfree.transforms.paste_nuclei): the same tile
     with more labelled nuclei, a contact line between each pasted nucleus and its host, the same every run."""
     from bundle_runner import import_bundle_module
     from test_paste_nuclei import _discs
@@ -387,8 +387,8 @@ def test_teacher_datalist_adds_copies_with_pasted_touching_nuclei(tmp_path):
     with open(st._teacher_file(cache, tmp_path / "tiles" / "t.png", st._digest(teacher)), "wb") as fh:
         np.savez_compressed(fh, teacher=inst)
     common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=4, patch_size=64, progress=False)
-    items = st.teacher_datalist(tmp_path / "tiles", cache, paste_copies=2, paste_fraction=0.5, **common)
-    again = st.teacher_datalist(tmp_path / "tiles", cache, paste_copies=2, paste_fraction=0.5, **common)
+    items = st.teacher_datalist(tmp_path / "tiles", cache, paste_share=0.5, paste_fraction=0.5, **common)
+    again = st.teacher_datalist(tmp_path / "tiles", cache, paste_share=0.5, paste_fraction=0.5, **common)
     assert len(items) == 4
     plain, pasted = items[:2], items[2:]
     assert all(np.array_equal(p["image"], plain[0]["image"]) for p in plain)

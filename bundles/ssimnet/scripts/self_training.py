@@ -90,7 +90,7 @@ def teacher_datalist(
     margin: int = 2,
     patch_size: int = 256,
     contact_value: float = 0.5,
-    paste_copies: int = 0,
+    paste_share: float = 0.0,
     paste_fraction: float = 0.15,
     seed: int = 0,
     progress: bool = True,
@@ -115,8 +115,9 @@ def teacher_datalist(
             (:func:`labelfree.transforms.purify_objects.purify_instances`).
         patch_size: the crop size; smaller tiles are left out.
         contact_value: soft target of the lines where two of the teacher's nuclei touch (:func:`self_training_targets`).
-        paste_copies: how many of a tile's ``repeats`` items are synthetic copies with confident nuclei pasted against
-            others (:func:`labelfree.transforms.paste_nuclei.paste_touching_nuclei`; 0: none, the 0.3.x rounds).
+        paste_share: the share of a tile's ``repeats`` items (rounded) that are synthetic copies with confident nuclei
+            pasted against others (:func:`labelfree.transforms.paste_nuclei.paste_touching_nuclei`), each a draw of
+            its own; 0: none, as in the 0.3.x rounds.
         paste_fraction: nuclei pasted per copy, as a fraction of the tile's confident nuclei.
         seed: the copies' random draws (one generator per tile and copy, so the order of the tiles does not matter).
         progress: show a progress bar.
@@ -167,7 +168,7 @@ def teacher_datalist(
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
         soft, tri = self_training_targets(kept, ignore, contact_value)
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
-        copies = min(paste_copies, repeats)
+        copies = min(int(round(paste_share * repeats)), repeats)
         for _ in range(repeats - copies):
             items.append({"image": image, "soft": soft, "voronoi": tri, "source": path.name})
         for copy in range(copies):
