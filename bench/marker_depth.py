@@ -14,6 +14,21 @@ the nucleus probability, and scores the instance rules on it (labels only to sco
 * ``resplit_all_irregular``: the re-split without its size condition (every object of solidity < 0.9);
 * ``resplit_above_median``: the re-split for irregular objects above the tile's median area (instead of 1.5×).
 
+Rules that also read the image (its haematoxylin concentration, the tile's own Vahadane stain separation), to see
+whether the tile holds the neck the probability lacks:
+
+* ``haematoxylin``: the relief weighted by the haematoxylin (smoothed, σ 3 px, over its 90th percentile in the
+  foreground, at most 1): a paler seam between two dark nuclei deepens the saddle;
+* ``pale_centres``: the opposite weighting, ``1 − ½ × haematoxylin / its 90th percentile`` (σ 1.5 px, at least ½):
+  vesicular nuclei have dark membranes and pale insides, so a cluster of them is split along its darker lines;
+* ``blob_markers``: objects the re-split looks at (above 1.5 × the median area, solidity below 0.9) that hold two or more
+  maxima of the scale-normalised Laplacian of Gaussian of the haematoxylin (σ = the tile's median nucleus radius, maxima
+  at least one radius apart) are flooded again from those maxima;
+* ``coordinate_kmeans``: the same objects cut into ``round(area / median area)`` parts (at least 2) by k-means on their
+  pixel coordinates;
+* ``bounded_holes``: holes of the foreground filled only up to the tile's median component area (a larger hole is not
+  the pale inside of one nucleus; the ring of nuclei around a lumen stays open).
+
     python -m bench.marker_depth --images ../shared/data/monuseg/train/images --labels ../shared/data/monuseg/train/labels \\
         --out bench/results/v3/marker_depth/monuseg
 """
@@ -34,15 +49,18 @@ from scipy import ndimage as ndi
 
 import labelfree.transforms.dynamics as dynamics
 import labelfree.transforms.instances as instances
-from labelfree.core.imageio import find_label, list_images, load_instance_map, save_text
+from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb, save_text
 from labelfree.core.metrics import aji, panoptic_quality, pixel_scores
 from labelfree.engines.slides import bundle_parser
+from labelfree.transforms.stain import tile_stain_concentrations
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLD, MIN_SIZE, DEPTH = 0.25, 30, 2.0
 #: the median peak (probability-weighted distance, px) of the shipped network's MoNuSeg objects, read without labels
 REFERENCE_PEAK = 8.0
 VARIANTS = ("default", "depth1", "relative", "tile", "resplit_all_irregular", "resplit_above_median")
+#: the rules that read the tile's haematoxylin as well as the probability
+IMAGE_VARIANTS = ("haematoxylin", "pale_centres", "blob_markers", "coordinate_kmeans", "bounded_holes")
 
 
 def nucleus_probabilities(images: str) -> dict[str, np.ndarray]:
@@ -108,9 +126,106 @@ def _patched(module: object, name: str, value: object) -> Iterator[None]:
         setattr(module, name, old)
 
 
-def split(prob: np.ndarray, variant: str) -> np.ndarray:
-    """Instances of ``prob`` by one of :data:`VARIANTS`."""
+def _weighted_relief(hema: np.ndarray, pale: bool):
+    """``instances.foreground_relief`` with the relief weighted by the haematoxylin (or by its pale parts)."""
+    plain = instances.foreground_relief
+
+    def relief(p, threshold=0.5, min_size=30, sigma=1.0, fill_holes=True):
+        fg, r = plain(p, threshold, min_size, sigma, fill_holes)
+        if not fg.any():
+            return fg, r
+        smooth = ndi.gaussian_filter(hema, 1.5 if pale else 3.0)
+        level = smooth / max(float(np.percentile(smooth[fg], 90)), 1e-6)
+        weight = np.clip(1.0 - 0.5 * level, 0.5, 1.0) if pale else np.clip(level, 0.0, 1.0)
+        return fg, r * weight
+
+    return relief
+
+
+def _bounded_fill(mask: np.ndarray) -> np.ndarray:
+    """``fill_mask_holes`` for holes no larger than the median foreground component."""
+    mask = np.asarray(mask, dtype=bool)
+    holes, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(holes.ravel(), minlength=n + 1)
+    components = np.bincount(ndi.label(mask)[0].ravel())[1:]
+    components = components[components >= MIN_SIZE]
+    limit = float(np.median(components)) if components.size else np.inf
+    open_ = sizes > limit
+    open_[np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])] = True
+    open_[0] = True
+    return mask | ~open_[holes]
+
+
+def _irregular_large(inst: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ids of the objects the re-split looks at (above 1.5 × the median area, solidity below 0.9), and that median."""
+    from labelfree.core.shape import solidities
+
+    areas = np.bincount(inst.ravel())
+    if inst.max() == 0:
+        return np.zeros(0, dtype=int), 0.0
+    median = float(np.median(areas[1:][areas[1:] > 0]))
+    ids, solid = solidities(inst)
+    return ids[(areas[ids] > instances.SEVERAL_NUCLEI_AREA * median) & (solid < instances.ONE_NUCLEUS_SOLIDITY)], median
+
+
+def _blob_markers(inst: np.ndarray, relief: np.ndarray, hema: np.ndarray) -> np.ndarray:
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    todo, median = _irregular_large(inst)
+    if todo.size == 0:
+        return inst
+    radius = np.sqrt(median / np.pi)
+    blobs = -(radius**2) * ndi.gaussian_laplace(hema.astype(np.float64), radius)
+    peaks = peak_local_max(blobs, min_distance=max(1, int(radius)), labels=inst, exclude_border=False)
+    owner = inst[tuple(peaks.T)]
+    todo = todo[np.bincount(owner, minlength=inst.max() + 1)[todo] >= 2]
+    if todo.size == 0:
+        return inst
+    chosen = np.isin(owner, todo)
+    markers = np.zeros(inst.shape, np.int32)
+    markers[tuple(peaks[chosen].T)] = np.arange(1, chosen.sum() + 1)
+    region = np.isin(inst, todo)
+    out = inst.copy()
+    out[region] = watershed(-relief, markers, mask=region)[region] + inst.max()
+    return instances.sequential_labels(out, MIN_SIZE)
+
+
+def _coordinate_kmeans(inst: np.ndarray) -> np.ndarray:
+    from scipy.cluster.vq import kmeans2
+
+    todo, median = _irregular_large(inst)
+    out, next_id = inst.copy(), int(inst.max()) + 1
+    boxes = ndi.find_objects(inst)
+    for label in todo.tolist():
+        box = boxes[label - 1]
+        where = np.argwhere(inst[box] == label)
+        k = max(2, int(round(len(where) / median)))
+        _, part = kmeans2(where.astype(float), k, minit="++", seed=1)
+        crop = out[box]
+        for j in range(1, k):
+            crop[tuple(where[part == j].T)] = next_id
+            next_id += 1
+    return instances.sequential_labels(out, 1)
+
+
+def split(prob: np.ndarray, variant: str, hema: np.ndarray | None = None) -> np.ndarray:
+    """Instances of ``prob`` by one of :data:`VARIANTS` or :data:`IMAGE_VARIANTS` (these read ``hema``, the tile's
+    ``(H, W)`` haematoxylin concentration)."""
     kwargs = dict(threshold=THRESHOLD, min_size=MIN_SIZE, h=DEPTH, resplit_irregular=True)
+    if variant in ("haematoxylin", "pale_centres"):
+        with _patched(instances, "foreground_relief", _weighted_relief(hema, variant == "pale_centres")):
+            return instances.instances_from_map(prob, **kwargs)
+    if variant == "bounded_holes":
+        with _patched(instances, "fill_mask_holes", _bounded_fill):
+            return instances.instances_from_map(prob, **kwargs)
+    if variant == "blob_markers":
+        _, relief = instances.foreground_relief(prob, THRESHOLD, MIN_SIZE)
+        return _blob_markers(instances.instances_from_map(prob, **kwargs), relief, hema)
+    if variant == "coordinate_kmeans":
+        return _coordinate_kmeans(instances.instances_from_map(prob, **kwargs))
     if variant == "default":
         return instances.instances_from_map(prob, **kwargs)
     if variant == "depth1":
@@ -130,11 +245,19 @@ def run(images: str, labels: str, out: str, variants: str | tuple = VARIANTS) ->
     """Score every variant on every tile; write ``marker_depth.{json,md}`` to ``out``."""
     names = variants.split(",") if isinstance(variants, str) else list(variants)
     probs = nucleus_probabilities(images)
+    paths = {p.stem: p for p in list_images(images)}
     rows: dict[str, dict[str, list[float]]] = {v: {} for v in names}
     for stem, prob in probs.items():
         gt = load_instance_map(find_label(labels, stem + ".png"))
+        hema = None
+        if set(names) & set(IMAGE_VARIANTS):
+            hema = tile_stain_concentrations(load_rgb(paths[stem]))[0][0]
+            if hema.shape != prob.shape:
+                raise ValueError(
+                    f"{stem}: image rules need tiles at the model's scale, got {hema.shape} vs {prob.shape}"
+                )
         for v in names:
-            inst = split(prob, v)
+            inst = split(prob, v, hema)
             rows[v][stem] = [pixel_scores(gt, inst)["dice"], aji(gt, inst), panoptic_quality(gt, inst)["pq"]]
     result = {"images": images, "per_tile": rows, "median_peak": {s: median_peak(p) for s, p in probs.items()}}
     lines = [
