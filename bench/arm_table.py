@@ -27,7 +27,7 @@ import fire
 import numpy as np
 from scipy.stats import wilcoxon
 
-from labelfree.core.imageio import save_text
+from bench.report_files import save_report
 
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 
@@ -148,10 +148,7 @@ def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = No
         lines.append("")
     if not result:
         raise SystemExit(f"no data set under {root} has report folders for every arm of {names}")
-    text = "\n".join(lines)
-    print(text)
-    save_text(base / f"{name}.md", text)
-    save_text(base / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    save_report(base, name, result, "\n".join(lines))
     return result
 
 

@@ -14,7 +14,6 @@ Marginal seconds per tile (the first tile is the warm-up), median of ``rounds`` 
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from bench.report_files import save_report
 from bench.speed import _marginal, _tiles, shipped_network, tile_tensors, time_bundle
-from labelfree.core.imageio import save_text
 
 DTYPES = {"float32": None, "float16 autocast": torch.float16, "bfloat16 autocast": torch.bfloat16}
 
@@ -107,12 +106,7 @@ def run(images: str, out: str, tiles: int = 5, rounds: int = 3, batches: str | t
         "bundles": {k: float(np.median(v)) for k, v in samples.items()},
         "samples": samples,
     }
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_text(out_dir / "gpu_speed.json", json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
-    save_text(out_dir / "gpu_speed.md", md)
-    print(md)
+    save_report(out, "gpu_speed", result, markdown(result))
     return result
 
 

@@ -35,7 +35,6 @@ whether the tile holds the neck the probability lacks:
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,7 +48,8 @@ from scipy import ndimage as ndi
 
 import labelfree.transforms.dynamics as dynamics
 import labelfree.transforms.instances as instances
-from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb, save_text
+from bench.report_files import save_report
+from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import aji, panoptic_quality, pixel_scores
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.stain import tile_stain_concentrations
@@ -272,12 +272,7 @@ def run(images: str, labels: str, out: str, variants: str | tuple = VARIANTS) ->
         a = np.array(list(rows[v].values()))
         up, down = int((a[:, 1] > base[:, 1] + 1e-9).sum()), int((a[:, 1] < base[:, 1] - 1e-9).sum())
         lines.append(f"| {v} | {a[:, 0].mean():.4f} | {a[:, 1].mean():.4f} | {a[:, 2].mean():.4f} | {up} / {down} |")
-    md = "\n".join(lines) + "\n"
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_text(out_dir / "marker_depth.json", json.dumps(result, indent=1) + "\n")
-    save_text(out_dir / "marker_depth.md", md)
-    print(md)
+    save_report(out, "marker_depth", result, "\n".join(lines) + "\n", indent=1)
     return result
 
 

@@ -17,7 +17,6 @@ on such CPUs); ONNX Runtime int8 (static QDQ quantisation calibrated on crops of
 from __future__ import annotations
 
 import copy
-import json
 import platform
 import sys
 import tempfile
@@ -32,8 +31,9 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from bench.report_files import save_report
 from bench.speed import shipped_network, tile_tensors
-from labelfree.core.imageio import list_images, save_text
+from labelfree.core.imageio import list_images
 from labelfree.engines.inferers import native_bf16_cpu
 from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, cpu_session, export_onnx, onnxruntime_available
 
@@ -170,12 +170,7 @@ def run(
         torch=torch.__version__,
         date=date.today().isoformat(),
     )
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_text(out_dir / "backends.json", json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
-    save_text(out_dir / "backends.md", md)
-    print(md)
+    save_report(out, "backends", result, markdown(result))
     return result
 
 

@@ -25,7 +25,6 @@ The reference libraries are an optional extra (``pip install -e .[reference]``: 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -40,7 +39,8 @@ import torch
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
-from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb, save_text
+from bench.report_files import save_report
+from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
 from labelfree.transforms.pseudolabel import PseudoLabel
 
@@ -196,12 +196,7 @@ def run(
         "mask_dice_ours_paper_vs_reference": {"mean": float(np.mean(agreement)), "min": float(np.min(agreement))},
         "rows": rows,
     }
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_text(out_dir / "reference_stack.json", json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
-    save_text(out_dir / "reference_stack.md", md)
-    print(md)
+    save_report(out, "reference_stack", result, markdown(result))
     return result
 
 

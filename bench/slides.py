@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report_files import save_report
 from labelfree.core.demo_slide import write_demo_slide
-from labelfree.core.imageio import list_images, load_rgb, save_text
+from labelfree.core.imageio import list_images, load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,9 +180,7 @@ def main() -> None:
             result["throughput"] = throughput(tiles, Path(tmp), args.threads)
         if "memory" in parts:
             result["memory"] = memory(tiles, Path(tmp), args.threads)
-    save_text(out / "slides.json", json.dumps(result, indent=2) + "\n")
-    save_text(out / "slides.md", report(result))
-    print(report(result))
+    save_report(out, "slides", result, report(result))
 
 
 def report(result: dict) -> str:

@@ -25,7 +25,6 @@ its seconds per tile into reading, network, fine-tuning, instances, writing and 
 from __future__ import annotations
 
 import cProfile
-import json
 import os
 import platform
 import pstats
@@ -44,7 +43,8 @@ from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
 from bench.harness.baselines import otsu_haematoxylin_watershed
-from labelfree.core.imageio import list_images, load_rgb, save_text
+from bench.report_files import save_report
+from labelfree.core.imageio import list_images, load_rgb
 from labelfree.engines.onnx_runtime import OnnxRuntimeInferer, onnxruntime_available
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.pseudolabel import PseudoLabel
@@ -307,12 +307,7 @@ def run(
         "torch": torch.__version__,
         "date": date.today().isoformat(),
     }
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_text(out_dir / "speed.json", json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
-    save_text(out_dir / "speed.md", md)
-    print(md)
+    save_report(out, "speed", result, markdown(result))
     return result
 
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -343,14 +344,9 @@ def test_paper_overlay_restores_the_published_recipe():
         sys.path.remove(str(root))
 
 
-def test_teacher_datalist_purifies_the_cached_teacher_nuclei_unless_told_not_to(tmp_path):
-    """The teacher's cached prediction is read back (no network runs); purification leaves the faint disc, the speck
-    and the sliver of the hand-made tile out of both targets, and purify=False trusts them."""
-    from bundle_runner import import_bundle_module
-    from test_purify_objects import _tile
-
-    st = import_bundle_module(BUNDLE, "self_training")
-    rgb, inst, ids = _tile()
+def _tile_with_cached_teacher(st, tmp_path, rgb: np.ndarray, inst: np.ndarray) -> tuple[Path, Path, Path]:
+    """A folder holding ``rgb`` as its one tile, a stand-in teacher file and a cache holding ``inst`` as that
+    teacher's prediction of the tile, so ``teacher_datalist`` reads it back and no network runs."""
     (tmp_path / "tiles").mkdir()
     Image.fromarray(rgb).save(tmp_path / "tiles" / "t.png")
     teacher = tmp_path / "teacher.pt"
@@ -359,14 +355,26 @@ def test_teacher_datalist_purifies_the_cached_teacher_nuclei_unless_told_not_to(
     cache.mkdir()
     with open(st._teacher_file(cache, tmp_path / "tiles" / "t.png", st._digest(teacher)), "wb") as fh:
         np.savez_compressed(fh, teacher=inst)
+    return tmp_path / "tiles", cache, teacher
+
+
+def test_teacher_datalist_purifies_the_cached_teacher_nuclei_unless_told_not_to(tmp_path):
+    """The teacher's cached prediction is read back (no network runs); purification leaves the faint disc, the speck
+    and the sliver of the hand-made tile out of both targets, and purify=False trusts them."""
+    from bundle_runner import import_bundle_module
+    from test_purify_objects import _tile
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst, ids = _tile()
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, inst)
     common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=3, patch_size=64, progress=False)
-    items = st.teacher_datalist(tmp_path / "tiles", cache, **common)
+    items = st.teacher_datalist(tiles, cache, **common)
     assert len(items) == 3 and items[0]["image"].shape == (3, *inst.shape)
     soft, tri = items[0]["soft"][0], items[0]["voronoi"][0]
     for name in ("faint", "speck", "sliver"):
         assert np.all(soft[inst == ids[name]] == st.IGNORED) and np.all(tri[inst == ids[name]] == 2), name
     assert soft[inst == ids["nucleus0"]].min() >= 0.5
-    trusting = st.teacher_datalist(tmp_path / "tiles", cache, purify=False, **common)[0]
+    trusting = st.teacher_datalist(tiles, cache, purify=False, **common)[0]
     assert trusting["soft"].min() >= 0.0 and trusting["soft"][0][inst == ids["sliver"]].min() >= 0.5
 
 
@@ -378,17 +386,10 @@ def test_teacher_datalist_adds_copies_with_pasted_touching_nuclei(tmp_path):
 
     st = import_bundle_module(BUNDLE, "self_training")
     rgb, inst = _discs()
-    (tmp_path / "tiles").mkdir()
-    Image.fromarray(rgb).save(tmp_path / "tiles" / "t.png")
-    teacher = tmp_path / "teacher.pt"
-    teacher.write_bytes(b"weights")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    with open(st._teacher_file(cache, tmp_path / "tiles" / "t.png", st._digest(teacher)), "wb") as fh:
-        np.savez_compressed(fh, teacher=inst)
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, inst)
     common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=4, patch_size=64, progress=False)
-    items = st.teacher_datalist(tmp_path / "tiles", cache, paste_share=0.5, paste_fraction=0.5, **common)
-    again = st.teacher_datalist(tmp_path / "tiles", cache, paste_share=0.5, paste_fraction=0.5, **common)
+    items = st.teacher_datalist(tiles, cache, paste_share=0.5, paste_fraction=0.5, **common)
+    again = st.teacher_datalist(tiles, cache, paste_share=0.5, paste_fraction=0.5, **common)
     assert len(items) == 4
     plain, pasted = items[:2], items[2:]
     assert all(np.array_equal(p["image"], plain[0]["image"]) for p in plain)
