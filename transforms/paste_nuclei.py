@@ -49,7 +49,8 @@ def paste_touching_nuclei(
         rgb: ``(H, W, 3)`` uint8 tile.
         inst: ``(H, W)`` int instance map of the confident nuclei, 0 = background.
         ignore: ``(H, W)`` bool, pixels the loss leaves out (nothing is pasted on them); ``None``: none.
-        fraction: nuclei pasted, as a fraction of the tile's nuclei (rounded; at least one when there are two nuclei).
+        fraction: nuclei pasted, as a fraction of the tile's nuclei (rounded to a whole number, so a tile with few
+            nuclei may get none); a paste that finds no free spot is tried again, at most ``20 ×`` that number of times.
         max_overlap: the largest overlap of a donor with the nucleus it is pasted against, as a fraction of the
             donor's equivalent radius (0: the two just touch); each paste draws one in ``[0, max_overlap]``.
         rng: random generator (``numpy.random.default_rng(0)`` if ``None``).
