@@ -8,12 +8,15 @@ degeneration counts (a class above 97 % or below 1 % of a tile) where the harnes
 ``ROOT/table.md`` and ``ROOT/table.json`` (``--name`` for another stem).
 
 An arm may live under another root: ``NAME@ROOT2`` reads ``ROOT2/<data set>/NAME/seed<N>`` (the same checkpoints
-scored once for another experiment are not copied); ``--seeds 0,1,2`` keeps only those seeds of every arm.
+scored once for another experiment are not copied), and ``NAME@ROOT2`` with ``{ds}`` in ``ROOT2`` reads
+``ROOT2/seed<N>`` with the data set filled in (``seed_spread``'s layout, ``.../<data set>/seed<N>``); ``--seeds 0,1,2``
+keeps only those seeds of every arm.
 
     python -m bench.arm_table --root bench/results/dcgn_pretraining --arms random,pretrained
     python -m bench.arm_table --root bench/results/v3/recipe_time --arms shipped,e60_lr2e-4_r20
     python -m bench.arm_table --root bench/results/dcgn_pretraining \
         --arms mixture@bench/results/dcgn_seeds,pretrained_mixture --seeds 0,1,2 --name table_mixture
+    python -m bench.arm_table --root bench/results/v5/seeds --arms "paste_0.4.0@bench/results/v4/seeds/{ds},lr1e4"
 """
 
 from __future__ import annotations
@@ -55,8 +58,11 @@ def _degeneration(report: Path) -> tuple[int, int, int]:
 
 
 def _arm_dir(base: Path, ds: str, arm: str) -> Path:
-    """``base/ds/arm``, or ``ROOT2/ds/NAME`` for an arm written ``NAME@ROOT2``."""
+    """``base/ds/arm``, ``ROOT2/ds/NAME`` for an arm written ``NAME@ROOT2``, or ``ROOT2`` with ``{ds}`` filled in when
+    ``ROOT2`` names the data set itself (seed folders laid out as ``.../<data set>/seed<N>``, one recipe per root)."""
     name, _, other = arm.partition("@")
+    if "{ds}" in other:
+        return Path(other.format(ds=ds))
     return (Path(other) if other else base) / ds / name
 
 

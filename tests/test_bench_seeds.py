@@ -70,3 +70,20 @@ def test_arm_table_reads_an_arm_from_another_root_and_keeps_only_the_named_seeds
     assert result["nuclei"]["new"][f"vs_old@{there}"]["aji"]["higher"] == tiles
     assert "--seeds 0,2 --name pair" in (here / "pair.md").read_text() and (here / "pair.json").is_file()
     assert not (here / "table.md").exists() and not (there / "pair.md").exists()
+
+
+def test_arm_table_reads_an_arm_whose_root_names_the_data_set(tmp_path):
+    from bench.arm_table import summarise
+
+    tiles = 5
+    here, there = tmp_path / "here", tmp_path / "there"
+    for s in range(2):
+        _report(here / "nuclei" / "new" / f"seed{s}", [(0.7, 0.50)] * tiles)
+        # seed_spread's layout: one recipe per root, <data set>/seed<N>, no arm folder
+        _report(there / "nuclei" / f"seed{s}", [(0.6, 0.40)] * tiles)
+    arm = f"old@{there}/{{ds}}"
+    result = summarise(str(here), f"{arm},new")
+    assert sorted(result["nuclei"][arm]["seeds"]) == [0, 1] and result["nuclei"][arm]["mean"]["aji"] == pytest.approx(
+        0.4
+    )
+    assert result["nuclei"]["new"][f"vs_{arm}"]["aji"]["higher"] == tiles
