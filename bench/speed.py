@@ -7,13 +7,16 @@ reported, so a busy moment of the machine does not land on one row only. Rows:
 * the SSimNet U-Net alone under MONAI's ``SlidingWindowInferer`` (256², overlap 0.25, Gaussian, float32) on tiles
   already in memory: the reference (1×) of every SSimNet row; the same under bfloat16 autocast (what the bundle
   uses on a CPU that computes bfloat16 in hardware) and on ONNX Runtime (what both bundles use on other CPUs when the
-  ``onnx`` extra is installed; ``bench.network_backends`` compares every runtime);
+  ``onnx`` extra is installed; ``bench.network_backends`` compares every runtime). The reference keeps the issue's
+  overlap of 0.25 (:data:`REFERENCE_OVERLAP`) whatever the bundle uses; a row times the network with the bundle's own
+  windows;
 * the SSimNet bundle's ``inference.json`` as shipped (two passes: the tile and its 180° rotation), with one pass, with
   four flips, with test-time fine-tuning and four flips (the default before 0.2.1), and without each speed change
-  (float32; post-processing in the foreground);
+  (float32; post-processing in the foreground; the 0.25 window overlap of 0.5.0 and before);
 * DCGN's network alone (its 512² window, float32 and bfloat16) and its bundle (float32: bfloat16 is an option there,
   it moved DCGN's CPM-15 scores by -0.003), also with bfloat16, with post-processing in the foreground and with the
-  classes read off the softmax itself (without 0.4.0's mixture posterior);
+  classes read off the softmax itself (without 0.4.0's mixture posterior), and with the 0.25 window overlap of 0.4.2
+  and before;
 * the pseudo labels alone (``labelfree.transforms.pseudolabel.PseudoLabel``), and Otsu on haematoxylin + watershed.
 
 ``--profile True`` also runs each bundle row once under ``cProfile`` with post-processing in the foreground and splits
@@ -76,6 +79,12 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
         "SSimNet bundle, default with a float32 network on PyTorch",
     ),
     (
+        "ssimnet_overlap25",
+        "ssimnet",
+        {"sliding_window_inferer#overlap": 0.25},
+        "SSimNet bundle, default with the windows of 0.5.0 and before (overlap 0.25: 25 windows a tile, not 16)",
+    ),
+    (
         "ssimnet_no_resplit",
         "ssimnet",
         {"resplit_irregular": False},
@@ -88,6 +97,12 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
         "SSimNet bundle, default with post-processing in the foreground",
     ),
     ("dcgn", "dcgn", {}, "DCGN bundle, default (nuclei)"),
+    (
+        "dcgn_overlap25",
+        "dcgn",
+        {"window_overlap": 0.25},
+        "DCGN bundle, default with the windows of 0.4.2 and before (overlap 0.25: 9 windows a tile, not 4)",
+    ),
     ("dcgn_torch", "dcgn", {"cpu_onnxruntime": False}, "DCGN bundle, default without ONNX Runtime (PyTorch's kernels)"),
     ("dcgn_bf16", "dcgn", {"cpu_bf16": True}, "DCGN bundle, `--cpu_bf16 True` (not the default: CPM-15 AJI -0.002)"),
     ("dcgn_foreground", "dcgn", {"postprocessing_threads": 0}, "DCGN bundle, post-processing in the foreground"),
@@ -131,16 +146,27 @@ def _marginal(times: list[float]) -> float:
     return (times[-1] - times[0]) / (len(times) - 1)
 
 
-def shipped_network(bundle: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, SlidingWindowInferer]:
+#: overlap of the network-alone reference, the issue's "MONAI sliding window (256², overlap 0.25)": every bundle row is
+#: a ratio against this fixed cost, whatever windows the bundle itself uses (SSimNet 0.5.1 and DCGN 0.4.3 overlap their
+#: windows by 1/32 of a side: 8 and 16 pixels)
+REFERENCE_OVERLAP = 0.25
+
+
+def shipped_network(
+    bundle: str, device: str | torch.device = "cpu", overlap: float | None = REFERENCE_OVERLAP
+) -> tuple[torch.nn.Module, SlidingWindowInferer]:
     """The bundle's network with its shipped weights (eval mode, on ``device``), and MONAI's own sliding window with
-    the bundle's window, overlap, batch and weighting (the bundle's subclass only adds padding for tiles smaller than
-    the window)."""
+    the bundle's window, batch and weighting (the bundle's subclass only adds padding for tiles smaller than the
+    window) at ``overlap`` (``None``: the bundle's own)."""
     parser = _bundle_parser(bundle)
     net = parser.get_parsed_content("network_def").eval().to(device)
     net.load_state_dict(torch.load(REPO / "bundles" / bundle / "models" / "model.pt", map_location=device))
     sw = parser.get_parsed_content("sliding_window_inferer")
     return net, SlidingWindowInferer(
-        roi_size=sw.roi_size, sw_batch_size=sw.sw_batch_size, overlap=sw.overlap, mode=sw.mode
+        roi_size=sw.roi_size,
+        sw_batch_size=sw.sw_batch_size,
+        overlap=sw.overlap if overlap is None else overlap,
+        mode=sw.mode,
     )
 
 
@@ -149,11 +175,19 @@ def tile_tensors(files: list[Path]) -> list[torch.Tensor]:
     return [torch.from_numpy(load_rgb(f).copy()).permute(2, 0, 1)[None].float() / 255.0 for f in files]
 
 
-def time_network(bundle: str, files: list[Path], bf16: bool, threads: int, onnxruntime: bool = False) -> float:
+def time_network(
+    bundle: str,
+    files: list[Path],
+    bf16: bool,
+    threads: int,
+    onnxruntime: bool = False,
+    overlap: float | None = REFERENCE_OVERLAP,
+) -> float:
     """The bundle's network alone, MONAI's sliding window on tiles already in memory (input in [0, 1]); on ONNX
-    Runtime (:class:`labelfree.engines.onnx_runtime.OnnxRuntimeInferer`) when ``onnxruntime``."""
+    Runtime (:class:`labelfree.engines.onnx_runtime.OnnxRuntimeInferer`) when ``onnxruntime``; ``overlap`` as
+    :func:`shipped_network`."""
     torch.set_num_threads(threads)
-    net, inferer = shipped_network(bundle)
+    net, inferer = shipped_network(bundle, overlap=overlap)
     inferer = OnnxRuntimeInferer(inferer, threads=threads) if onnxruntime else inferer
     times = []
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -264,6 +298,12 @@ def run(
                 {
                     "ssimnet_network_onnxruntime": lambda: time_network("ssimnet", files, False, threads, True),
                     "dcgn_network_onnxruntime": lambda: time_network("dcgn", files, False, threads, True),
+                    "ssimnet_network_bundle_windows": lambda: time_network(
+                        "ssimnet", files, False, threads, True, overlap=None
+                    ),
+                    "dcgn_network_bundle_windows": lambda: time_network(
+                        "dcgn", files, False, threads, True, overlap=None
+                    ),
                 }
                 if onnxruntime_available()
                 else {}
@@ -287,7 +327,7 @@ def run(
         if profile:
             for name, bundle, overrides, _ in BUNDLE_ROWS:
                 if (
-                    name.endswith(("_foreground", "_fp32", "_bf16", "_four_flips", "_torch"))
+                    name.endswith(("_foreground", "_fp32", "_bf16", "_four_flips", "_torch", "_overlap25"))
                     and name != "ssimnet_finetune_four_flips"
                 ):
                     continue
@@ -318,6 +358,10 @@ DESCRIPTIONS = {
     "dcgn_network_bf16": "DCGN network alone, the same under bfloat16 autocast",
     "ssimnet_network_onnxruntime": "SSimNet U-Net alone, the same on ONNX Runtime (float32)",
     "dcgn_network_onnxruntime": "DCGN network alone, the same on ONNX Runtime (float32)",
+    "ssimnet_network_bundle_windows": "SSimNet U-Net alone on ONNX Runtime, with the bundle's own windows (256², 8 px "
+    "overlap since 0.5.1)",
+    "dcgn_network_bundle_windows": "DCGN network alone on ONNX Runtime, with the bundle's own windows (512², 16 px "
+    "overlap since 0.4.3)",
     "pseudo_labels": "pseudo labels (`PseudoLabel`: stains → FCM → contour → watershed)",
     "otsu_ws": "Otsu on haematoxylin + watershed",
     **{name: text for name, _, _, text in BUNDLE_ROWS},

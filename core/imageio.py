@@ -297,9 +297,9 @@ def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
 PNG_COMPRESS_LEVEL = 1
 #: zlib strategy of every PNG: run-length matching only, on rows filtered by PNG's "Up" filter (each byte minus the
 #: byte above it). PIL tries all five PNG filters on every row and keeps the best, which on a 1000² overlay costs more
-#: than the compression itself; one fixed filter, computed by numpy, writes it 2.1x faster (40 ms instead of 85) for a
-#: file 16 % larger, and the grey masks and instance maps 2-4x faster and smaller (MoNuSeg and CPM-15 tiles;
-#: ``bench/results/speed/png.md``)
+#: than the compression itself; one fixed filter, computed by numpy, writes it 2.0x faster (41 ms instead of 82) for a
+#: file 16 % larger, and the grey masks and instance maps 3.5-3.8x faster and smaller (8 MoNuSeg tiles;
+#: ``python -m bench.png_encoder``, ``bench/results/speed/png/png.md``)
 PNG_STRATEGY = zlib.Z_RLE
 #: zlib level of the instance TIFF: level 1 writes a 1000² map in half the time of the default 6, for a file of about
 #: 70 kB instead of 36 kB

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bench.speed import markdown, run, time_bundle
+from bench.speed import REFERENCE_OVERLAP, markdown, run, shipped_network, time_bundle
 from labelfree.sample import sample_dir
 
 
@@ -46,3 +46,12 @@ def test_markdown_lists_profiles_by_stage():
     }
     md = markdown(result)
     assert "| **1.000** | **2.00×** |" in md and "| instances | 0.300 |" in md and "| total | 0.700 |" in md
+
+
+def test_the_reference_keeps_the_issues_windows_whatever_the_bundle_uses():
+    """Ratios stay against the network alone at overlap 0.25, even where a bundle now overlaps its windows less."""
+    for bundle in ("ssimnet", "dcgn"):
+        _, reference = shipped_network(bundle)
+        _, own = shipped_network(bundle, overlap=None)
+        assert reference.overlap == REFERENCE_OVERLAP == 0.25
+        assert own.overlap < reference.overlap and own.roi_size == reference.roi_size
