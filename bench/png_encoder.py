@@ -17,7 +17,6 @@ import io
 import time
 import zlib
 from datetime import date
-from pathlib import Path
 
 import fire
 import numpy as np
