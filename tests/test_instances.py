@@ -152,3 +152,32 @@ def test_packed_resplit_equals_one_object_at_a_time():
     expected = _resplit_one_at_a_time(inst, relief, 2.0)
     assert expected.max() >= inst.max() + 4  # several objects split: their new ids must come in the same order
     assert np.array_equal(resplit_irregular_objects(inst, relief, 2.0), expected)
+
+
+def test_objects_the_network_half_sees_are_dropped_and_pale_centres_are_not():
+    """``min_mean_prob``: an object averaging below the soft labels' rim value (0.5) goes; a nucleus, a vesicular
+    nucleus whose pale inside is below the threshold (filled, counted as 1) and a binary mask stay."""
+    m = np.zeros((60, 150), bool)
+    disc(m, 30, 20, 12)  # a nucleus the network sees: 0.9 inside
+    disc(m, 30, 60, 12)  # a faint blob: 0.4 throughout (above the 0.25 threshold, below the rim value)
+    disc(m, 30, 100, 14)  # a ring of 0.6 around a pale centre of 0.1
+    disc(m, 30, 135, 10)  # a rim of 0.5 around a core of 0.55: right at the limit
+    p = np.where(m, 0.9, 0.0).astype(np.float32)
+    yy, xx = np.mgrid[:60, :150]
+    p[(yy - 30) ** 2 + (xx - 60) ** 2 <= 144] = 0.4
+    p[(yy - 30) ** 2 + (xx - 100) ** 2 <= 196] = 0.6
+    p[(yy - 30) ** 2 + (xx - 100) ** 2 <= 49] = 0.1
+    p[(yy - 30) ** 2 + (xx - 135) ** 2 <= 100] = 0.5
+    p[(yy - 30) ** 2 + (xx - 135) ** 2 <= 25] = 0.55
+    every = instances_from_map(p, threshold=0.25)
+    assert every.max() == 4
+    kept = instances_from_map(p, threshold=0.25, min_mean_prob=0.5)
+    assert kept.max() == 3 and kept.dtype == np.int32
+    assert kept[30, 60] == 0 and kept[30, 20] > 0 and kept[30, 135] > 0
+    assert kept[30, 100] > 0 and (kept == kept[30, 100]).sum() == (every == every[30, 100]).sum()  # whole, centre in
+    # ids stay 1..n in the order of the objects kept
+    assert sorted(np.unique(kept[kept > 0])) == [1, 2, 3] and kept[30, 20] < kept[30, 100] < kept[30, 135]
+    # a binary mask has no probabilities to doubt
+    assert instances_from_map(m, min_mean_prob=0.5).max() == 4
+    # the transform passes it through
+    assert NucleiInstances(threshold=0.25, min_mean_prob=0.5)(p[None]).max() == 3

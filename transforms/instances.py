@@ -33,6 +33,7 @@ from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue, optical_density
 
 __all__ = [
+    "drop_uncertain_objects",
     "foreground_relief",
     "instances_from_map",
     "resplit_irregular_objects",
@@ -53,6 +54,7 @@ def instances_from_map(
     sigma: float = 1.0,
     fill_holes: bool = True,
     resplit_irregular: bool = False,
+    min_mean_prob: float = 0.0,
 ) -> np.ndarray:
     """Split a foreground map into nuclei instances.
 
@@ -65,6 +67,8 @@ def instances_from_map(
         fill_holes: fill holes in the foreground first.
         resplit_irregular: split again, with a shallower marker depth, the objects that look like several nuclei
             (:func:`resplit_irregular_objects`).
+        min_mean_prob: objects whose mean probability is below this are dropped (:func:`drop_uncertain_objects`);
+            0 keeps every object. Ignored for a binary mask.
 
     Returns:
         ``(H, W)`` int32 instance map, 0 = background, ids ``1..n``.
@@ -80,7 +84,37 @@ def instances_from_map(
         return np.zeros(fg.shape, dtype=np.int32)
     # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
     inst = sequential_labels(dynamics_watershed(relief, fg, h), min_size)
-    return resplit_irregular_objects(inst, relief, h, min_size) if resplit_irregular else inst
+    inst = resplit_irregular_objects(inst, relief, h, min_size) if resplit_irregular else inst
+    if min_mean_prob > 0 and p.dtype.kind == "f":
+        inst = drop_uncertain_objects(inst, p, threshold, min_mean_prob)
+    return inst
+
+
+def drop_uncertain_objects(inst: np.ndarray, prob: np.ndarray, threshold: float, min_mean_prob: float) -> np.ndarray:
+    """Drop the objects whose mean probability is below ``min_mean_prob``.
+
+    A network trained on SSimNet's soft labels learns 0.5 on a nucleus's outermost ring and more inside it, so the
+    pixels of a nucleus it sees average well above 0.5, and an object that averages below is all rim: a boundary,
+    fibre or shadow the network half-sees, not a nucleus. The pixels of a filled hole (probability not above
+    ``threshold``) count as 1, as in the relief (:func:`foreground_relief`): the pale inside of a vesicular nucleus
+    does not make it uncertain.
+
+    Args:
+        inst: ``(H, W)`` int instances ``0..n``.
+        prob: ``(H, W)`` foreground probability the instances were drawn from.
+        threshold: the foreground threshold they were drawn at.
+        min_mean_prob: the lowest mean probability kept.
+
+    Returns:
+        ``(H, W)`` int32 instances ``1..m``, the kept objects in their order.
+    """
+    flat = inst.ravel()
+    counts = np.bincount(flat)
+    sums = np.bincount(flat, weights=np.where(prob > threshold, prob, 1.0).ravel(), minlength=counts.size)
+    keep = sums >= min_mean_prob * counts
+    keep[0] = False
+    lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
+    return lut[inst]
 
 
 def foreground_relief(
@@ -272,6 +306,7 @@ class NucleiInstances(Transform):
         sigma: float = 1.0,
         fill_holes: bool = True,
         resplit_irregular: bool = False,
+        min_mean_prob: float = 0.0,
     ):
         self.kwargs = dict(
             threshold=threshold,
@@ -280,6 +315,7 @@ class NucleiInstances(Transform):
             sigma=sigma,
             fill_holes=fill_holes,
             resplit_irregular=resplit_irregular,
+            min_mean_prob=min_mean_prob,
         )
 
     def __call__(self, prob: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
