@@ -8,9 +8,10 @@
   process; peak RSS from the process's own ``VmHWM``;
 * throughput: a 5k² slide tiled with 25 MoNuSeg tiles (all tissue), both bundles, tissue megapixels per second and
   seconds in reading, network, post-processing and writing (2 CPU threads);
-* stitching: every MoNuSeg and CPM-15 image (cropped to 256 + k × 192 px, one window grid for the whole image) as a
-  slide cut into 448 px tiles (seams every 192 px through the tissue) vs the same pixels segmented as one image by
-  SSimNet: nucleus counts and Dice of the re-rasterised GeoJSON.
+* stitching: every MoNuSeg and CPM-15 image (cropped to 256 + k × step px, one window grid for the whole image; the
+  step of SSimNet's sliding window, 248 px since 0.5.1) as a slide cut into tiles of 448 px asked for (504 px once
+  aligned to that grid: seams every 248 px through the tissue) vs the same pixels segmented as one image by SSimNet:
+  nucleus counts and Dice of the re-rasterised GeoJSON.
 
 Writes ``slides.json`` and ``slides.md`` in ``--out``.
 """
@@ -113,17 +114,19 @@ def throughput(tiles: list[np.ndarray], tmp: Path, threads: int) -> list[dict]:
 
 
 def stitching(images: Path, tmp: Path, limit: int | None = None) -> list[dict]:
-    """Each image, cropped to the largest side of the form 256 + k·192 (the network's window grid) that fits, as a
-    slide cut into 448 px tiles (128 px context: seams every 192 px) vs the same pixels segmented as one image."""
+    """Each image, cropped to the largest side of the form roi + k·step that fits (the network's window grid: 256 +
+    k·248 since SSimNet 0.5.1, 256 + k·192 before), as a slide cut into tiles of 448 px asked for (128 px context;
+    aligned to the grid: 504 px, seams every 248 px) vs the same pixels segmented as one image."""
     from skimage.draw import polygon as draw_polygon
 
-    from labelfree.engines.slides import BundleTileSegmenter, SlideSettings, segment_slide
+    from labelfree.engines.slides import BundleTileSegmenter, SlideSettings, bundle_parser, bundle_window, segment_slide
 
+    roi, step = bundle_window(bundle_parser(REPO / "bundles" / "ssimnet"))
     seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu", overrides=wsi_overrides("ssimnet"))
     rows = []
     for f in list_images(images)[:limit]:
         im = load_rgb(f)
-        side = 256 + (min(im.shape[:2]) - 256) // 192 * 192
+        side = roi + (min(im.shape[:2]) - roi) // step * step
         im = np.ascontiguousarray(im[:side, :side])
         path = write_demo_slide(tmp / "st.ome.tif", side, side, [(0, 0, im)], mpp=0.25, levels=2)
         single = seg(im)
@@ -186,7 +189,10 @@ def main() -> None:
 def report(result: dict) -> str:
     lines = ["# Whole slides (`python -m bench.slides`)", ""]
     if "stitching" in result:
-        lines += ["## Stitched slide vs one pass (SSimNet; each image as a slide cut into 448 px tiles)", ""]
+        lines += [
+            "## Stitched slide vs one pass (SSimNet; each image as a slide cut into tiles on the window grid)",
+            "",
+        ]
         lines += [
             "| set | images | nuclei one pass | nuclei stitched | worst count difference | mean Dice | min Dice |"
         ]
