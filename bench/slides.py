@@ -119,10 +119,10 @@ def stitching(images: Path, tmp: Path, limit: int | None = None) -> list[dict]:
     aligned to the grid: 504 px, seams every 248 px) vs the same pixels segmented as one image."""
     from skimage.draw import polygon as draw_polygon
 
-    from labelfree.engines.slides import BundleTileSegmenter, SlideSettings, bundle_parser, bundle_window, segment_slide
+    from labelfree.engines.slides import BundleTileSegmenter, SlideSettings, segment_slide
 
-    roi, step = bundle_window(bundle_parser(REPO / "bundles" / "ssimnet"))
     seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu", overrides=wsi_overrides("ssimnet"))
+    roi, step = seg.window
     rows = []
     for f in list_images(images)[:limit]:
         im = load_rgb(f)

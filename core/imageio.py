@@ -15,8 +15,8 @@ Documented fallbacks (everything else raises):
 from __future__ import annotations
 
 import os
-import tempfile
 import struct
+import tempfile
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence

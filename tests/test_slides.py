@@ -338,12 +338,12 @@ def test_stitched_slide_equals_one_pass_for_a_local_segmenter(tmp_path, sample_t
 def test_ssimnet_slide_matches_single_image_inference(tmp_path, sample_tiles):
     """The shipped SSimNet on a slide made of the sample tiles, cut into 640 px tiles (seams through the tissue), vs
     the same pixels segmented as one image."""
-    from labelfree.engines.slides import BundleTileSegmenter, bundle_parser, bundle_window
+    from labelfree.engines.slides import BundleTileSegmenter
 
-    roi, step = bundle_window(bundle_parser(REPO / "bundles" / "ssimnet"))
+    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu")
+    roi, step = seg.window
     mosaic = np.concatenate(sample_tiles, axis=1)[: roi + step, : roi + 4 * step]  # sides on one window grid
     path = write_demo_slide(tmp_path / "s.ome.tif", mosaic.shape[1], mosaic.shape[0], [(0, 0, mosaic)], mpp=0.25)
-    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu")
     summary = segment_slide(path, tmp_path, seg, SlideSettings(tile=880, margin=128, table=False), progress=False)
     assert summary["tiles"] == 3  # 752 px tiles (aligned to the window grid) on a stride of 496: two seams
     single = seg(mosaic)

@@ -110,11 +110,22 @@ def drop_uncertain_objects(inst: np.ndarray, prob: np.ndarray, threshold: float,
     """
     flat = inst.ravel()
     counts = np.bincount(flat)
-    sums = np.bincount(flat, weights=np.where(prob > threshold, prob, 1.0).ravel(), minlength=counts.size)
-    keep = sums >= min_mean_prob * counts
+    sums = np.bincount(flat, weights=_holes_weigh_one(prob, threshold).ravel(), minlength=counts.size)
+    return _renumber_kept(inst, sums >= min_mean_prob * counts)
+
+
+def _holes_weigh_one(p: np.ndarray, threshold: float) -> np.ndarray:
+    """The probability, with the pixels at or below ``threshold`` set to 1: inside the foreground those are filled
+    holes, the pale inside of a nucleus, not a boundary."""
+    return np.where(p > threshold, p, 1.0)
+
+
+def _renumber_kept(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``labels`` with the regions ``keep`` (indexed by label) numbered ``1..n`` in label order and the rest 0."""
+    keep = keep.copy()
     keep[0] = False
     lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
-    return lut[inst]
+    return lut[labels]
 
 
 def foreground_relief(
@@ -137,7 +148,7 @@ def foreground_relief(
     if not fg.any():
         return fg, np.zeros(fg.shape)
     dist = distance_to_background(fg)
-    dist = dist * np.where(p > threshold, p, 1.0) if p.dtype.kind == "f" else dist
+    dist = dist * _holes_weigh_one(p, threshold) if p.dtype.kind == "f" else dist
     return fg, (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
 
 
@@ -286,11 +297,7 @@ def sequential_labels(labels: np.ndarray, min_size: int = 1) -> np.ndarray:
     Returns:
         ``(H, W)`` int32 labels ``0..n``.
     """
-    sizes = np.bincount(np.asarray(labels).ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
-    return lut[labels]
+    return _renumber_kept(labels, np.bincount(np.asarray(labels).ravel()) >= min_size)
 
 
 class NucleiInstances(Transform):
