@@ -90,3 +90,24 @@ def test_bundle_inferers_parse_with_the_device_as_a_string_or_a_device(bundle, k
     parser["cpu_bf16"] = True
     inferer = parser.get_parsed_content(key, lazy=False)
     assert isinstance(inferer, AutocastInferer) and inferer.enabled
+
+
+@pytest.mark.parametrize("cpu_bf16", [False, True])
+def test_ssimnet_training_autocasts_only_when_asked_and_still_learns_in_float32(cpu_bf16):
+    # train.json's cpu_bf16 runs the training forward pass under bfloat16 autocast; weights, gradients and the loss's
+    # input stay float32, so the optimiser and the checkpoint do not change kind
+    from monai.bundle import ConfigParser
+
+    from bundle_runner import REPO
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "ssimnet" / "configs" / "train.json"))
+    parser["bundle_root"] = str(REPO / "bundles" / "ssimnet")
+    parser["device"] = "$torch.device('cpu')"
+    parser["cpu_bf16"] = cpu_bf16
+    inferer = parser.get_parsed_content("train#inferer", lazy=False)
+    assert isinstance(inferer, AutocastInferer) and inferer.enabled is cpu_bf16
+    net = torch.nn.Conv2d(3, 2, 3, padding=1)
+    out = inferer(torch.rand(2, 3, 16, 16), net)
+    out.square().mean().backward()
+    assert out.dtype == torch.float32 and net.weight.grad is not None and net.weight.grad.dtype == torch.float32

@@ -399,3 +399,36 @@ def test_teacher_datalist_adds_copies_with_pasted_touching_nuclei(tmp_path):
         # more nucleus pixels than the tile's own, and contact lines (the rim value) where pasted nuclei touch
         assert (item["soft"] > 0).sum() > (plain[0]["soft"] > 0).sum()
         assert (item["voronoi"] == 1).sum() > (plain[0]["voronoi"] == 1).sum()
+
+
+def test_teacher_keeps_the_objects_inference_drops_and_its_cache_follows_that_rule(tmp_path, monkeypatch):
+    """The teacher (and the round agreement's student) segment with every object kept: the objects 0.6.0's inference
+    drops would otherwise become confident background in the targets. The cache key changes with that rule."""
+    import labelfree.engines.slides as slides
+    from bundle_runner import import_bundle_module
+    from test_paste_nuclei import _discs
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst = _discs()
+    seen = []
+
+    class FakeSegmenter:
+        def __init__(self, bundle_root, device=None, overrides=None):
+            seen.append(dict(overrides))
+
+        def __call__(self, rgb, name):
+            return inst
+
+    monkeypatch.setattr(slides, "BundleTileSegmenter", FakeSegmenter)
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    Image.fromarray(rgb).save(tiles / "t.png")
+    teacher = tmp_path / "teacher.pt"
+    torch.save({"w": torch.zeros(1)}, teacher)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, device="cpu")
+    st.teacher_datalist(tiles, tmp_path / "cache", repeats=1, patch_size=64, progress=False, **common)
+    st.round_agreement(tiles, tmp_path / "cache", student_path=teacher, **common)
+    assert len(seen) == 2 and all(o["min_mean_prob"] == 0.0 and o["ckpt_path"] == str(teacher) for o in seen)
+    key = st._teacher_file(tmp_path, tiles / "t.png", "d")
+    monkeypatch.setattr(st, "TEACHER_OVERRIDES", {"min_mean_prob": 0.5})
+    assert st._teacher_file(tmp_path, tiles / "t.png", "d") != key

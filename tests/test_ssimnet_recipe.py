@@ -50,6 +50,7 @@ def test_rounds_follow_the_last_checkpoint_and_stop_at_the_agreement(recipe, tmp
     assert r1_cmd[r1_cmd.index("--teacher_path") + 1] == str(tmp_path / "out" / "base" / "model.pt")
     assert r2_cmd[r2_cmd.index("--teacher_path") + 1] == str(tmp_path / "out" / "round1" / "model.pt")
     assert r2_cmd[r2_cmd.index("--seed") + 1] == "3"
+    assert all(c[1][c[1].index("--cpu_bf16") + 1] == "False" for c in fake.calls)  # float32 unless asked
     assert record["stopped"].startswith("agreement 0.9720") and record["final"].endswith("round2/model.pt")
     assert torch.load(tmp_path / "m.pt")["w"].item() == 3  # the final stage's weights, copied
     saved = json.loads((tmp_path / "out" / "recipe.json").read_text())
@@ -99,3 +100,10 @@ def test_the_recipe_runs_through_monai_bundle_on_synthetic_tiles(tmp_path):
     record = json.loads((tmp_path / "out" / "recipe.json").read_text())
     assert [s["stage"] for s in record["stages"]] == ["base", "round1"] and 0 <= record["stages"][1]["agreement"] <= 1
     assert (tmp_path / "out" / "model.pt").is_file() and "recipe: round1 finished" in proc.stdout + proc.stderr
+
+
+def test_cpu_bf16_reaches_every_stage(recipe, tmp_path):
+    fake = FakeStages([0.99])
+    recipe.run_recipe(ROOT, tmp_path, tmp_path / "out", cpu_bf16=True, run_stage=fake)
+    assert [c[0] for c in fake.calls] == ["base", "round1"]
+    assert all(c[1][c[1].index("--cpu_bf16") + 1] == "True" for c in fake.calls)

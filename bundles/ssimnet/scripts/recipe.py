@@ -72,6 +72,7 @@ def run_recipe(
     seed: int = 0,
     stop_agreement: float = 0.97,
     max_rounds: int = 3,
+    cpu_bf16: bool = False,
     base_overrides: Mapping[str, Any] | None = None,
     round_overrides: Mapping[str, Any] | None = None,
     model_path: str | os.PathLike | None = None,
@@ -87,6 +88,8 @@ def run_recipe(
         stop_agreement: stop after the first round whose agreement is at least this (fixed in advance, never tuned
             on scores).
         max_rounds: stop after this many rounds whatever the agreement (0: the base only).
+        cpu_bf16: train every stage under bfloat16 autocast on the CPU (``train.json``'s ``cpu_bf16``); worth it only
+            where the CPU computes bfloat16 natively (:func:`labelfree.engines.inferers.native_bf16_cpu`).
         base_overrides, round_overrides: extra ``--key value`` overrides of the base run and of every round.
         model_path: where the final checkpoint (and its optimizer state, when there is one) is copied.
         run_stage: runs one stage's command line, appending its output to the given log (replaced in tests).
@@ -97,7 +100,7 @@ def run_recipe(
     """
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    common = {"dataset_dir": str(Path(dataset_dir).resolve()), "seed": int(seed)}
+    common = {"dataset_dir": str(Path(dataset_dir).resolve()), "seed": int(seed), "cpu_bf16": bool(cpu_bf16)}
     stages: list[dict] = []
 
     def stage(name: str, configs: tuple[str, ...], overrides: Mapping[str, Any]) -> dict:

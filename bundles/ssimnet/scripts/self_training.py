@@ -1,7 +1,7 @@
 """SSimNet self-training: a trained network's own nuclei, purified object by object, become the next round's labels.
 
-For every training tile, the teacher checkpoint segments it exactly as ``configs/inference.json`` does (its flips,
-threshold and watershed; :class:`labelfree.engines.slides.BundleTileSegmenter`). Each predicted nucleus is scored
+For every training tile, the teacher checkpoint segments it as ``configs/inference.json`` does (its flips, threshold
+and watershed; :class:`labelfree.engines.slides.BundleTileSegmenter`), keeping every object (:data:`TEACHER_OVERRIDES`). Each predicted nucleus is scored
 against the rest of its tile (:func:`labelfree.transforms.purify_objects.purify_instances`): confident ones are
 targets, the others are left out of the loss with a margin, so the student is not taught the teacher's slivers and
 fragments. Targets are made on the whole tile: each nucleus softened on its own (eq. 4; contact lines between touching
@@ -34,10 +34,18 @@ from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
 
 from .data import load_training_tile
 
-__all__ = ["IGNORED", "self_training_targets", "teacher_datalist", "student", "round_agreement"]
+__all__ = ["IGNORED", "TEACHER_OVERRIDES", "self_training_targets", "teacher_datalist", "student", "round_agreement"]
 
-#: the cache key holds the tile and the teacher's weights, not the inference rule: bump when the instances change
-CACHE_VERSION = 2  # 2: irregular objects re-split (0.3.2)
+#: the cache key holds the tile, the teacher's weights and :data:`TEACHER_OVERRIDES`, not the rest of the inference
+#: rule: bump when the instances change
+CACHE_VERSION = 3  # 2: irregular objects re-split (0.3.2); 3: the key holds TEACHER_OVERRIDES (0.6.1)
+
+#: how the teacher's inference differs from ``configs/inference.json``: every object it finds is kept
+#: (``min_mean_prob`` 0). The objects 0.6.0's inference drops (mean probability below the soft labels' rim value) are
+#: the teacher's least certain ones; purification decides whether the loss trusts or ignores them. Dropped before
+#: that, they would be taught as confident background and every round would shrink the masks (the recipe run from
+#: nothing with 0.6.0's teacher: CPM-15 Dice 0.843 -> 0.797, docs/README.md, Performance 0.6.1).
+TEACHER_OVERRIDES = {"min_mean_prob": 0.0}
 
 #: the soft-label value of a pixel the loss leaves out (``scripts.loss.SSimNetLoss``)
 IGNORED = -1.0
@@ -71,7 +79,8 @@ def _digest(path: str | os.PathLike) -> str:
 
 def _teacher_file(cache: Path, tile: Path, teacher_digest: str) -> Path:
     """The cached teacher instance map of a tile, keyed by the tile's content and the teacher checkpoint."""
-    key = hashlib.sha1(Path(tile).read_bytes() + f"{teacher_digest}/{CACHE_VERSION}".encode()).hexdigest()[:16]
+    rule = json.dumps(TEACHER_OVERRIDES, sort_keys=True)
+    key = hashlib.sha1(Path(tile).read_bytes() + f"{teacher_digest}/{CACHE_VERSION}/{rule}".encode()).hexdigest()[:16]
     return cache / f"{tile.stem}-{key}.npz"
 
 
@@ -149,7 +158,9 @@ def teacher_datalist(
                 inst = z["teacher"]
         else:
             if segment is None:
-                segment = BundleTileSegmenter(bundle_root, device=device, overrides={"ckpt_path": str(teacher_path)})
+                segment = BundleTileSegmenter(
+                    bundle_root, device=device, overrides={**TEACHER_OVERRIDES, "ckpt_path": str(teacher_path)}
+                )
             inst = segment(rgb, path.name)
             if npz is not None:
                 with atomic_path(npz) as tmp:
@@ -209,7 +220,9 @@ def round_agreement(
     from labelfree.engines.slides import BundleTileSegmenter
 
     teacher_digest = _digest(teacher_path)
-    segment = BundleTileSegmenter(bundle_root, device=device, overrides={"ckpt_path": str(student_path)})
+    segment = BundleTileSegmenter(
+        bundle_root, device=device, overrides={**TEACHER_OVERRIDES, "ckpt_path": str(student_path)}
+    )
     scores = []
     for item in image_datalist(dataset_dir):
         path = Path(item["image"])
