@@ -4,7 +4,8 @@ Reads harness report folders laid out as ``ROOT/<data set>/<arm>/seed<N>`` (each
 compare`` for one training seed's checkpoint; labels were read by the harness only to score) and prints, per data set
 and arm, each seed's Dice / AJI / PQ / precision / recall, their mean ± sample std, the Wilcoxon signed-rank test of
 each arm against the first one on the per-tile scores averaged over the seeds both arms have, and the DCGN Table IV
-degeneration counts (a class above 97 % or below 1 % of a tile) where the harness gives them. Written to
+degeneration counts (a class above 97 % or below 1 % of a tile) where the harness gives them, and each seed's worst
+tile by predicted / true nucleus area (issue 17's sparse-tile bound; pixel recall / precision). Written to
 ``ROOT/table.md`` and ``ROOT/table.json`` (``--name`` for another stem).
 
 An arm may live under another root: ``NAME@ROOT2`` reads ``ROOT2/<data set>/NAME/seed<N>`` (the same checkpoints
@@ -47,6 +48,14 @@ def _seeds(folder: Path) -> dict[int, Path]:
 def _per_tile(report: Path) -> dict[str, dict[str, float]]:
     with open(report / "results.csv") as fh:
         return {row["image"]: {k: float(row[k]) for k in METRICS} for row in csv.DictReader(fh)}
+
+
+def worst_area_ratio(per_tile: dict[str, dict[str, float]]) -> tuple[float, str]:
+    """The largest predicted / true nucleus area of a report's tiles and that tile: pixel recall / precision, which is
+    ``(TP / true) / (TP / predicted)``; infinite where nothing predicted is right."""
+    ratios = {i: t["recall"] / t["precision"] if t["precision"] > 0 else float("inf") for i, t in per_tile.items()}
+    tile = max(ratios, key=ratios.get)
+    return ratios[tile], tile
 
 
 def _degeneration(report: Path) -> tuple[int, int, int]:
@@ -100,8 +109,8 @@ def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = No
         lines += [
             f"## {ds}",
             "",
-            "| arm | seed | " + " / ".join(METRICS) + " | collapsed / empty |",
-            "|---|---|---|---|",
+            "| arm | seed | " + " / ".join(METRICS) + " | worst predicted / true area | collapsed / empty |",
+            "|---|---|---|---|---|",
         ]
         for arm in names:
             per_seed = {
@@ -112,17 +121,22 @@ def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = No
             std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(METRICS))
             degen = [_degeneration(_arm_dir(base, ds, arm) / f"seed{s}") for s in per_seed]
             collapsed, empty, runs = (sum(d[i] for d in degen) for i in range(3))
+            worst = {s: worst_area_ratio(v) for s, v in tiles[arm].items()}
             for s, r in per_seed.items():
-                lines.append(f"| {arm} | {s} | " + " / ".join(f"{r[k]:.3f}" for k in METRICS) + " | |")
+                ratio, tile = worst[s]
+                lines.append(
+                    f"| {arm} | {s} | " + " / ".join(f"{r[k]:.3f}" for k in METRICS) + f" | {ratio:.2f} ({tile}) | |"
+                )
             lines.append(
                 f"| **{arm}** | mean ± std ({len(per_seed)}) | "
                 + " / ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, std))
-                + f" | {collapsed} / {empty} of {runs} |"
+                + f" | {max(r for r, _ in worst.values()):.2f} (highest) | {collapsed} / {empty} of {runs} |"
             )
             result[ds][arm] = {
                 "seeds": per_seed,
                 "mean": dict(zip(METRICS, mean.tolist())),
                 "std": dict(zip(METRICS, std.tolist())),
+                "worst_area_ratio": {s: {"ratio": r, "tile": t} for s, (r, t) in worst.items()},
                 "collapsed": collapsed,
                 "empty": empty,
                 "image_runs": runs,

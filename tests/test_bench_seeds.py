@@ -50,8 +50,19 @@ def test_arm_table_pairs_tiles_over_shared_seeds(tmp_path):
     # per tile: seeds 0 and 1 only, pretrained 0.40 + 0.01 i against random 0.32
     assert test["delta"] == pytest.approx(0.435 - 0.32) and test["higher"] == tiles and test["p"] < 0.01
     assert "higher on 8 of 8 tiles" in (tmp_path / "table.md").read_text()
+    # every tile predicts 0.9 / 0.6 of its true area (pixel recall / precision)
+    assert random["worst_area_ratio"][0]["ratio"] == pytest.approx(1.5)
+    assert "| 1.50 (highest) |" in (tmp_path / "table.md").read_text()
     with pytest.raises(SystemExit, match="no data set"):
         summarise(str(tmp_path), "random,other_arm")
+
+
+def test_worst_area_ratio_names_the_tile_and_survives_an_empty_prediction():
+    from bench.arm_table import worst_area_ratio
+
+    tiles = {"dense": {"precision": 0.8, "recall": 0.8}, "sparse": {"precision": 0.4, "recall": 0.9}}
+    assert worst_area_ratio(tiles) == (pytest.approx(2.25), "sparse")
+    assert worst_area_ratio({**tiles, "wrong": {"precision": 0.0, "recall": 0.0}}) == (float("inf"), "wrong")
 
 
 def test_arm_table_reads_an_arm_from_another_root_and_keeps_only_the_named_seeds(tmp_path):
