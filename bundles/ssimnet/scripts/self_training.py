@@ -1,10 +1,10 @@
 """SSimNet self-training: a trained network's own nuclei, purified object by object, become the next round's labels.
 
 For every training tile, the teacher checkpoint segments it as ``configs/inference.json`` does (its flips, threshold
-and watershed; :class:`labelfree.engines.slides.BundleTileSegmenter`), keeping every object (:data:`TEACHER_OVERRIDES`). Each predicted nucleus is scored
-against the rest of its tile (:func:`labelfree.transforms.purify_objects.purify_instances`): confident ones are
-targets, the others are left out of the loss with a margin, so the student is not taught the teacher's slivers and
-fragments. Targets are made on the whole tile: each nucleus softened on its own (eq. 4; contact lines between touching
+and watershed; :class:`labelfree.engines.slides.BundleTileSegmenter`), keeping every object
+(:data:`TEACHER_OVERRIDES`). Each predicted nucleus is scored against the rest of its tile
+(:func:`labelfree.transforms.purify_objects.purify_instances`): confident ones are targets, the others are left out of
+the loss with a margin, so the student is not taught the teacher's slivers and fragments. Targets are made on the whole tile: each nucleus softened on its own (eq. 4; contact lines between touching
 nuclei at the rim value, :func:`labelfree.transforms.soften.soften_instances`) and the Voronoi tri-label of the
 confident nuclei. The student starts from the teacher's weights and sees random crops of whole tiles (not a fixed
 patch grid), so it does not learn the window grid's phase.
@@ -44,7 +44,7 @@ CACHE_VERSION = 3  # 2: irregular objects re-split (0.3.2); 3: the key holds TEA
 #: (``min_mean_prob`` 0). The objects 0.6.0's inference drops (mean probability below the soft labels' rim value) are
 #: the teacher's least certain ones; purification decides whether the loss trusts or ignores them. Dropped before
 #: that, they would be taught as confident background and every round would shrink the masks (the recipe run from
-#: nothing with 0.6.0's teacher: CPM-15 Dice 0.843 -> 0.797, docs/README.md, Performance 0.6.1).
+#: nothing, seed 0: CPM-15 Dice 0.797 with 0.6.0's teacher, 0.847 with this one; docs/README.md, Performance 0.6.1).
 TEACHER_OVERRIDES = {"min_mean_prob": 0.0}
 
 #: the soft-label value of a pixel the loss leaves out (``scripts.loss.SSimNetLoss``)
@@ -78,7 +78,8 @@ def _digest(path: str | os.PathLike) -> str:
 
 
 def _teacher_file(cache: Path, tile: Path, teacher_digest: str) -> Path:
-    """The cached teacher instance map of a tile, keyed by the tile's content and the teacher checkpoint."""
+    """The cached teacher instance map of a tile, keyed by the tile's content, the teacher checkpoint and the teacher's
+    inference rule (:data:`TEACHER_OVERRIDES`)."""
     rule = json.dumps(TEACHER_OVERRIDES, sort_keys=True)
     key = hashlib.sha1(Path(tile).read_bytes() + f"{teacher_digest}/{CACHE_VERSION}/{rule}".encode()).hexdigest()[:16]
     return cache / f"{tile.stem}-{key}.npz"
