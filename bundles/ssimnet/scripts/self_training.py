@@ -85,6 +85,14 @@ def _teacher_file(cache: Path, tile: Path, teacher_digest: str) -> Path:
     return cache / f"{tile.stem}-{key}.npz"
 
 
+def _segmenter(bundle_root: str | os.PathLike, ckpt_path: str | os.PathLike, device: str | torch.device | None):
+    """This bundle's tile segmenter with ``ckpt_path`` and the teacher's rule (:data:`TEACHER_OVERRIDES`): the teacher
+    and the round agreement's student are segmented alike."""
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    return BundleTileSegmenter(bundle_root, device=device, overrides={**TEACHER_OVERRIDES, "ckpt_path": str(ckpt_path)})
+
+
 def teacher_datalist(
     dataset_dir: str | os.PathLike,
     cache_dir: str | os.PathLike | None,
@@ -136,8 +144,6 @@ def teacher_datalist(
         labelfree.engines.runs.RunError: missing or empty ``dataset_dir``.
         RuntimeError: no tile gave a usable label.
     """
-    from labelfree.engines.slides import BundleTileSegmenter
-
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
@@ -159,9 +165,7 @@ def teacher_datalist(
                 inst = z["teacher"]
         else:
             if segment is None:
-                segment = BundleTileSegmenter(
-                    bundle_root, device=device, overrides={**TEACHER_OVERRIDES, "ckpt_path": str(teacher_path)}
-                )
+                segment = _segmenter(bundle_root, teacher_path, device)
             inst = segment(rgb, path.name)
             if npz is not None:
                 with atomic_path(npz) as tmp:
@@ -218,12 +222,8 @@ def round_agreement(
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
     (written atomically)."""
-    from labelfree.engines.slides import BundleTileSegmenter
-
     teacher_digest = _digest(teacher_path)
-    segment = BundleTileSegmenter(
-        bundle_root, device=device, overrides={**TEACHER_OVERRIDES, "ckpt_path": str(student_path)}
-    )
+    segment = _segmenter(bundle_root, student_path, device)
     scores = []
     for item in image_datalist(dataset_dir):
         path = Path(item["image"])
