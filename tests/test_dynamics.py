@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
+from skimage.morphology import h_maxima, local_maxima
 from skimage.segmentation import watershed
 
 from labelfree.transforms.contour import fill_mask_holes
-from labelfree.transforms.dynamics import basin_saddles, dynamics_watershed
+from labelfree.transforms.dynamics import ascent_basins, basin_saddles, dynamics_watershed
 from labelfree.transforms.instances import sequential_labels
 
 
@@ -34,10 +34,58 @@ def test_same_regions_as_h_maxima_then_marker_watershed(seed, h):
     for i in range(1, n + 1):
         assert len(np.unique(got[markers == i])) == 1
     assert len(np.unique(got[markers > 0])) == n
-    # the boundaries agree except where a dropped basin is shared between two markers by a second flooding
+    # the boundaries agree except where a dropped basin is shared between two markers by a second flooding, and where
+    # climbing and flooding put the line between two basins a pixel apart
     pairs = np.stack([ref[mask], got[mask]], 1)
     majority = sum(np.bincount(g).max() for g in (pairs[pairs[:, 0] == r, 1] for r in np.unique(pairs[:, 0])))
-    assert majority / mask.sum() > 0.97
+    assert majority / mask.sum() > 0.95
+
+
+def _maxima(relief, mask):
+    return ndi.label(local_maxima(relief, connectivity=2, allow_borders=True) & mask, structure=np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ascent_basins_follow_the_steepest_neighbour(seed):
+    relief, mask = smooth_relief(seed)
+    markers, n = _maxima(relief, mask)
+    got = ascent_basins(relief, mask, markers)
+    assert np.array_equal(got > 0, mask)
+    assert np.array_equal(got[markers > 0], markers[markers > 0])
+    # every other pixel has the label of its highest neighbour, which is higher than itself
+    padded = np.pad(np.where(mask, relief, -np.inf), 1, constant_values=-np.inf)
+    labels = np.pad(got, 1)
+    h, w = relief.shape
+    stack = np.stack([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    lab = np.stack([labels[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    best = stack.argmax(0)
+    climb = mask & (markers == 0)
+    assert (np.take_along_axis(stack, best[None], 0)[0][climb] > relief[climb]).all()
+    assert np.array_equal(np.take_along_axis(lab, best[None], 0)[0][climb], got[climb])
+    # one basin per maximum, close to a flooding from the same maxima
+    ref = watershed(-relief, markers, mask=mask, connectivity=1)
+    assert len(np.unique(got[mask])) == n
+    assert (got == ref)[mask].mean() > 0.95
+
+
+def test_ascent_basins_flood_a_flat_shelf():
+    # a ramp up to a peak at the right, with a flat shelf half-way: the shelf has no higher neighbour except at its
+    # right edge, and is not a maximum
+    relief = np.tile(np.arange(30, dtype=float), (9, 1))
+    relief[:, 10:20] = 10.0
+    mask = np.ones_like(relief, dtype=bool)
+    markers, n = _maxima(relief, mask)
+    assert n == 1
+    got = ascent_basins(relief, mask, markers)
+    assert (got == 1).all()
+    # a valley between two such ramps: each shelf goes to the peak above it
+    two = np.concatenate([relief[:, ::-1], relief], axis=1)
+    mask2 = np.ones_like(two, dtype=bool)
+    markers2, n2 = _maxima(two, mask2)
+    got2 = ascent_basins(two, mask2, markers2)
+    assert n2 == 2 and set(np.unique(got2)) == {1, 2}
+    assert got2[:, 10:20].min() == got2[:, 10:20].max() and got2[:, 40:50].min() == got2[:, 40:50].max()
+    assert got2[0, 10] != got2[0, 49]
 
 
 def test_touching_peaks_split_by_depth_of_their_saddle():

@@ -37,8 +37,9 @@ from .data import load_training_tile
 __all__ = ["IGNORED", "TEACHER_OVERRIDES", "self_training_targets", "teacher_datalist", "student", "round_agreement"]
 
 #: the cache key holds the tile, the teacher's weights and :data:`TEACHER_OVERRIDES`, not the rest of the inference
-#: rule: bump when the instances change
-CACHE_VERSION = 3  # 2: irregular objects re-split (0.3.2); 3: the key holds TEACHER_OVERRIDES (0.6.1)
+#: rule: bump when the instances change (2: irregular objects re-split, 0.3.2; 3: the key holds TEACHER_OVERRIDES,
+#: 0.6.1; 4: basins climbed, 0.6.2)
+CACHE_VERSION = 4
 
 #: how the teacher's inference differs from ``configs/inference.json``: every object it finds is kept
 #: (``min_mean_prob`` 0). The objects 0.6.0's inference drops (mean probability below the soft labels' rim value) are
