@@ -13,6 +13,7 @@ of the gland mask, per image, then averaged).
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -65,6 +66,21 @@ def kmeans_od_classes(rgb: np.ndarray, k: int = 3, seed: int = 0, n_fit: int = 5
     return inverse[raw].reshape(rgb.shape[:2])
 
 
+def grade_table(rows: list[dict], grade_of: dict[str, str]) -> list[str]:
+    """Markdown lines: the per-image scores of :func:`run` averaged by grade (``grade_of``: image stem → grade;
+    images it does not name are ``unknown``)."""
+    lines = ["| grade | tiles | DCGN gland Dice / IoU | k-means gland Dice / IoU | DCGN haematoxylin-rich share |"]
+    lines.append("|---|---|---|---|---|")
+    for grade in sorted({grade_of.get(r["image"], "unknown") for r in rows}):
+        sub = [r for r in rows if grade_of.get(r["image"], "unknown") == grade]
+        m = {key: float(np.mean([r[key] for r in sub])) for key in sub[0] if key != "image"}
+        lines.append(
+            f"| {grade} | {len(sub)} | {m['dcgn_dice']:.3f} / {m['dcgn_iou']:.3f} | "
+            f"{m['kmeans_od_dice']:.3f} / {m['kmeans_od_iou']:.3f} | {m['dcgn_rich_fraction']:.3f} |"
+        )
+    return lines
+
+
 def _scores(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     inter, union = float((gt & pred).sum()), float((gt | pred).sum())
     total = float(gt.sum() + pred.sum())
@@ -77,10 +93,13 @@ def run(
     out: str = "bench/results/glas_tissue",
     ckpt_path: str | None = None,
     pred_dir: str = "bench/runs/glas_tissue/dcgn_tissue",
+    per_image: str | None = None,
 ) -> str:
     """Segment every tile with DCGN's tissue mode (shipped checkpoint unless ``ckpt_path``) into ``pred_dir`` (kept
     out of the results: 85 tiles of maps; finished tiles are reused) and with k-means in optical density, apply
-    :func:`gland_mask` to both, score against the labels and write ``glas_tissue.md`` / ``.json`` into ``out``."""
+    :func:`gland_mask` to both, score against the labels and write ``glas_tissue.md`` / ``.json`` into ``out``.
+    ``per_image``: the data set's ``per_image.csv``; its ``grade_glas`` column (benign / malignant, metadata, not a
+    label of any pixel) splits the scores by grade."""
     out_dir = Path(out)
     pred = Path(pred_dir)
     configs = REPO / "bundles" / "dcgn" / "configs"
@@ -112,7 +131,8 @@ def run(
         "",
         "`python -m bench.glas_tissue --images ../shared/data/glas/train/images "
         f"--labels ../shared/data/glas/train/labels_binary --out {out}"
-        + (f" --ckpt_path {ckpt_path}`" if ckpt_path else "`"),
+        + (f" --ckpt_path {ckpt_path}" if ckpt_path else "")
+        + (f" --per_image {per_image}`" if per_image else "`"),
         "",
         f"Classes (K = {k}, named by increasing haematoxylin): "
         + "; ".join(f"{e['class']} = {e['name']}" for e in legend)
@@ -128,6 +148,9 @@ def run(
         f"{mean['kmeans_od_rich_fraction']:.3f} | {np.mean(timings['kmeans_seconds']):.2f} |",
         "",
     ]
+    if per_image:
+        with open(per_image, newline="") as f:
+            lines += grade_table(rows, {r["name"]: r["grade_glas"] for r in csv.DictReader(f)}) + [""]
     report = "\n".join(lines)
     save_text(out_dir / "glas_tissue.md", report)
     save_text(out_dir / "glas_tissue.json", json.dumps({"mean": mean, "per_image": rows}, indent=1) + "\n")

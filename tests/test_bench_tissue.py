@@ -26,3 +26,17 @@ def test_per_tile_mixture_names_the_haematoxylin_component_nuclei(tile):
     mask = nuclei_by_em(tile.image, "stains", 3)
     nuclei = tile.instances > 0
     assert 2 * (mask & nuclei).sum() / (mask.sum() + nuclei.sum()) > 0.8
+
+
+def test_grade_table_averages_each_grade_on_its_own_tiles():
+    from bench.glas_tissue import grade_table
+
+    def row(image, v):
+        keys = ("dcgn_dice", "dcgn_iou", "kmeans_od_dice", "kmeans_od_iou", "dcgn_rich_fraction")
+        return {"image": image, **{k: v for k in keys}}
+
+    rows = [row("a", 0.2), row("b", 0.4), row("c", 0.9), row("d", 0.5)]
+    lines = grade_table(rows, {"a": "benign", "b": "benign", "c": "malignant"})
+    assert lines[2] == "| benign | 2 | 0.300 / 0.300 | 0.300 / 0.300 | 0.300 |"
+    assert lines[3] == "| malignant | 1 | 0.900 / 0.900 | 0.900 / 0.900 | 0.900 |"
+    assert lines[4] == "| unknown | 1 | 0.500 / 0.500 | 0.500 / 0.500 | 0.500 |"
