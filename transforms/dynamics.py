@@ -1,8 +1,8 @@
-"""Watershed from the maxima whose dynamic is at least ``h``, in one flooding pass.
+"""Watershed from the maxima whose dynamic is at least ``h``, in one pass over the pixels.
 
 The classic recipe (``skimage.morphology.h_maxima`` for the markers, then a marker-controlled watershed) costs a grey
 reconstruction of the whole relief (a sort of every pixel, or one call per connected component) and a second flooding.
-Here the relief is flooded once from *all* its regional maxima; the basin graph that flooding leaves (one node per
+Here the relief is cut once into the basins of *all* its regional maxima; the basin graph that cut leaves (one node per
 maximum, one edge per pair of touching basins, weighted by their saddle: the highest pass between them) is then small
 enough (a few thousand edges on a 1000² tile) for two union-find sweeps over the edges, highest saddle first:
 
