@@ -13,9 +13,8 @@ other, object counts). No labels are read.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import fire
 import numpy as np
@@ -39,16 +38,6 @@ def flooded_basins(relief: np.ndarray, mask: np.ndarray, markers: np.ndarray) ->
     return watershed(-relief, markers=markers, mask=mask, connectivity=1)
 
 
-@contextmanager
-def _basins(fn) -> Iterator[None]:
-    saved = dynamics.ascent_basins
-    dynamics.ascent_basins = fn
-    try:
-        yield
-    finally:
-        dynamics.ascent_basins = saved
-
-
 def _seconds(fn, repeats: int) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -64,7 +53,7 @@ def tile_row(prob: np.ndarray, repeats: int) -> dict:
     markers, _ = ndi.label(local_maxima(relief, connectivity=2, allow_borders=True) & fg, structure=np.ones((3, 3)))
     t_flood, flood = _seconds(lambda: flooded_basins(relief, fg, markers), repeats)
     t_climb, climb = _seconds(lambda: dynamics.ascent_basins(relief, fg, markers), repeats)
-    with _basins(flooded_basins):
+    with mock.patch.object(dynamics, "ascent_basins", flooded_basins):
         t_old, old = _seconds(lambda: instances_from_map(prob, **SETTINGS), repeats)
     t_new, new = _seconds(lambda: instances_from_map(prob, **SETTINGS), repeats)
     return {

@@ -4,10 +4,12 @@ For every training tile, the teacher checkpoint segments it as ``configs/inferen
 and watershed; :class:`labelfree.engines.slides.BundleTileSegmenter`), keeping every object
 (:data:`TEACHER_OVERRIDES`). Each predicted nucleus is scored against the rest of its tile
 (:func:`labelfree.transforms.purify_objects.purify_instances`): confident ones are targets, the others are left out of
-the loss with a margin, so the student is not taught the teacher's slivers and fragments. Targets are made on the whole tile: each nucleus softened on its own (eq. 4; contact lines between touching
-nuclei at the rim value, :func:`labelfree.transforms.soften.soften_instances`) and the Voronoi tri-label of the
-confident nuclei. The student starts from the teacher's weights and sees random crops of whole tiles (not a fixed
-patch grid), so it does not learn the window grid's phase.
+the loss with a margin, so the student is not taught the teacher's slivers and fragments. Targets are made on the
+whole tile: each nucleus softened on its own (eq. 4; contact lines between touching nuclei at ``contact_value``,
+:func:`labelfree.transforms.soften.soften_instances`: the rim value 0.5 by default here, background in
+``configs/self_train.json`` since 0.7.0) and the Voronoi tri-label of the confident nuclei. The student starts from
+the teacher's weights and sees random crops of whole tiles (not a fixed patch grid), so it does not learn the window
+grid's phase.
 
 No ground truth is read: the labels are the teacher's predictions, and the only rule for stopping is how much the
 student still changes the masks (the round agreement, :func:`round_agreement`).
