@@ -36,10 +36,9 @@ whether the tile holds the neck the probability lacks:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import fire
 import numpy as np
@@ -114,16 +113,6 @@ def _relative_markers(top, a, b, saddle, h):
                 keep[m] = False
     keep[0] = False
     return np.asarray(keep)
-
-
-@contextmanager
-def _patched(module: object, name: str, value: object) -> Iterator[None]:
-    old = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, old)
 
 
 def _weighted_relief(hema: np.ndarray, pale: bool):
@@ -216,10 +205,10 @@ def split(prob: np.ndarray, variant: str, hema: np.ndarray | None = None) -> np.
     ``(H, W)`` haematoxylin concentration)."""
     kwargs = dict(threshold=THRESHOLD, min_size=MIN_SIZE, h=DEPTH, resplit_irregular=True)
     if variant in ("haematoxylin", "pale_centres"):
-        with _patched(instances, "foreground_relief", _weighted_relief(hema, variant == "pale_centres")):
+        with mock.patch.object(instances, "foreground_relief", _weighted_relief(hema, variant == "pale_centres")):
             return instances.instances_from_map(prob, **kwargs)
     if variant == "bounded_holes":
-        with _patched(instances, "fill_mask_holes", _bounded_fill):
+        with mock.patch.object(instances, "fill_mask_holes", _bounded_fill):
             return instances.instances_from_map(prob, **kwargs)
     if variant == "blob_markers":
         _, relief = instances.foreground_relief(prob, THRESHOLD, MIN_SIZE)
@@ -233,11 +222,11 @@ def split(prob: np.ndarray, variant: str, hema: np.ndarray | None = None) -> np.
     if variant == "tile":
         return instances.instances_from_map(prob, **{**kwargs, "h": DEPTH * median_peak(prob) / REFERENCE_PEAK})
     if variant == "relative":
-        with _patched(dynamics, "_markers_by_dynamics", _relative_markers):
+        with mock.patch.object(dynamics, "_markers_by_dynamics", _relative_markers):
             return instances.instances_from_map(prob, **kwargs)
     rel_area = {"resplit_all_irregular": 0.0, "resplit_above_median": 1.0}[variant]
     resplit = partial(instances.resplit_irregular_objects, rel_area=rel_area)
-    with _patched(instances, "resplit_irregular_objects", resplit):
+    with mock.patch.object(instances, "resplit_irregular_objects", resplit):
         return instances.instances_from_map(prob, **kwargs)
 
 
