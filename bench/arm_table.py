@@ -3,9 +3,9 @@
 Reads harness report folders laid out as ``ROOT/<data set>/<arm>/seed<N>`` (each written by ``python -m bench.harness
 compare`` for one training seed's checkpoint; labels were read by the harness only to score) and prints, per data set
 and arm, each seed's Dice / AJI / PQ / precision / recall, their mean ± sample std, the Wilcoxon signed-rank test of
-each arm against the first one on the per-tile scores averaged over the seeds both arms have, and the DCGN Table IV
-degeneration counts (a class above 97 % or below 1 % of a tile) where the harness gives them, and each seed's worst
-tile by predicted / true nucleus area (issue 17's sparse-tile bound; pixel recall / precision). Written to
+each arm against the first one (Dice, AJI and PQ) on the per-tile scores averaged over the seeds both arms have, the
+DCGN Table IV degeneration counts (a class above 97 % or below 1 % of a tile) where the harness gives them, and each
+seed's worst tile by predicted / true nucleus area (issue 17's sparse-tile bound; pixel recall / precision). Written to
 ``ROOT/table.md`` and ``ROOT/table.json`` (``--name`` for another stem).
 
 An arm may live under another root: ``NAME@ROOT2`` reads ``ROOT2/<data set>/NAME/seed<N>`` (the same checkpoints
@@ -152,7 +152,7 @@ def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = No
             seeds = sorted(set(tiles[ref]) & set(tiles[arm]))
             images = sorted(set.intersection(*(set(tiles[a][s]) for a in (ref, arm) for s in seeds)))
             tests = {}
-            for k in ("dice", "aji"):
+            for k in ("dice", "aji", "pq"):
                 a = np.array([np.mean([tiles[ref][s][i][k] for s in seeds]) for i in images])
                 b = np.array([np.mean([tiles[arm][s][i][k] for s in seeds]) for i in images])
                 p = float(wilcoxon(b, a).pvalue) if np.any(a != b) else 1.0

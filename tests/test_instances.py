@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from labelfree.transforms.instances import NucleiInstances, NucleiInstancesd, instances_from_map
+from labelfree.transforms.instances import (
+    MIN_REL_AREA,
+    NucleiInstances,
+    NucleiInstancesd,
+    drop_small_objects,
+    instances_from_map,
+)
 
 
 def disc(m, cy, cx, r):
@@ -181,3 +187,27 @@ def test_objects_the_network_half_sees_are_dropped_and_pale_centres_are_not():
     assert instances_from_map(m, min_mean_prob=0.5).max() == 4
     # the transform passes it through
     assert NucleiInstances(threshold=0.25, min_mean_prob=0.5)(p[None]).max() == 3
+
+
+def test_objects_under_a_quarter_of_the_tiles_median_are_dropped_at_any_scale():
+    """``min_rel_area``: a speck under a quarter of the tile's median object goes, whatever the magnification (the
+    same tile drawn twice as large keeps and drops the same objects); ids stay ``1..n`` in order."""
+    m = np.zeros((80, 200), bool)
+    for col in (20, 60, 100, 140):
+        disc(m, 30, col, 8)  # four nuclei of about 200 px: the median
+    disc(m, 65, 40, 3)  # about 29 px: under a quarter of the median
+    disc(m, 65, 120, 5)  # about 80 px: over a quarter, kept
+    inst = instances_from_map(m, min_size=10)
+    assert inst.max() == 6
+    kept = drop_small_objects(inst)
+    assert kept.max() == 5 and kept.dtype == np.int32 and kept[65, 40] == 0 and kept[65, 120] > 0
+    assert sorted(np.unique(kept[kept > 0])) == [1, 2, 3, 4, 5]
+    assert np.array_equal(kept > 0, (inst > 0) & (inst != inst[65, 40]))
+    big = np.kron(m, np.ones((2, 2), bool))  # the same tile at twice the magnification
+    assert drop_small_objects(instances_from_map(big, min_size=10)).max() == 5
+    # through instances_from_map and the transform, off by default
+    assert np.array_equal(instances_from_map(m, min_size=10, min_rel_area=MIN_REL_AREA), kept)
+    assert NucleiInstances(min_size=10)(m[None]).max() == 6
+    assert NucleiInstances(min_size=10, min_rel_area=MIN_REL_AREA)(m[None]).max() == 5
+    # an empty map stays empty
+    assert drop_small_objects(np.zeros((5, 5), np.int32)).max() == 0

@@ -429,6 +429,7 @@ def test_teacher_keeps_the_objects_inference_drops_and_its_cache_follows_that_ru
     st.teacher_datalist(tiles, tmp_path / "cache", repeats=1, patch_size=64, progress=False, **common)
     st.round_agreement(tiles, tmp_path / "cache", student_path=teacher, **common)
     assert len(seen) == 2 and all(o["min_mean_prob"] == 0.0 and o["ckpt_path"] == str(teacher) for o in seen)
+    assert all(o["min_rel_area"] == 0.0 for o in seen)  # small objects are left to purification, not dropped
     key = st._teacher_file(tmp_path, tiles / "t.png", "d")
     monkeypatch.setattr(st, "TEACHER_OVERRIDES", {"min_mean_prob": 0.5})
     assert st._teacher_file(tmp_path, tiles / "t.png", "d") != key

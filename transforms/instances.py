@@ -33,6 +33,8 @@ from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue, optical_density
 
 __all__ = [
+    "MIN_REL_AREA",
+    "drop_small_objects",
     "drop_uncertain_objects",
     "foreground_relief",
     "instances_from_map",
@@ -55,6 +57,7 @@ def instances_from_map(
     fill_holes: bool = True,
     resplit_irregular: bool = False,
     min_mean_prob: float = 0.0,
+    min_rel_area: float = 0.0,
 ) -> np.ndarray:
     """Split a foreground map into nuclei instances.
 
@@ -69,6 +72,8 @@ def instances_from_map(
             (:func:`resplit_irregular_objects`).
         min_mean_prob: objects whose mean probability is below this are dropped (:func:`drop_uncertain_objects`);
             0 keeps every object. Ignored for a binary mask.
+        min_rel_area: objects smaller than this fraction of the tile's median object area are dropped, after
+            ``min_mean_prob`` (:func:`drop_small_objects`); 0 keeps every object.
 
     Returns:
         ``(H, W)`` int32 instance map, 0 = background, ids ``1..n``.
@@ -87,7 +92,37 @@ def instances_from_map(
     inst = resplit_irregular_objects(inst, relief, h, min_size) if resplit_irregular else inst
     if min_mean_prob > 0 and p.dtype.kind == "f":
         inst = drop_uncertain_objects(inst, p, threshold, min_mean_prob)
+    if min_rel_area > 0:
+        inst = drop_small_objects(inst, min_rel_area)
     return inst
+
+
+#: the size rule of self-training's purification (``labelfree.transforms.purify_objects``, fixed in SSimNet 0.3.0): an
+#: object under a quarter of its tile's median object area is a speck or a sliver, not a nucleus
+MIN_REL_AREA = 0.25
+
+
+def drop_small_objects(inst: np.ndarray, min_rel_area: float = MIN_REL_AREA) -> np.ndarray:
+    """Drop the objects smaller than ``min_rel_area`` × the tile's median object area.
+
+    A fixed ``min_size`` in pixels cannot tell a speck from a nucleus at every magnification and on every tissue; the
+    tile's own median object can: at 20× and at 40×, on a dense tile and a sparse one, a nucleus is of the tile's
+    typical size and a fragment of a fibre, a membrane or a dust speck is much smaller. The rule is the one
+    self-training's purification uses to call an object confident (:data:`MIN_REL_AREA`).
+
+    Args:
+        inst: ``(H, W)`` int instances ``0..n``.
+        min_rel_area: the smallest object kept, as a fraction of the median area of the objects of ``inst``.
+
+    Returns:
+        ``(H, W)`` int32 instances ``1..m``, the kept objects in their order.
+    """
+    areas = np.bincount(np.asarray(inst).ravel())
+    present = areas[1:] > 0
+    if not present.any():
+        return np.asarray(inst).astype(np.int32, copy=False)
+    median = float(np.median(areas[1:][present]))
+    return _renumber_kept(inst, areas >= min_rel_area * median)
 
 
 def drop_uncertain_objects(inst: np.ndarray, prob: np.ndarray, threshold: float, min_mean_prob: float) -> np.ndarray:
@@ -314,6 +349,7 @@ class NucleiInstances(Transform):
         fill_holes: bool = True,
         resplit_irregular: bool = False,
         min_mean_prob: float = 0.0,
+        min_rel_area: float = 0.0,
     ):
         self.kwargs = dict(
             threshold=threshold,
@@ -323,6 +359,7 @@ class NucleiInstances(Transform):
             fill_holes=fill_holes,
             resplit_irregular=resplit_irregular,
             min_mean_prob=min_mean_prob,
+            min_rel_area=min_rel_area,
         )
 
     def __call__(self, prob: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:

@@ -29,6 +29,7 @@ from skimage.color import rgb2hed
 from skimage.measure import regionprops
 
 from labelfree.core.shape import solidities
+from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.io import tensor_to_rgb
 
 __all__ = [
@@ -78,7 +79,7 @@ def object_scores(rgb: np.ndarray, inst: np.ndarray, ring: int = 4) -> dict[str,
 def purify_instances(
     rgb: np.ndarray,
     inst: np.ndarray,
-    min_rel_area: float = 0.25,
+    min_rel_area: float = MIN_REL_AREA,
     min_rel_contrast: float = 0.5,
     min_solidity: float = 0.8,
     margin: int = 2,
@@ -124,7 +125,11 @@ class PurifyInstances(Transform):
     backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
 
     def __init__(
-        self, min_rel_area: float = 0.25, min_rel_contrast: float = 0.5, min_solidity: float = 0.8, margin: int = 2
+        self,
+        min_rel_area: float = MIN_REL_AREA,
+        min_rel_contrast: float = 0.5,
+        min_solidity: float = 0.8,
+        margin: int = 2,
     ):
         self.kwargs = dict(
             min_rel_area=min_rel_area, min_rel_contrast=min_rel_contrast, min_solidity=min_solidity, margin=margin

@@ -29,6 +29,7 @@ import torch
 from labelfree.core.imageio import atomic_path, load_rgb, save_text
 from labelfree.core.metrics import pixel_scores
 from labelfree.engines.runs import image_datalist
+from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
 from labelfree.transforms.purify_objects import purify_instances
 from labelfree.transforms.soften import soften_instances
@@ -40,15 +41,17 @@ __all__ = ["IGNORED", "TEACHER_OVERRIDES", "self_training_targets", "teacher_dat
 
 #: the cache key holds the tile, the teacher's weights and :data:`TEACHER_OVERRIDES`, not the rest of the inference
 #: rule: bump when the instances change (2: irregular objects re-split, 0.3.2; 3: the key holds TEACHER_OVERRIDES,
-#: 0.6.1; 4: basins climbed, 0.6.2)
+#: 0.6.1; 4: basins climbed, 0.6.2; the key of 0.8.0's TEACHER_OVERRIDES differs, with the same instances)
 CACHE_VERSION = 4
 
 #: how the teacher's inference differs from ``configs/inference.json``: every object it finds is kept
-#: (``min_mean_prob`` 0). The objects 0.6.0's inference drops (mean probability below the soft labels' rim value) are
-#: the teacher's least certain ones; purification decides whether the loss trusts or ignores them. Dropped before
-#: that, they would be taught as confident background and every round would shrink the masks (the recipe run from
-#: nothing, seed 0: CPM-15 Dice 0.797 with 0.6.0's teacher, 0.847 with this one; docs/README.md, Performance 0.6.1).
-TEACHER_OVERRIDES = {"min_mean_prob": 0.0}
+#: (``min_mean_prob`` 0, ``min_rel_area`` 0). The objects 0.6.0's inference drops (mean probability below the soft
+#: labels' rim value) are the teacher's least certain ones; purification decides whether the loss trusts or ignores
+#: them. Dropped before that, they would be taught as confident background and every round would shrink the masks (the
+#: recipe run from nothing, seed 0: CPM-15 Dice 0.797 with 0.6.0's teacher, 0.847 with this one; docs/README.md,
+#: Performance 0.6.1). The small objects 0.8.0's inference drops are likewise left to purification's own size rule,
+#: which ignores them (with a margin) instead of teaching them as background.
+TEACHER_OVERRIDES = {"min_mean_prob": 0.0, "min_rel_area": 0.0}
 
 #: the soft-label value of a pixel the loss leaves out (``scripts.loss.SSimNetLoss``)
 IGNORED = -1.0
@@ -105,7 +108,7 @@ def teacher_datalist(
     device: str | torch.device | None = None,
     repeats: int = 8,
     purify: bool = True,
-    min_rel_area: float = 0.25,
+    min_rel_area: float = MIN_REL_AREA,
     min_rel_contrast: float = 0.5,
     min_solidity: float = 0.8,
     margin: int = 2,
