@@ -350,9 +350,10 @@ def test_ssimnet_slide_matches_single_image_inference(tmp_path, sample_tiles):
     feats = json.loads((tmp_path / "s.geojson").read_text())["features"]
     drawn = _raster(feats, single.shape) > 0
     n_single = len(np.unique(single)) - 1
-    # the re-split of irregular objects (0.3.2) compares each object with its own tile's median, and a 640 px tile's
-    # median is not the whole mosaic's: a few objects are split on one side and not the other
-    assert abs(len(feats) - n_single) <= max(1, 0.03 * n_single)
+    # the re-split of irregular objects (0.3.2) and the small-object drop (0.8.0) compare each object with its own
+    # tile's median, and a slide tile's median (over its context margin too, where nuclei are cut) is not the whole
+    # mosaic's: a few objects are split or kept on one side and not the other (the mask agrees, below)
+    assert abs(len(feats) - n_single) <= max(1, 0.05 * n_single)
     assert 2 * (drawn & (single > 0)).sum() / (drawn.sum() + (single > 0).sum()) >= 0.99
 
 
