@@ -118,11 +118,17 @@ def drop_small_objects(inst: np.ndarray, min_rel_area: float = MIN_REL_AREA) -> 
         ``(H, W)`` int32 instances ``1..m``, the kept objects in their order.
     """
     areas = np.bincount(np.asarray(inst).ravel())
-    present = areas[1:] > 0
-    if not present.any():
+    median = _median_object_area(areas)
+    if median is None:
         return np.asarray(inst).astype(np.int32, copy=False)
-    median = float(np.median(areas[1:][present]))
     return _renumber_kept(inst, areas >= min_rel_area * median)
+
+
+def _median_object_area(areas: np.ndarray) -> float | None:
+    """The median area of the objects of a tile from its label histogram (``np.bincount`` of the instance map, index 0
+    the background; labels without pixels are not objects), or ``None`` when it has none."""
+    present = areas[1:][areas[1:] > 0]
+    return float(np.median(present)) if present.size else None
 
 
 def drop_uncertain_objects(inst: np.ndarray, prob: np.ndarray, threshold: float, min_mean_prob: float) -> np.ndarray:
@@ -229,9 +235,9 @@ def resplit_irregular_objects(
         ``(H, W)`` int32 instances ``1..m``.
     """
     areas = np.bincount(inst.ravel())
-    if len(areas) < 2 or not areas[1:].any():
+    median = _median_object_area(areas)
+    if median is None:
         return inst.astype(np.int32, copy=False)
-    median = float(np.median(areas[1:][areas[1:] > 0]))
     large = areas > rel_area * median
     large[0] = False
     out = inst.astype(np.int32, copy=True)
