@@ -124,3 +124,34 @@ def test_sequential_labels_drops_small_and_renumbers():
     out = sequential_labels(lab, min_size=2)
     assert out.dtype == np.int32
     assert np.array_equal(out, [[0, 1, 1, 0], [0, 1, 2, 2], [0, 0, 2, 0]])
+
+
+def test_cut_of_each_object_on_its_own_equals_its_own_watershed():
+    """``cut_basins`` with ``owner``: every object cut as if its pixels were the whole mask of its own relief."""
+    from labelfree.transforms.dynamics import basin_graph, cut_basins
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((160, 160), bool)
+    yy, xx = np.mgrid[:160, :160]
+    for cy, cx, r in rng.uniform([10, 10, 6], [150, 150, 14], size=(45, 3)):
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    relief = ndi.gaussian_filter(ndi.distance_transform_edt(mask) * rng.uniform(0.7, 1.0, mask.shape), 1.0) * mask
+    graph = basin_graph(relief, mask)
+    # objects: unions of basins cut across clumps (each component split by which side of column 80 a basin's
+    # maximum lies), so an object's maxima compete with maxima of the other object on the same clump
+    comp, _ = ndi.label(mask, structure=np.ones((3, 3), bool))
+    peak_col = np.zeros(len(graph.top))
+    peak_col[graph.basins[mask]] = np.nonzero(mask)[1]  # any pixel of the basin will do for a side
+    owner = np.zeros(len(graph.top), dtype=np.int64)
+    owner[graph.basins[mask]] = 2 * comp[mask] + (peak_col[graph.basins[mask]] > 80)
+    objects = owner[graph.basins]
+    parts = cut_basins(graph, 3.0, owner)[graph.basins]
+    for label in np.unique(objects[objects > 0]):
+        obj = objects == label
+        alone = dynamics_watershed(relief * obj, obj, 3.0)
+        # the same partition of the object's pixels (labels may differ for parts without a marker)
+        pairs = np.unique(np.stack([alone[obj], parts[obj]]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+    assert len(np.unique(parts[mask])) > len(np.unique(objects[mask]))
+    links = np.unique(np.stack([parts[mask], objects[mask]]), axis=1)
+    assert len(np.unique(links[0])) == links.shape[1]  # no part reaches across two objects

@@ -160,6 +160,26 @@ def test_packed_resplit_equals_one_object_at_a_time():
     assert np.array_equal(resplit_irregular_objects(inst, relief, 2.0), expected)
 
 
+def test_resplit_on_the_tile_graph_equals_the_packed_canvas():
+    """``instances_from_map`` cuts the basin graph it already has again instead of flooding each object: the same
+    map as flooding each object on its own (packed canvas), on clumps that touch other objects."""
+    from scipy import ndimage as ndi
+
+    from labelfree.transforms.dynamics import basin_graph, cut_basins
+    from labelfree.transforms.instances import resplit_irregular_objects, sequential_labels
+
+    rng = np.random.default_rng(4)
+    m = np.zeros((240, 240), bool)
+    for _ in range(110):
+        disc(m, rng.uniform(10, 230), rng.uniform(10, 230), rng.uniform(6, 13))
+    relief = ndi.gaussian_filter(ndi.distance_transform_edt(m) * rng.uniform(0.6, 1.0, m.shape), 1.0) * m
+    graph = basin_graph(relief, m)
+    inst = sequential_labels(cut_basins(graph, 2.0)[graph.basins], 30)
+    packed = resplit_irregular_objects(inst, relief, 2.0)
+    assert packed.max() >= inst.max() + 3
+    assert np.array_equal(resplit_irregular_objects(inst, relief, 2.0, graph=graph), packed)
+
+
 def test_objects_the_network_half_sees_are_dropped_and_pale_centres_are_not():
     """``min_mean_prob``: an object averaging below the soft labels' rim value (0.5) goes; a nucleus, a vesicular
     nucleus whose pale inside is below the threshold (filled, counted as 1) and a binary mask stay."""

@@ -25,12 +25,14 @@ basins meet (flooding puts them where the two floods meet, climbing on the steep
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import local_maxima
 from skimage.segmentation import watershed
 
-__all__ = ["ascent_basins", "basin_saddles", "dynamics_watershed"]
+__all__ = ["BasinGraph", "ascent_basins", "basin_graph", "basin_saddles", "cut_basins", "dynamics_watershed"]
 
 #: the four 8-neighbour offsets that visit every neighbouring pixel pair once
 _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -188,6 +190,83 @@ def _forest(keep: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return lut
 
 
+class BasinGraph(NamedTuple):
+    """The basins of every regional maximum of a relief and how they touch (:func:`basin_graph`).
+
+    Attributes:
+        basins: ``(H, W)`` int64 basin of each pixel, ``1..n`` (the label of the maximum it climbs to), 0 outside the
+            mask.
+        top: ``(n + 1,)`` height of each basin's maximum (index 0 unused).
+        a, b, saddle: one entry per pair of touching basins ``a < b`` and their saddle, highest saddle first.
+    """
+
+    basins: np.ndarray
+    top: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    saddle: np.ndarray
+
+
+def basin_graph(relief: np.ndarray, mask: np.ndarray) -> BasinGraph:
+    """Cut ``relief`` inside ``mask`` into the basins of all its regional maxima and list their saddles.
+
+    Args:
+        relief: ``(H, W)`` float heights, higher = more inside an object.
+        mask: ``(H, W)`` bool; pixels outside belong to no basin.
+
+    Returns:
+        the :class:`BasinGraph`; :func:`cut_basins` turns it into regions at any marker depth without touching the
+        pixels again.
+    """
+    relief = np.asarray(relief)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return BasinGraph(np.zeros(mask.shape, dtype=np.int64), np.zeros(1), empty, empty, np.zeros(0))
+    peaks = local_maxima(relief, connectivity=2, allow_borders=True) & mask
+    peak_labels, n = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
+    top = np.zeros(n + 1)
+    top[peak_labels[peaks]] = relief[peaks]  # a plateau has one height
+    basins = ascent_basins(relief, mask, peak_labels)
+    a, b, saddle = basin_saddles(basins, relief)
+    order = np.argsort(-saddle, kind="stable")
+    return BasinGraph(basins, top, a[order], b[order], saddle[order])
+
+
+def cut_basins(graph: BasinGraph, h: float, owner: np.ndarray | None = None) -> np.ndarray:
+    """The region of every basin of ``graph`` at marker depth ``h``: a lookup table to index with ``graph.basins``.
+
+    Args:
+        graph: from :func:`basin_graph`.
+        h: minimal dynamic of a maximum for it to seed its own region.
+        owner: optional ``(n + 1,)`` int, the object each basin belongs to (0: none). Given, each object is cut on its
+            own: only saddles between basins of one object count, an object's highest maximum competes with the
+            background, and basins of no object get 0. This is the cut the object would get as the whole mask of its
+            own relief, since its basins and saddles are the same there.
+
+    Returns:
+        ``(n + 1,)`` int64 region label of each basin: the label of its marker's basin, or a label above ``n`` for a
+        part that holds no marker (a component shallower than ``h``); 0 for index 0.
+    """
+    if owner is None:
+        keep = _markers_by_dynamics(graph.top, graph.a, graph.b, graph.saddle, h)
+        return _forest(keep, graph.a, graph.b)
+    n = len(graph.top) - 1
+    ids = np.flatnonzero(owner)
+    ids = ids[ids > 0]
+    compact = np.zeros(n + 1, dtype=np.int64)
+    compact[ids] = np.arange(1, ids.size + 1)
+    inside = (owner[graph.a] == owner[graph.b]) & (owner[graph.a] > 0)
+    a, b = compact[graph.a[inside]], compact[graph.b[inside]]
+    keep = _markers_by_dynamics(np.r_[0.0, graph.top[ids]], a, b, graph.saddle[inside], h)
+    sub = _forest(keep, a, b)
+    # the compact labels back to the basins' own: markers 1..m, then unmarked roots m+2..2m+1 (as _forest numbers them)
+    back = np.concatenate([[0], ids, [0], ids + n + 1]).astype(np.int64)
+    lut = np.zeros(n + 1, dtype=np.int64)
+    lut[ids] = back[sub[1:]]
+    return lut
+
+
 def dynamics_watershed(relief: np.ndarray, mask: np.ndarray, h: float) -> np.ndarray:
     """Watershed of ``relief`` inside ``mask`` from its maxima of dynamic >= ``h``.
 
@@ -200,17 +279,5 @@ def dynamics_watershed(relief: np.ndarray, mask: np.ndarray, h: float) -> np.nda
         ``(H, W)`` int64 labels, 0 outside ``mask``; not consecutive. A component with no maximum of dynamic >= ``h``
         (its peak is lower than ``h``) is one region.
     """
-    relief = np.asarray(relief)
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=np.int64)
-    peaks = local_maxima(relief, connectivity=2, allow_borders=True) & mask
-    peak_labels, n = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
-    top = np.zeros(n + 1)
-    top[peak_labels[peaks]] = relief[peaks]  # a plateau has one height
-    basins = ascent_basins(relief, mask, peak_labels)
-    a, b, saddle = basin_saddles(basins, relief)
-    order = np.argsort(-saddle, kind="stable")
-    a, b, saddle = a[order], b[order], saddle[order]
-    keep = _markers_by_dynamics(top, a, b, saddle, h)
-    return _forest(keep, a, b)[basins]
+    graph = basin_graph(relief, mask)
+    return cut_basins(graph, h)[graph.basins]

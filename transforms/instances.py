@@ -4,7 +4,7 @@ Markers are the h-maxima of the (lightly smoothed) Euclidean distance to the bac
 give two distance peaks separated by a saddle deeper than ``h`` and are split; the ripples of one irregular nucleus
 are shallower than ``h`` and are not. The distance is :func:`labelfree.core.distance.distance_to_background` (scipy's
 exact transform, found by a search bounded by the answer: nuclei lie a few pixels from the background); the markers
-and the flooding are one :func:`labelfree.transforms.dynamics.dynamics_watershed`.
+and the flooding are one cut of the basin graph of :mod:`labelfree.transforms.dynamics`.
 
 Given a probability map rather than a mask, the distance is weighted by the probability. A network trained on
 SSimNet's soft labels (0.5 on a nucleus rim, rising towards its centre) and Voronoi edges (background between
@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from labelfree.core.distance import distance_to_background
 from labelfree.core.shape import solidities
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
-from labelfree.transforms.dynamics import dynamics_watershed
+from labelfree.transforms.dynamics import BasinGraph, basin_graph, cut_basins
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.stain import MIN_TISSUE_FRACTION, NO_TISSUE_NOTE, has_tissue, optical_density
@@ -88,8 +88,9 @@ def instances_from_map(
     if not fg.any():
         return np.zeros(fg.shape, dtype=np.int32)
     # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
-    inst = sequential_labels(dynamics_watershed(relief, fg, h), min_size)
-    inst = resplit_irregular_objects(inst, relief, h, min_size) if resplit_irregular else inst
+    graph = basin_graph(relief, fg)
+    inst = sequential_labels(cut_basins(graph, h)[graph.basins], min_size)
+    inst = resplit_irregular_objects(inst, relief, h, min_size, graph=graph) if resplit_irregular else inst
     if min_mean_prob > 0 and p.dtype.kind == "f":
         inst = drop_uncertain_objects(inst, p, threshold, min_mean_prob)
     if min_rel_area > 0:
@@ -207,6 +208,7 @@ def resplit_irregular_objects(
     min_depth: float = 0.5,
     solidity: float = ONE_NUCLEUS_SOLIDITY,
     rel_area: float = SEVERAL_NUCLEI_AREA,
+    graph: BasinGraph | None = None,
 ) -> np.ndarray:
     """Split again the objects that look like touching nuclei merged into one.
 
@@ -219,8 +221,10 @@ def resplit_irregular_objects(
     the tile's own objects, so no threshold depends on a lab's stain or magnification; they were fixed before the rule
     was scored (docs/README.md, Performance 0.3.2).
 
-    All objects of one depth are flooded together: their boxes are packed side by side on one small canvas
-    (:func:`_flood_packed`), which gives each object the parts it gets flooded alone, at the cost of one flooding.
+    Flooding an object on its own relief needs no new flooding: its basins and saddles are those of the basin graph
+    ``inst`` was cut from, so each depth is one more cut of that graph (:func:`labelfree.transforms.dynamics.cut_basins`
+    with each object on its own). Without ``graph``, the objects' boxes are packed side by side on one small canvas
+    (:func:`_packed_canvas`) and its graph is built once.
 
     Args:
         inst: ``(H, W)`` int instances ``0..n``.
@@ -230,6 +234,8 @@ def resplit_irregular_objects(
         min_depth: the shallowest marker depth tried.
         solidity: objects at least this convex are left alone.
         rel_area: objects up to this many times the tile's median object area are left alone.
+        graph: the basin graph of ``relief`` that ``inst`` was cut from (:func:`labelfree.transforms.dynamics.basin_graph`
+            on the same mask, every object a union of its basins), as :func:`instances_from_map` has it.
 
     Returns:
         ``(H, W)`` int32 instances ``1..m``.
@@ -245,13 +251,31 @@ def resplit_irregular_objects(
         return sequential_labels(out, 1)
     ids, solid = solidities(np.where(large[inst], inst, 0))
     todo = ids[solid < solidity]
+    if not todo.size:
+        return sequential_labels(out, 1)
     boxes = ndi.find_objects(inst)
+    if graph is None:
+        canvas_relief, canvas_mask, owner, windows = _packed_canvas(inst, relief, todo, boxes)
+        graph = basin_graph(canvas_relief, canvas_mask)
+    else:
+        index = np.zeros(len(areas), dtype=np.int64)
+        index[todo] = np.arange(1, todo.size + 1)
+        owner, windows = index[inst], [boxes[label - 1] for label in todo.tolist()]
+    pixels = np.flatnonzero(owner)
+    basin_owner = np.zeros(len(graph.top), dtype=np.int64)
+    basin_owner[graph.basins.ravel()[pixels]] = owner.ravel()[pixels]
+    waiting = np.ones(todo.size + 1, dtype=bool)  # objects not yet split, by their index in todo (1-based)
+    waiting[0] = False
     found: dict[int, np.ndarray] = {}
     depth = h / 2
-    while depth >= min_depth and todo.size:
-        parts = _flood_packed(inst, relief, todo, boxes, depth, min_size)
-        found.update(parts)
-        todo = todo[~np.isin(todo, list(parts))]
+    while depth >= min_depth and waiting.any():
+        lut = cut_basins(graph, depth, np.where(waiting[basin_owner], basin_owner, 0))
+        parts = np.zeros(owner.shape, dtype=np.int64)
+        parts.ravel()[pixels] = lut[graph.basins.ravel()[pixels]]
+        split = _parts_of_objects(sequential_labels(parts, min_size), owner, windows)
+        for i, local in split.items():
+            found[int(todo[i - 1])] = local
+            waiting[i] = False
         depth /= 2
     next_id = int(out.max()) + 1
     for label in sorted(found):  # new ids in label order, as one object at a time would give them
@@ -263,18 +287,15 @@ def resplit_irregular_objects(
     return sequential_labels(out, 1)
 
 
-def _flood_packed(
-    inst: np.ndarray, relief: np.ndarray, labels: np.ndarray, boxes: list, depth: float, min_size: int
-) -> dict[int, np.ndarray]:
-    """Flood each object of ``labels`` on its own relief at marker depth ``depth``, all in one pass.
-
-    The objects' boxes are packed in rows on a canvas, two background pixels apart, so no two objects touch and each
-    is flooded, filtered by ``min_size`` and numbered exactly as on its own (the flooding and the numbering depend on
-    an object's own pixels and their raster order, which packing keeps).
+def _packed_canvas(
+    inst: np.ndarray, relief: np.ndarray, labels: np.ndarray, boxes: list
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """The objects ``labels`` of ``inst`` with their relief, packed in rows on a small canvas two background pixels
+    apart, so no two touch and each has the basins and saddles it has on its own.
 
     Returns:
-        for every object that falls into two parts or more: its ``(h, w)`` box with parts ``1..k`` on the object's
-        pixels (pixels between parts joined to the nearest part) and 0 elsewhere.
+        ``(relief, mask, owner, windows)``: the canvas's relief and mask, the index (``1..len(labels)``) of the object
+        each canvas pixel belongs to (0 between them), and each object's window on the canvas.
     """
     gap = 2
     boxes_of = [boxes[label - 1] for label in labels.tolist()]
@@ -297,16 +318,31 @@ def _flood_packed(
         canvas_mask[win] = obj
         owner[win][obj] = i + 1
         windows.append(win)
-    parts = sequential_labels(dynamics_watershed(canvas_relief, canvas_mask, depth), min_size)
+    return canvas_relief, canvas_mask, owner, windows
+
+
+def _parts_of_objects(parts: np.ndarray, owner: np.ndarray, windows: list) -> dict[int, np.ndarray]:
+    """The objects that fell into two parts or more.
+
+    Args:
+        parts: ``(H, W)`` parts ``1..k`` numbered in raster order of their markers (:func:`sequential_labels` of a
+            cut), 0 where none (parts under the smallest size included).
+        owner: ``(H, W)`` index ``1..n`` of the object each pixel belongs to, 0 outside every object.
+        windows: each object's box in ``parts``.
+
+    Returns:
+        for each split object's index: its box with parts ``1..k`` on the object's pixels (pixels between parts
+        joined to the nearest part) and 0 elsewhere.
+    """
     n_parts = int(parts.max())
     part_owner = np.zeros(n_parts + 1, dtype=np.int64)
     part_owner[parts[parts > 0]] = owner[parts > 0]
-    per_object = np.bincount(part_owner[1:], minlength=len(labels) + 1)
+    per_object = np.bincount(part_owner[1:], minlength=len(windows) + 1)
     split = np.flatnonzero(per_object >= 2)
     split = split[split > 0]
     if split.size == 0:
         return {}
-    # each part's number within its object: parts are numbered in raster order over the canvas, which keeps the
+    # each part's number within its object: parts are numbered in raster order of their markers, which keeps the
     # order within one object
     rank = np.zeros(n_parts + 1, dtype=np.int64)
     order = np.lexsort((np.arange(1, n_parts + 1), part_owner[1:]))
@@ -314,7 +350,7 @@ def _flood_packed(
     rank[1:][order] = np.arange(n_parts) - firsts + 1
     result = {}
     for i in split.tolist():
-        label, win = int(labels[i - 1]), windows[i - 1]
+        win = windows[i - 1]
         obj = owner[win] == i
         local = np.where(obj, rank[parts[win]], 0)
         if (local[obj] == 0).any():
@@ -322,7 +358,7 @@ def _flood_packed(
             # object: the mask stays the one the probability gave
             nearest = ndi.distance_transform_edt(local == 0, return_distances=False, return_indices=True)
             local = np.where(obj, local[nearest[0], nearest[1]], 0)
-        result[label] = local
+        result[i] = local
     return result
 
 
