@@ -28,6 +28,24 @@ def test_same_seed_same_result(tile):
     assert np.array_equal(a.instances, b.instances) and np.array_equal(a.membership, b.membership)
 
 
+def test_the_same_labels_whatever_the_thread_count(tile):
+    """The two cluster counts (and the colour table beside the stain matrix) run side by side when torch may use two
+    threads: the outputs must not depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = PseudoLabel(seed=2)(tile.image.transpose(2, 0, 1))
+        torch.set_num_threads(2)
+        two = PseudoLabel(seed=2)(tile.image.transpose(2, 0, 1))
+    finally:
+        torch.set_num_threads(before)
+    assert one.n_clusters == two.n_clusters
+    assert np.array_equal(one.instances, two.instances) and np.array_equal(one.membership, two.membership)
+    assert np.array_equal(one.stain_matrix, two.stain_matrix)
+
+
 def test_blank_tile_gives_empty_mask(blank):
     res = PseudoLabel()(blank.transpose(2, 0, 1))
     assert not res.has_tissue and not res.mask.any() and res.instances.max() == 0

@@ -25,6 +25,7 @@ A tile without stained tissue yields an empty mask (documented fallback), never 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +38,7 @@ from skimage.segmentation import watershed
 
 from labelfree.core.distance import distance_to_background
 from labelfree.core.imageio import as_rgb_uint8
+from labelfree.core.parallel import side_by_side
 from labelfree.core.shape import solidities
 from labelfree.transforms.contour import ActiveContour, fill_mask_holes
 from labelfree.transforms.fcm import FuzzyCMeansNuclei, cielab_palette
@@ -189,10 +191,11 @@ class PseudoLabel(Transform):
                 has_tissue=False,
             )
         palette = cielab_palette(as_rgb_uint8(stains.haematoxylin_rgb, channel_first=True, name="haematoxylin image"))
-        found = {k: self._segment(stains, k, palette) for k in self.fcm}
+        # the cluster counts are independent runs: side by side on two cores
+        found = dict(zip(self.fcm, side_by_side(*(partial(self._segment, stains, k, palette) for k in self.fcm))))
         k = next(iter(found))
-        instances, membership = found[k]
-        if len(found) == 2 and mean_solidity(found[2][0]) > mean_solidity(found[3][0]) + SOLIDITY_MARGIN:
+        instances, membership, _ = found[k]
+        if len(found) == 2 and found[2][2] > found[3][2] + SOLIDITY_MARGIN:
             k, membership = 2, found[2][1]
             instances = split_at_markers(found[2][0] > 0, found[3][0], min_size=self.min_size, h=self.h)
         return PseudoLabels(
@@ -206,12 +209,14 @@ class PseudoLabel(Transform):
 
     def _segment(
         self, stains: StainSeparationResult, n_clusters: int, palette: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """FCM with ``n_clusters`` on the haematoxylin image (``palette``: its CIELAB colours, shared by the runs) →
-        contour → instances; returns ``(instances, nuclei membership)``, both ``(H, W)``."""
+        contour → instances; returns ``(instances, nuclei membership, mean solidity of the instances)``, the first two
+        ``(H, W)``; the solidity is only read when two cluster counts compete."""
         fcm_mask, membership, lightness = self.fcm[n_clusters](stains.haematoxylin_rgb, palette=palette)
         mask = self.contour(fcm_mask, membership if self.contour_on == "membership" else lightness)[0]
-        return instances_from_map(mask, min_size=self.min_size, h=self.h), membership[0]
+        instances = instances_from_map(mask, min_size=self.min_size, h=self.h)
+        return instances, membership[0], mean_solidity(instances) if len(self.fcm) > 1 else 0.0
 
 
 class PseudoLabeld(MapTransform):

@@ -10,6 +10,7 @@ four active sets), so codes are exact and cheap for a million pixels.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,7 @@ from monai.utils import TransformBackends
 
 from labelfree.core.imageio import InvalidImageError, as_rgb_uint8
 from labelfree.core.palette import colour_palette
+from labelfree.core.parallel import side_by_side
 
 __all__ = [
     "NoTissueError",
@@ -271,13 +273,15 @@ def separate_stains(
     """
     rgb = as_rgb_uint8(rgb)
     if method == "vahadane":
-        w = vahadane_stain_matrix(rgb, lambda1=lambda1, seed=seed, **kwargs)
+        estimate = partial(vahadane_stain_matrix, rgb, lambda1=lambda1, seed=seed, **kwargs)
     elif method == "macenko":
-        w = macenko_stain_matrix(rgb, **kwargs)
+        estimate = partial(macenko_stain_matrix, rgb, **kwargs)
     else:
         raise ValueError(f"unknown stain separation method {method!r}; use 'vahadane' or 'macenko'")
     h, wd = rgb.shape[:2]
-    conc, inverse = _palette_concentrations(rgb, w, lambda_conc)
+    # the tile's colour table does not depend on the stain matrix: it is built while the matrix is learnt
+    w, palette = side_by_side(estimate, partial(colour_palette, rgb))
+    conc, inverse = _palette_concentrations(rgb, w, lambda_conc, palette)
     od_h = conc[:, :1] * w[:1].astype(np.float32)
     hema = np.clip(np.rint(255.0 * np.exp(-od_h)), 0, 255).astype(np.uint8)[inverse]
     return StainSeparationResult(
@@ -288,11 +292,15 @@ def separate_stains(
 
 
 def _palette_concentrations(
-    rgb: np.ndarray, stain_matrix: np.ndarray, lambda_conc: float
+    rgb: np.ndarray,
+    stain_matrix: np.ndarray,
+    lambda_conc: float,
+    palette: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Concentrations ``(U, 2)`` float32 of each distinct colour of ``rgb`` and each pixel's colour index ``(N,)``:
-    the lasso of a pixel depends on its colour alone (:mod:`labelfree.core.palette`)."""
-    colours, inverse = colour_palette(rgb)
+    the lasso of a pixel depends on its colour alone (:mod:`labelfree.core.palette`). ``palette``: ``rgb``'s
+    :func:`~labelfree.core.palette.colour_palette`, when it is already built."""
+    colours, inverse = colour_palette(rgb) if palette is None else palette
     conc = nonneg_lasso_2(optical_density(colours), stain_matrix, lambda_conc).astype(np.float32)
     return conc, inverse
 

@@ -1,0 +1,35 @@
+"""Independent CPU steps of one tile run side by side in threads.
+
+The steps this is for (the two clusterings of a tile's pseudo labels, the colour table of a tile beside its stain
+matrix) spend their time in numpy, scipy and torch kernels that release the GIL, so two threads on two cores take
+little more than the longer step. The thread count follows torch's (``torch.set_num_threads``, the bundles'
+``num_threads``): with one thread allowed, as in a DataLoader worker, the steps run one after the other. Each step must
+own its random generators; then the results are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+__all__ = ["side_by_side"]
+
+
+def side_by_side(*steps: Callable[[], Any]) -> list[Any]:
+    """Call every step and return their results in order, in up to ``torch.get_num_threads()`` threads.
+
+    Args:
+        steps: functions without arguments, independent of each other.
+
+    Returns:
+        their results, in the order given; the first exception raised by a step is raised again.
+    """
+    threads = min(len(steps), torch.get_num_threads())
+    if threads < 2:
+        return [step() for step in steps]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="side-by-side") as pool:
+        futures = [pool.submit(step) for step in steps]
+        return [future.result() for future in futures]
