@@ -231,3 +231,37 @@ def test_objects_under_a_quarter_of_the_tiles_median_are_dropped_at_any_scale():
     assert NucleiInstances(min_size=10, min_rel_area=MIN_REL_AREA)(m[None]).max() == 5
     # an empty map stays empty
     assert drop_small_objects(np.zeros((5, 5), np.int32)).max() == 0
+
+
+def test_one_pass_of_drops_equals_the_steps_one_after_the_other():
+    """``instances_from_map`` renumbers once for the re-split, the uncertain objects and the small ones: the same map
+    as the public steps run in turn."""
+    from scipy import ndimage as ndi
+
+    from labelfree.transforms.dynamics import basin_graph, cut_basins
+    from labelfree.transforms.instances import (
+        drop_small_objects,
+        drop_uncertain_objects,
+        foreground_relief,
+        resplit_irregular_objects,
+        sequential_labels,
+    )
+
+    rng = np.random.default_rng(7)
+    bright, faint = np.zeros((400, 400), bool), np.zeros((400, 400), bool)
+    for _ in range(60):  # nuclei the network sees, of every size, and larger faint blobs it half-sees: the median
+        disc(bright, rng.uniform(5, 395), rng.uniform(5, 395), rng.uniform(2.5, 7))  # area of the certain objects is
+    for _ in range(70):  # half that of all objects, so the small-object rule must see the certain ones only
+        disc(faint, rng.uniform(15, 385), rng.uniform(15, 385), rng.uniform(11, 15))
+    faint &= ~ndi.binary_dilation(bright, iterations=2)
+    p = np.where(bright, 0.9, np.where(faint, 0.4, 0.05)) + rng.normal(0, 0.03, bright.shape)
+    p = np.clip(p, 0, 1).astype(np.float32)
+    fg, relief = foreground_relief(p, 0.25, 10)
+    graph = basin_graph(relief, fg)
+    steps = sequential_labels(cut_basins(graph, 2.0)[graph.basins], 10)
+    steps = resplit_irregular_objects(steps, relief, 2.0, 10, graph=graph)
+    steps = drop_small_objects(drop_uncertain_objects(steps, p, 0.25, 0.5), 0.25)
+    kw = dict(threshold=0.25, min_size=10, h=2.0, resplit_irregular=True, min_mean_prob=0.5, min_rel_area=0.25)
+    got = instances_from_map(p, **kw)
+    assert np.array_equal(got, steps)
+    assert got.max() < instances_from_map(p, **{**kw, "min_mean_prob": 0.0, "min_rel_area": 0.0}).max()

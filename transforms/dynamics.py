@@ -61,16 +61,18 @@ def ascent_basins(relief: np.ndarray, mask: np.ndarray, markers: np.ndarray) -> 
     h, w = mask.shape
     width = w + 2
     padded = np.full((h + 2, width), -np.inf)
-    padded[1:-1, 1:-1] = np.where(mask, relief, -np.inf)  # the frame and the outside are never climbed to
+    padded[1:-1, 1:-1][mask] = relief[mask]  # the frame and the outside are never climbed to
     heights = padded.ravel()
-    pix = np.flatnonzero(np.pad(mask, 1))
+    inner = np.flatnonzero(mask)  # the mask's pixels in raster order, in the image and (below) in the padded frame
+    pix = inner + 2 * (inner // w) + width + 1
     best, target = heights[pix], pix.copy()
     for dy, dx in _NEIGHBOURS:  # the highest neighbour, if higher than the pixel itself (ties: the first)
         nb = pix + (dy * width + dx)
-        up = heights[nb] > best
-        best = np.where(up, heights[nb], best)
-        target = np.where(up, nb, target)
-    seeds = np.pad(np.asarray(markers), 1).ravel()[pix].astype(np.int64)
+        up_heights = heights[nb]
+        up = up_heights > best
+        np.copyto(best, up_heights, where=up)
+        np.copyto(target, nb, where=up)
+    seeds = np.asarray(markers).ravel()[inner].astype(np.int64)
     position = np.full(heights.size, -1, dtype=np.int64)
     position[pix] = np.arange(pix.size)
     pointer = position[target]
@@ -82,7 +84,6 @@ def ascent_basins(relief: np.ndarray, mask: np.ndarray, markers: np.ndarray) -> 
             break
         pointer = nxt
     labels = np.zeros(h * w, dtype=np.int64)
-    inner = (pix // width - 1) * w + pix % width - 1
     labels[inner] = seeds[pointer]
     labels = labels.reshape(h, w)
     left = mask & (labels == 0)

@@ -16,6 +16,7 @@ everywhere, so masks are split exactly as without it.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from functools import partial
 
 import numpy as np
 import torch
@@ -90,12 +91,17 @@ def instances_from_map(
     # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
     graph = basin_graph(relief, fg)
     inst = sequential_labels(cut_basins(graph, h)[graph.basins], min_size)
-    inst = resplit_irregular_objects(inst, relief, h, min_size, graph=graph) if resplit_irregular else inst
+    if resplit_irregular:
+        inst = resplit_irregular_objects(inst, relief, h, min_size, graph=graph, renumber=False)
+    # both drops and the re-split's renumbering in one pass over the pixels: the same map as one after the other
+    flat = inst.ravel()
+    areas = np.bincount(flat)
+    keep = areas > 0
     if min_mean_prob > 0 and p.dtype.kind == "f":
-        inst = drop_uncertain_objects(inst, p, threshold, min_mean_prob)
+        keep &= _certain(flat, areas, p, threshold, min_mean_prob)
     if min_rel_area > 0:
-        inst = drop_small_objects(inst, min_rel_area)
-    return inst
+        keep = _large_enough(areas, keep, min_rel_area)
+    return _renumber_kept(inst, keep)
 
 
 #: the size rule of self-training's purification (``labelfree.transforms.purify_objects``, fixed in SSimNet 0.3.0): an
@@ -119,10 +125,15 @@ def drop_small_objects(inst: np.ndarray, min_rel_area: float = MIN_REL_AREA) -> 
         ``(H, W)`` int32 instances ``1..m``, the kept objects in their order.
     """
     areas = np.bincount(np.asarray(inst).ravel())
-    median = _median_object_area(areas)
-    if median is None:
+    if _median_object_area(areas) is None:
         return np.asarray(inst).astype(np.int32, copy=False)
-    return _renumber_kept(inst, areas >= min_rel_area * median)
+    return _renumber_kept(inst, _large_enough(areas, areas > 0, min_rel_area))
+
+
+def _large_enough(areas: np.ndarray, keep: np.ndarray, min_rel_area: float) -> np.ndarray:
+    """``keep`` (indexed by label) without the objects under ``min_rel_area`` × the median area of the kept ones."""
+    median = _median_object_area(np.where(keep, areas, 0))
+    return keep if median is None else keep & (areas >= min_rel_area * median)
 
 
 def _median_object_area(areas: np.ndarray) -> float | None:
@@ -152,8 +163,16 @@ def drop_uncertain_objects(inst: np.ndarray, prob: np.ndarray, threshold: float,
     """
     flat = inst.ravel()
     counts = np.bincount(flat)
+    return _renumber_kept(inst, (counts > 0) & _certain(flat, counts, prob, threshold, min_mean_prob))
+
+
+def _certain(
+    flat: np.ndarray, counts: np.ndarray, prob: np.ndarray, threshold: float, min_mean_prob: float
+) -> np.ndarray:
+    """Which labels (of the flat instance map ``flat``, pixel ``counts`` per label) average at least
+    ``min_mean_prob``, filled holes counted as 1."""
     sums = np.bincount(flat, weights=_holes_weigh_one(prob, threshold).ravel(), minlength=counts.size)
-    return _renumber_kept(inst, sums >= min_mean_prob * counts)
+    return sums >= min_mean_prob * counts
 
 
 def _holes_weigh_one(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -209,6 +228,7 @@ def resplit_irregular_objects(
     solidity: float = ONE_NUCLEUS_SOLIDITY,
     rel_area: float = SEVERAL_NUCLEI_AREA,
     graph: BasinGraph | None = None,
+    renumber: bool = True,
 ) -> np.ndarray:
     """Split again the objects that look like touching nuclei merged into one.
 
@@ -236,9 +256,11 @@ def resplit_irregular_objects(
         rel_area: objects up to this many times the tile's median object area are left alone.
         graph: the basin graph of ``relief`` that ``inst`` was cut from (:func:`labelfree.transforms.dynamics.basin_graph`
             on the same mask, every object a union of its basins), as :func:`instances_from_map` has it.
+        renumber: number the objects ``1..m``; ``False`` leaves the ids of the split objects unused (the objects keep
+            their order), for a caller that renumbers anyway.
 
     Returns:
-        ``(H, W)`` int32 instances ``1..m``.
+        ``(H, W)`` int32 instances ``1..m`` (with ``renumber=False``: ids in the same order, not all used).
     """
     areas = np.bincount(inst.ravel())
     median = _median_object_area(areas)
@@ -247,12 +269,13 @@ def resplit_irregular_objects(
     large = areas > rel_area * median
     large[0] = False
     out = inst.astype(np.int32, copy=True)
+    finish = partial(sequential_labels, min_size=1) if renumber else np.asarray
     if not large.any():
-        return sequential_labels(out, 1)
+        return finish(out)
     ids, solid = solidities(np.where(large[inst], inst, 0))
     todo = ids[solid < solidity]
     if not todo.size:
-        return sequential_labels(out, 1)
+        return finish(out)
     boxes = ndi.find_objects(inst)
     if graph is None:
         canvas_relief, canvas_mask, owner, windows = _packed_canvas(inst, relief, todo, boxes)
@@ -261,18 +284,19 @@ def resplit_irregular_objects(
         index = np.zeros(len(areas), dtype=np.int64)
         index[todo] = np.arange(1, todo.size + 1)
         owner, windows = index[inst], [boxes[label - 1] for label in todo.tolist()]
+    # the objects' pixels as flat indices: every cut below is read on them only, not on the whole tile
     pixels = np.flatnonzero(owner)
+    owner_at, basin_at = owner.ravel()[pixels], graph.basins.ravel()[pixels]
     basin_owner = np.zeros(len(graph.top), dtype=np.int64)
-    basin_owner[graph.basins.ravel()[pixels]] = owner.ravel()[pixels]
+    basin_owner[basin_at] = owner_at
     waiting = np.ones(todo.size + 1, dtype=bool)  # objects not yet split, by their index in todo (1-based)
     waiting[0] = False
     found: dict[int, np.ndarray] = {}
     depth = h / 2
     while depth >= min_depth and waiting.any():
         lut = cut_basins(graph, depth, np.where(waiting[basin_owner], basin_owner, 0))
-        parts = np.zeros(owner.shape, dtype=np.int64)
-        parts.ravel()[pixels] = lut[graph.basins.ravel()[pixels]]
-        split = _parts_of_objects(sequential_labels(parts, min_size), owner, windows)
+        parts = sequential_labels(lut[basin_at], min_size)
+        split = _parts_of_objects(parts, owner_at, pixels, owner, windows)
         for i, local in split.items():
             found[int(todo[i - 1])] = local
             waiting[i] = False
@@ -284,7 +308,7 @@ def resplit_irregular_objects(
         obj = parts > 0
         crop[obj] = parts[obj] + next_id - 1
         next_id += int(parts.max())
-    return sequential_labels(out, 1)
+    return finish(out)
 
 
 def _packed_canvas(
@@ -321,22 +345,27 @@ def _packed_canvas(
     return canvas_relief, canvas_mask, owner, windows
 
 
-def _parts_of_objects(parts: np.ndarray, owner: np.ndarray, windows: list) -> dict[int, np.ndarray]:
+def _parts_of_objects(
+    parts: np.ndarray, owner_at: np.ndarray, pixels: np.ndarray, owner: np.ndarray, windows: list
+) -> dict[int, np.ndarray]:
     """The objects that fell into two parts or more.
 
     Args:
-        parts: ``(H, W)`` parts ``1..k`` numbered in raster order of their markers (:func:`sequential_labels` of a
-            cut), 0 where none (parts under the smallest size included).
+        parts: ``(P,)`` part ``1..k`` of each of the objects' pixels, numbered in raster order of their markers
+            (:func:`sequential_labels` of a cut), 0 where none (parts under the smallest size included).
+        owner_at: ``(P,)`` index ``1..n`` of the object each of those pixels belongs to.
+        pixels: ``(P,)`` their flat indices in ``owner``.
         owner: ``(H, W)`` index ``1..n`` of the object each pixel belongs to, 0 outside every object.
-        windows: each object's box in ``parts``.
+        windows: each object's box in ``owner``.
 
     Returns:
         for each split object's index: its box with parts ``1..k`` on the object's pixels (pixels between parts
         joined to the nearest part) and 0 elsewhere.
     """
-    n_parts = int(parts.max())
+    n_parts = int(parts.max(initial=0))
     part_owner = np.zeros(n_parts + 1, dtype=np.int64)
-    part_owner[parts[parts > 0]] = owner[parts > 0]
+    part_owner[parts] = owner_at
+    part_owner[0] = 0
     per_object = np.bincount(part_owner[1:], minlength=len(windows) + 1)
     split = np.flatnonzero(per_object >= 2)
     split = split[split > 0]
@@ -348,11 +377,14 @@ def _parts_of_objects(parts: np.ndarray, owner: np.ndarray, windows: list) -> di
     order = np.lexsort((np.arange(1, n_parts + 1), part_owner[1:]))
     firsts = np.searchsorted(part_owner[1:][order], part_owner[1:][order], side="left")
     rank[1:][order] = np.arange(n_parts) - firsts + 1
+    ranked = np.zeros(owner.size, dtype=np.int64)
+    ranked[pixels] = rank[parts]
+    ranked = ranked.reshape(owner.shape)
     result = {}
     for i in split.tolist():
         win = windows[i - 1]
         obj = owner[win] == i
-        local = np.where(obj, rank[parts[win]], 0)
+        local = np.where(obj, ranked[win], 0)
         if (local[obj] == 0).any():
             # pixels left between parts (flooding ties, parts under min_size) join the nearest part of the same
             # object: the mask stays the one the probability gave
