@@ -2,7 +2,11 @@
 
 Each row is the *marginal* cost of one more tile (process start-up, model loading and the first tile excluded): the
 pipelines run on the same ``tiles`` tiles, one after the other, ``rounds`` times in turn, and the median round is
-reported, so a busy moment of the machine does not land on one row only. Rows:
+reported, so a busy moment of the machine does not land on one row only. Twenty tiles by default (five before
+2026-12-05): a bundle runs its post-processing behind the network, and the run ends by waiting for the last tile's
+post-processing (about 0.15 s for SSimNet), a one-off cost like the start-up that five tiles spread over a fifth
+each; twenty also sample MoNuSeg's tiles better (the first five are among its densest: the pseudo labels take 0.47
+s on them, 0.35 s on twenty). Rows:
 
 * the SSimNet U-Net alone under MONAI's ``SlidingWindowInferer`` (256², overlap 0.25, Gaussian, float32) on tiles
   already in memory: the reference (1×) of every SSimNet row; the same under bfloat16 autocast (what the bundle
@@ -207,7 +211,10 @@ def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profil
     from ignite.engine import Events
 
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
-        over = dict(overrides, num_threads=threads, dataset_dir=str(images), output_dir=str(Path(tmp) / "out"))
+        # the bundle's own thread settings (SSimNet's network on one thread behind two post-processing threads): the
+        # row is the bundle as shipped; ``threads`` is kept for a bundle that leaves torch's count alone
+        torch.set_num_threads(threads)
+        over = dict(overrides, dataset_dir=str(images), output_dir=str(Path(tmp) / "out"))
         if profile:
             over["postprocessing_threads"] = 0  # a serial run, so that each stage's seconds add up
         parser = _bundle_parser(bundle, over)
@@ -275,7 +282,7 @@ def time_function(fn: Callable[[np.ndarray], object], files: list[Path]) -> floa
 def run(
     images: str,
     out: str = "bench/results/speed",
-    tiles: int = 5,
+    tiles: int = 20,
     rounds: int = 3,
     threads: int = 2,
     profile: bool = True,
@@ -321,6 +328,7 @@ def run(
         samples: dict[str, list[float]] = {name: [] for name in wanted}
         for r in range(rounds):
             for name in wanted:
+                torch.set_num_threads(threads)  # a bundle row sets its own count; every row starts from the same
                 samples[name].append(jobs[name]())
                 print(f"round {r + 1}/{rounds} {name}: {samples[name][-1]:.3f} s/tile", file=sys.stderr, flush=True)
         profiles = {}

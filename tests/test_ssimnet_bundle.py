@@ -344,6 +344,19 @@ def test_paper_overlay_restores_the_published_recipe():
         sys.path.remove(str(root))
 
 
+def test_the_network_leaves_the_cores_to_post_processing_by_default():
+    """One torch thread while two post-processing threads work behind it (on two cores, faster than 2 + 2 at the
+    same outputs); two when post-processing runs in the foreground or the tile is fine-tuned on."""
+    from monai.bundle import ConfigParser
+
+    root = REPO / "bundles" / BUNDLE
+    for overrides, threads in (({}, 1), ({"postprocessing_threads": 0}, 2), ({"finetune": True}, 2)):
+        parser = ConfigParser()
+        parser.read_config(str(root / "configs" / "inference.json"))
+        parser.update(overrides)
+        assert parser.get_parsed_content("num_threads") == threads, overrides
+
+
 def _tile_with_cached_teacher(st, tmp_path, rgb: np.ndarray, inst: np.ndarray) -> tuple[Path, Path, Path]:
     """A folder holding ``rgb`` as its one tile, a stand-in teacher file and a cache holding ``inst`` as that
     teacher's prediction of the tile, so ``teacher_datalist`` reads it back and no network runs."""
