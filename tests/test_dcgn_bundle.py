@@ -93,6 +93,23 @@ def test_native_resolution_on_a_non_square_tile(trained, tmp_path):
     assert tifffile.imread(out / "wide_inst.tif").shape == (200, 330)
 
 
+def test_flip_averaging_is_an_option_off_by_default():
+    """``--flip_tta True`` averages the tile and its 180° rotation (measured, not adopted: bench/results/dcgn_flips);
+    the default is one pass."""
+    from monai.bundle import ConfigParser
+
+    from labelfree.engines.inferers import AutocastInferer, FlipEnsembleInferer
+
+    for flip, kind in ((False, AutocastInferer), (True, FlipEnsembleInferer)):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / BUNDLE / "configs" / "inference.json"))
+        parser["bundle_root"] = str(REPO / "bundles" / BUNDLE)
+        parser["flip_tta"] = flip
+        inferer = parser.get_parsed_content("inferer")
+        assert type(inferer) is kind
+    assert inferer.flips == [(), (-2, -1)] and type(inferer.inferer) is AutocastInferer
+
+
 @pytest.mark.parametrize(
     "overrides, channels",
     [({}, 2), ({"stain_normalisation": False}, 2), ({"mixture_on": "image", "stain_normalisation": False}, 3)],
