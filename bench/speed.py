@@ -270,6 +270,48 @@ def _stages(prof: cProfile.Profile, n_tiles: int, seconds_per_tile: float) -> di
     return {k: round(v, 4) for k, v in out.items() if v > 0.0005}
 
 
+#: stages of the pseudo labels: (name, file, function, the calling functions counted (None: every call))
+PSEUDO_LABEL_STAGES: tuple[tuple[str, str, str, tuple[str, ...] | None], ...] = (
+    ("stain separation (colour table, Vahadane, concentrations)", "transforms/stain.py", "separate_stains", None),
+    ("CIELAB colour table of the haematoxylin image", "transforms/fcm.py", "cielab_palette", None),
+    ("fuzzy c-means (k = 3 and 2)", "transforms/fcm.py", "__call__", None),
+    ("active contour (k = 3 and 2)", "transforms/contour.py", "__call__", None),
+    ("instances (k = 3 and 2)", "transforms/instances.py", "instances_from_map", ("_segment",)),
+    ("solidity of both (the cluster-count rule)", "transforms/pseudolabel.py", "mean_solidity", None),
+    ("two-cluster mask split at the three-cluster nuclei", "transforms/pseudolabel.py", "split_at_markers", None),
+)
+
+
+def pseudo_label_stages(files: list[Path]) -> dict[str, float]:
+    """Seconds per tile of each stage of :data:`PSEUDO_LABEL_STAGES`, profiled on one thread (the two cluster counts
+    then run one after the other, so the stages add up to the single-thread time); the first tile warms up."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        op, rgbs = PseudoLabel(seed=0), [load_rgb(f).transpose(2, 0, 1) for f in files]
+        op(rgbs[0])
+        prof = cProfile.Profile()
+        start = time.perf_counter()
+        prof.enable()
+        for rgb in rgbs[1:]:
+            op(rgb)
+        prof.disable()
+        total = (time.perf_counter() - start) / (len(rgbs) - 1)
+    finally:
+        torch.set_num_threads(before)
+    stats = pstats.Stats(prof).stats
+    out: dict[str, float] = {}
+    for stage, file, func, callers in PSEUDO_LABEL_STAGES:
+        seconds = 0.0
+        for (f, _line, name), v in stats.items():
+            if f.replace(os.sep, "/").endswith(file) and name == func:
+                seconds += v[3] if callers is None else sum(c[3] for key, c in v[4].items() if key[2] in callers)
+        out[stage] = seconds / (len(rgbs) - 1)
+    out["other (blank-tile check, conversions)"] = max(total - sum(out.values()), 0.0)
+    out["total on one thread, under the profiler"] = total
+    return {k: round(v, 4) for k, v in out.items()}
+
+
 def time_function(fn: Callable[[np.ndarray], object], files: list[Path]) -> float:
     rgbs = [load_rgb(f) for f in files]
     times = []
@@ -346,6 +388,7 @@ def run(
         "seconds_per_tile": {k: float(np.median(v)) for k, v in samples.items()},
         "samples": samples,
         "profiles": profiles,
+        "pseudo_label_stages": pseudo_label_stages(files) if profile and "pseudo_labels" in wanted else {},
         "tiles": [f.name for f in files],
         "image_size": list(load_rgb(files[0]).shape[:2]),
         "threads": threads,
@@ -409,6 +452,16 @@ def markdown(result: dict) -> str:
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
         totals = [f"{sum(p.values()):.3f}" for p in result["profiles"].values()]
         lines.append("| total | " + " | ".join(totals) + " |")
+    if result.get("pseudo_label_stages"):
+        lines += [
+            "",
+            "Where the pseudo labels' seconds go (one profiled pass on one thread, so that the two cluster counts run "
+            "one after the other and the stages add up; the timed row runs them side by side on two):",
+            "",
+            "| stage | s / tile |",
+            "|---|---|",
+        ]
+        lines += [f"| {stage} | {sec:.3f} |" for stage, sec in result["pseudo_label_stages"].items()]
     return "\n".join(lines) + "\n"
 
 

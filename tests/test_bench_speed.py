@@ -55,3 +55,33 @@ def test_the_reference_keeps_the_issues_windows_whatever_the_bundle_uses():
         _, own = shipped_network(bundle, overlap=None)
         assert reference.overlap == REFERENCE_OVERLAP == 0.25
         assert own.overlap < reference.overlap and own.roi_size == reference.roi_size
+
+
+def test_pseudo_label_stages_account_for_the_single_thread_time():
+    """The profile of the pseudo labels names every stage that takes time, and the stages add up to the profiled
+    single-thread total (with ``other``)."""
+    from bench.speed import PSEUDO_LABEL_STAGES, pseudo_label_stages
+    from labelfree.core.imageio import list_images
+
+    files = list_images(sample_dir() / "images")[:2]
+    stages = pseudo_label_stages(files)
+    total = stages.pop("total on one thread, under the profiler")
+    for name in ("stain separation (colour table, Vahadane, concentrations)", "fuzzy c-means (k = 3 and 2)"):
+        assert stages[name] > 0
+    assert stages["instances (k = 3 and 2)"] > 0 and set(stages) >= {s[0] for s in PSEUDO_LABEL_STAGES[:5]}
+    assert abs(sum(stages.values()) - total) <= 0.002 * len(stages)
+    md = markdown(
+        {
+            "seconds_per_tile": {},
+            "profiles": {},
+            "pseudo_label_stages": {**stages, "total": total},
+            "tiles": ["a", "b"],
+            "image_size": [10, 10],
+            "threads": 2,
+            "rounds": 1,
+            "cpu_count": 2,
+            "torch": "x",
+            "date": "d",
+        }
+    )
+    assert "Where the pseudo labels' seconds go" in md and "| fuzzy c-means (k = 3 and 2) |" in md
