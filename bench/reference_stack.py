@@ -190,7 +190,8 @@ def run(
         + f" --out {out} --seed {seed} --threads {threads}"
         + (f" --tiles {tiles}" if tiles else ""),
         "date": date.today().isoformat(),
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}",
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {_cpu_flags()}torch {torch.__version__}, "
+        + ", ".join(f"{name} {_version(name)}" for name in ("spams-bin", "scikit-fuzzy", "scikit-image")),
         "tiles": len(files),
         "summary": summary,
         "mask_dice_ours_paper_vs_reference": {"mean": float(np.mean(agreement)), "min": float(np.min(agreement))},
@@ -198,6 +199,24 @@ def run(
     }
     save_report(out, "reference_stack", result, markdown(result))
     return result
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_flags() -> str:
+    """``"AVX-512, "`` or ``"AVX2, "`` from ``/proc/cpuinfo`` (the reference's speed depends on it), else ``""``."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return ""
+    return "AVX-512, " if "avx512f" in flags else "AVX2, " if "avx2" in flags else ""
 
 
 def markdown(result: dict) -> str:
