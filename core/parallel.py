@@ -1,10 +1,11 @@
 """Independent CPU steps of one tile run side by side in threads.
 
-The steps this is for (the two clusterings of a tile's pseudo labels, the colour table of a tile beside its stain
-matrix) spend their time in numpy, scipy and torch kernels that release the GIL, so two threads on two cores take
-little more than the longer step. The thread count follows torch's (``torch.set_num_threads``, the bundles'
-``num_threads``): with one thread allowed, as in a DataLoader worker, the steps run one after the other. Each step must
-own its random generators; then the results are the same either way.
+The steps this is for (the two clusterings of a tile's pseudo labels) spend most of their time in numpy, scipy and torch
+kernels that release the GIL, so on two cores they finish sooner side by side than one after the other (about 0.22 s
+instead of 0.31 s for the two of a MoNuSeg tile; the parts that hold the GIL, such as scipy's labelling, still take
+turns). The thread count follows torch's (``torch.set_num_threads``, the bundles' ``num_threads``): with one thread
+allowed, as in a DataLoader worker, the steps run one after the other. Each step must own its random generators; then
+the results are the same either way.
 """
 
 from __future__ import annotations
