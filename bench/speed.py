@@ -208,12 +208,20 @@ def _bundle_parser(bundle: str, overrides: dict | None = None) -> ConfigParser:
 
 def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profile: bool = False) -> dict:
     """Run a bundle's inference in process on the tiles in ``images``; marginal seconds per tile (and the profile)."""
+    # the bundle's own thread settings (SSimNet's network on one thread behind two post-processing threads): the row
+    # is the bundle as shipped; ``threads`` is kept for a bundle that leaves torch's count alone, and is torch's count
+    # again afterwards, so the rows that follow do not inherit the bundle's
+    torch.set_num_threads(threads)
+    try:
+        return _time_bundle(bundle, images, overrides, profile)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_bundle(bundle: str, images: Path, overrides: dict, profile: bool) -> dict:
     from ignite.engine import Events
 
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
-        # the bundle's own thread settings (SSimNet's network on one thread behind two post-processing threads): the
-        # row is the bundle as shipped; ``threads`` is kept for a bundle that leaves torch's count alone
-        torch.set_num_threads(threads)
         over = dict(overrides, dataset_dir=str(images), output_dir=str(Path(tmp) / "out"))
         if profile:
             over["postprocessing_threads"] = 0  # a serial run, so that each stage's seconds add up
@@ -241,24 +249,29 @@ def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profil
     return result
 
 
+def _posix(file: str) -> str:
+    return file.replace(os.sep, "/")
+
+
+def _cumulative(stats: dict, file: str, func: str, from_caller: Callable[[tuple], bool] | None = None) -> float:
+    """Cumulative seconds of function ``func`` of ``file`` in ``pstats.Stats(...).stats`` (``{(file, line, func): (cc,
+    nc, tottime, cumtime, {caller: (.., .., tt, ct)})}``), over the calls from the callers ``from_caller`` accepts (a
+    caller key is ``(file, line, func)``), or over every call."""
+    seconds = 0.0
+    for (f, _line, name), v in stats.items():
+        if _posix(f).endswith(file) and name == func:
+            seconds += v[3] if from_caller is None else sum(c[3] for key, c in v[4].items() if from_caller(key))
+    return seconds
+
+
 def _stages(prof: cProfile.Profile, n_tiles: int, seconds_per_tile: float) -> dict[str, float]:
     """Seconds per tile of each stage of :data:`STAGES` over ``n_tiles`` profiled tiles, from the profile's cumulative
     times; the rest of ``seconds_per_tile`` is what no stage names."""
-    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tottime, cumtime, {caller: (.., .., tt, ct)})}
-
-    def norm(file: str) -> str:
-        return file.replace(os.sep, "/")
+    stats = pstats.Stats(prof).stats
 
     def called_from(file: str, func: str, callers: tuple[str, ...] | None) -> float:
-        seconds = 0.0
-        for (f, _line, name), v in stats.items():
-            if not (norm(f).endswith(file) and name == func):
-                continue
-            if callers is None:
-                seconds += v[3]
-            else:  # only the calls made from the named files
-                seconds += sum(c[3] for (cf, _l, _n), c in v[4].items() if norm(cf).endswith(callers))
-        return seconds
+        # only the calls made from the named files, when they are named
+        return _cumulative(stats, file, func, None if callers is None else lambda key: _posix(key[0]).endswith(callers))
 
     where = {stage: target for stage, target, _, _ in STAGES}
     out: dict[str, float] = {}
@@ -302,11 +315,8 @@ def pseudo_label_stages(files: list[Path]) -> dict[str, float]:
     stats = pstats.Stats(prof).stats
     out: dict[str, float] = {}
     for stage, file, func, callers in PSEUDO_LABEL_STAGES:
-        seconds = 0.0
-        for (f, _line, name), v in stats.items():
-            if f.replace(os.sep, "/").endswith(file) and name == func:
-                seconds += v[3] if callers is None else sum(c[3] for key, c in v[4].items() if key[2] in callers)
-        out[stage] = seconds / (len(rgbs) - 1)
+        from_caller = None if callers is None else lambda key, names=callers: key[2] in names
+        out[stage] = _cumulative(stats, file, func, from_caller) / (len(rgbs) - 1)
     out["other (blank-tile check, conversions)"] = max(total - sum(out.values()), 0.0)
     out["total on one thread, under the profiler"] = total
     return {k: round(v, 4) for k, v in out.items()}
@@ -370,7 +380,6 @@ def run(
         samples: dict[str, list[float]] = {name: [] for name in wanted}
         for r in range(rounds):
             for name in wanted:
-                torch.set_num_threads(threads)  # a bundle row sets its own count; every row starts from the same
                 samples[name].append(jobs[name]())
                 print(f"round {r + 1}/{rounds} {name}: {samples[name][-1]:.3f} s/tile", file=sys.stderr, flush=True)
         profiles = {}

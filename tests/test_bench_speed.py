@@ -32,19 +32,18 @@ def test_speed_rows_ratios_and_profile(tmp_path):
     assert sum(dcgn.values()) <= profiled["seconds_per_tile"] * 1.001
 
 
+def _result(**fields) -> dict:
+    """A speed result with the run's description filled in and ``fields`` (timings, profiles) on top."""
+    run_fields = {"tiles": ["a", "b"], "image_size": [8, 8], "rounds": 1, "threads": 2, "cpu_count": 2}
+    return {"seconds_per_tile": {}, "profiles": {}, **run_fields, "torch": "x", "date": "d", **fields}
+
+
 def test_markdown_lists_profiles_by_stage():
-    result = {
-        "seconds_per_tile": {"dcgn_network": 0.5, "dcgn": 1.0},
-        "profiles": {"dcgn": {"network": 0.4, "instances": 0.3}},
-        "tiles": ["a", "b"],
-        "image_size": [8, 8],
-        "rounds": 1,
-        "threads": 2,
-        "cpu_count": 2,
-        "torch": "x",
-        "date": "d",
-    }
-    md = markdown(result)
+    md = markdown(
+        _result(
+            seconds_per_tile={"dcgn_network": 0.5, "dcgn": 1.0}, profiles={"dcgn": {"network": 0.4, "instances": 0.3}}
+        )
+    )
     assert "| **1.000** | **2.00×** |" in md and "| instances | 0.300 |" in md and "| total | 0.700 |" in md
 
 
@@ -70,18 +69,5 @@ def test_pseudo_label_stages_account_for_the_single_thread_time():
         assert stages[name] > 0
     assert stages["instances (k = 3 and 2)"] > 0 and set(stages) >= {s[0] for s in PSEUDO_LABEL_STAGES[:5]}
     assert abs(sum(stages.values()) - total) <= 0.002 * len(stages)
-    md = markdown(
-        {
-            "seconds_per_tile": {},
-            "profiles": {},
-            "pseudo_label_stages": {**stages, "total": total},
-            "tiles": ["a", "b"],
-            "image_size": [10, 10],
-            "threads": 2,
-            "rounds": 1,
-            "cpu_count": 2,
-            "torch": "x",
-            "date": "d",
-        }
-    )
+    md = markdown(_result(pseudo_label_stages={**stages, "total": total}))
     assert "Where the pseudo labels' seconds go" in md and "| fuzzy c-means (k = 3 and 2) |" in md

@@ -124,9 +124,8 @@ def drop_small_objects(inst: np.ndarray, min_rel_area: float = MIN_REL_AREA) -> 
     Returns:
         ``(H, W)`` int32 instances ``1..m``, the kept objects in their order.
     """
-    areas = np.bincount(np.asarray(inst).ravel())
-    if _median_object_area(areas) is None:
-        return np.asarray(inst).astype(np.int32, copy=False)
+    inst = np.asarray(inst)
+    areas = np.bincount(inst.ravel())
     return _renumber_kept(inst, _large_enough(areas, areas > 0, min_rel_area))
 
 
