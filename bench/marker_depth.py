@@ -119,8 +119,8 @@ def _weighted_relief(hema: np.ndarray, pale: bool):
     """``instances.foreground_relief`` with the relief weighted by the haematoxylin (or by its pale parts)."""
     plain = instances.foreground_relief
 
-    def relief(p, threshold=0.5, min_size=30, sigma=1.0, fill_holes=True):
-        fg, r = plain(p, threshold, min_size, sigma, fill_holes)
+    def relief(p, threshold=0.5, min_size=30, sigma=1.0, fill_holes=True, distance=None):
+        fg, r = plain(p, threshold, min_size, sigma, fill_holes, distance)
         if not fg.any():
             return fg, r
         smooth = ndi.gaussian_filter(hema, 1.5 if pale else 3.0)

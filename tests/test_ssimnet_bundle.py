@@ -446,3 +446,101 @@ def test_teacher_keeps_the_objects_inference_drops_and_its_cache_follows_that_ru
     key = st._teacher_file(tmp_path, tiles / "t.png", "d")
     monkeypatch.setattr(st, "TEACHER_OVERRIDES", {"min_mean_prob": 0.5})
     assert st._teacher_file(tmp_path, tiles / "t.png", "d") != key
+
+
+def test_teacher_datalist_adds_the_distance_target_of_the_confident_nuclei(tmp_path):
+    """``distance_head``: every item, pasted copies included, gets ``dist``, each confident nucleus pixel's distance
+    to its own edge in DISTANCE_UNIT pixels, and the ignored pixels (the purified-out objects) marked as left out."""
+    from bundle_runner import import_bundle_module
+    from test_purify_objects import _tile
+
+    from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst, ids = _tile()
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, inst)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=2, patch_size=64, progress=False)
+    items = st.teacher_datalist(tiles, cache, distance_head=True, paste_share=0.5, **common)
+    plain = st.teacher_datalist(tiles, cache, paste_share=0.5, **common)
+    assert all("dist" not in item for item in plain) and all(item["dist"].shape == (1, *inst.shape) for item in items)
+    dist = items[0]["dist"][0]
+    ignored = items[0]["soft"][0] == st.IGNORED
+    assert np.all(dist[ignored] == st.IGNORED) and np.all(dist[~ignored] >= 0)
+    nucleus = inst == ids["nucleus0"]
+    np.testing.assert_allclose(dist[nucleus], edge_distance(np.where(nucleus, 1, 0))[nucleus] / DISTANCE_UNIT)
+    for item, twin in zip(items, plain):  # the segmentation targets do not change
+        assert np.array_equal(item["soft"], twin["soft"]) and np.array_equal(item["voronoi"], twin["voronoi"])
+
+
+def test_a_student_with_a_distance_output_starts_from_its_teachers_segmentation(tmp_path):
+    from bundle_runner import import_bundle_module
+    from monai.networks.nets import UNet
+
+    from labelfree.engines.handlers import checkpoint_outputs
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    config = dict(spatial_dims=2, in_channels=3, channels=(4, 8), strides=(2,), num_res_units=0)
+    torch.manual_seed(0)
+    teacher = UNet(out_channels=2, **config)
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    student = st.student(UNet(out_channels=3, **config), tmp_path / "teacher.pt")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        out, ref = student.eval()(x), teacher.eval()(x)
+    assert out.shape == (1, 3, 16, 16) and torch.allclose(out[:, :2], ref) and torch.all(out[:, 2] == 0)
+    torch.save(student.state_dict(), tmp_path / "student.pt")
+    assert checkpoint_outputs(tmp_path / "teacher.pt") == 2 and checkpoint_outputs(tmp_path / "student.pt") == 3
+    assert checkpoint_outputs(tmp_path / "missing.pt") == 2
+    with pytest.raises(RuntimeError):  # anything else that does not fit is still an error
+        st.student(UNet(out_channels=4, **config), tmp_path / "teacher.pt")
+
+
+def test_self_training_round_with_a_distance_output_and_its_inference(trained, tmp_path):
+    """A round with ``distance_head``: the student has a third output, and inference.json, given that checkpoint,
+    builds the matching network by itself and writes instances."""
+    out = tmp_path / "round"
+    run_bundle_ok(
+        BUNDLE,
+        ("train", "self_train"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        teacher_path=trained["model"],
+        distance_head=True,
+        max_epochs=1,
+        tile_repeats=2,
+        batch_size=2,
+        **FAST,
+    )
+    student = torch.load(out / "model.pt", weights_only=True)
+    assert student["model.2.conv.bias"].shape == (3,)
+    assert json.loads((out / "round_agreement.json").read_text())["tiles"] == 3
+    pred = tmp_path / "pred"
+    run_inference_ok(BUNDLE, {**trained, "model": out / "model.pt"}, tmp_path, pred, **FAST)
+    inst = tifffile.imread(pred / "tile0_inst.tif")
+    assert inst.shape == (256, 256)
+
+
+def test_the_distance_relief_follows_the_option_and_the_network_follows_the_checkpoint(tmp_path):
+    from monai.bundle import ConfigParser
+
+    from labelfree.transforms.instances import ProbabilityToInstancesd
+
+    root = REPO / "bundles" / BUNDLE
+    shipped = root / "models" / "model.pt"
+    grown = torch.load(shipped, weights_only=True)
+    grown["model.2.conv.weight"] = torch.cat([grown["model.2.conv.weight"], grown["model.2.conv.weight"][:, :1]], 1)
+    grown["model.2.conv.bias"] = torch.cat([grown["model.2.conv.bias"], torch.zeros(1)])
+    torch.save(grown, tmp_path / "grown.pt")
+    for ckpt, relief, outputs, key in (
+        (shipped, True, 2, "distance"),
+        (tmp_path / "grown.pt", True, 3, "distance"),
+        (tmp_path / "grown.pt", False, 3, None),
+    ):
+        parser = ConfigParser()
+        parser.read_config(str(root / "configs" / "inference.json"))
+        parser.update({"ckpt_path": str(ckpt), "distance_relief": relief})
+        assert parser.get_parsed_content("network_def#out_channels") == outputs
+        post = parser.get_parsed_content("postprocessing").transforms
+        step = next(t for t in post if isinstance(t, ProbabilityToInstancesd))
+        assert step.distance_key == key

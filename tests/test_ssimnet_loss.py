@@ -51,7 +51,9 @@ def test_weighting_and_shapes():
     full = SSimNetLoss(0.9)(logits, t)
     assert torch.allclose(full, 0.9 * SSimNetLoss(1.0)(logits, t) + 0.1 * SSimNetLoss(0.0)(logits, t))
     with pytest.raises(ValueError):
-        SSimNetLoss()(torch.randn(1, 3, 4, 4), t)
+        SSimNetLoss()(torch.randn(1, 4, 4, 4), t)
+    with pytest.raises(ValueError):
+        SSimNetLoss()(torch.randn(1, 2, 4, 5), t)
 
 
 def test_negative_soft_label_is_left_out_of_the_bce():
@@ -70,3 +72,24 @@ def test_negative_soft_label_is_left_out_of_the_bce():
     # nothing known at all: finite, zero
     none = SSimNetLoss(lam=1.0)(logits, target(torch.full((2, 8, 8), -1.0), tri))
     assert torch.isfinite(none) and none.item() == 0.0
+
+
+def test_a_third_output_regresses_the_distance_target_where_it_is_known():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8, generator=g)
+    seg = target(torch.rand(2, 8, 8, generator=g), torch.randint(0, 3, (2, 8, 8), generator=g))
+    dist = torch.rand(2, 1, 8, 8, generator=g)
+    dist[:, :, :3] = -1.0  # left out
+    loss = SSimNetLoss(0.9, distance_weight=0.5)
+    known = dist[:, 0] >= 0
+    expected = SSimNetLoss(0.9)(logits[:, :2], seg) + 0.5 * ((logits[:, 2] - dist[:, 0])[known] ** 2).mean()
+    assert torch.allclose(loss(logits, torch.cat([seg, dist], dim=1)), expected)
+    # a target without the distance (test-time fine-tuning's pseudo labels) trains the class outputs only
+    assert torch.allclose(loss(logits, seg), SSimNetLoss(0.9)(logits[:, :2], seg))
+    # a distance target left out everywhere adds nothing, and still back-propagates
+    logits.requires_grad_(True)
+    out = loss(logits, torch.cat([seg, torch.full_like(dist, -1.0)], dim=1))
+    out.backward()
+    assert torch.allclose(out, SSimNetLoss(0.9)(logits[:, :2], seg))
+    with pytest.raises(ValueError, match="no more target channels"):
+        SSimNetLoss()(logits[:, :2], torch.cat([seg, dist], dim=1))

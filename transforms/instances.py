@@ -59,6 +59,7 @@ def instances_from_map(
     resplit_irregular: bool = False,
     min_mean_prob: float = 0.0,
     min_rel_area: float = 0.0,
+    distance: np.ndarray | torch.Tensor | None = None,
 ) -> np.ndarray:
     """Split a foreground map into nuclei instances.
 
@@ -75,6 +76,9 @@ def instances_from_map(
             0 keeps every object. Ignored for a binary mask.
         min_rel_area: objects smaller than this fraction of the tile's median object area are dropped, after
             ``min_mean_prob`` (:func:`drop_small_objects`); 0 keeps every object.
+        distance: ``(H, W)`` or ``(1, H, W)`` a network's estimate of each pixel's distance (pixels) to its own
+            nucleus's edge (:mod:`labelfree.transforms.edge_distance`), used in place of the distance to the
+            foreground's edge in the relief; ``None``: the latter.
 
     Returns:
         ``(H, W)`` int32 instance map, 0 = background, ids ``1..n``.
@@ -85,7 +89,7 @@ def instances_from_map(
         raise ValueError(f"expected a (H, W) or (1, H, W) map, got shape {p.shape}")
     if p.dtype.kind == "f" and not np.isfinite(p).all():
         raise ValueError("the probability map contains NaN or infinite values")
-    fg, relief = foreground_relief(p, threshold, min_size, sigma, fill_holes)
+    fg, relief = foreground_relief(p, threshold, min_size, sigma, fill_holes, _as_map(distance, p.shape))
     if not fg.any():
         return np.zeros(fg.shape, dtype=np.int32)
     # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
@@ -188,14 +192,33 @@ def _renumber_kept(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
+def _as_map(distance: np.ndarray | torch.Tensor | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if distance is None:
+        return None
+    d = np.asarray(distance.detach().cpu() if isinstance(distance, torch.Tensor) else distance, dtype=np.float64)
+    d = np.squeeze(d, axis=0) if d.ndim == 3 and d.shape[0] == 1 else d
+    if d.shape != shape:
+        raise ValueError(f"the distance map's shape {d.shape} differs from the probability's {shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("the distance map contains NaN or infinite values")
+    return np.maximum(d, 0.0)
+
+
 def foreground_relief(
-    p: np.ndarray, threshold: float = 0.5, min_size: int = 30, sigma: float = 1.0, fill_holes: bool = True
+    p: np.ndarray,
+    threshold: float = 0.5,
+    min_size: int = 30,
+    sigma: float = 1.0,
+    fill_holes: bool = True,
+    distance: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The foreground and the relief :func:`instances_from_map` floods.
 
     Args:
         p: ``(H, W)`` foreground probability in [0, 1] or a binary mask.
         threshold, min_size, sigma, fill_holes: as :func:`instances_from_map`.
+        distance: ``(H, W)`` non-negative distance to each nucleus's own edge, used instead of the distance to the
+            background; ``None``: the latter.
 
     Returns:
         ``(fg, relief)``: ``(H, W)`` bool foreground and float relief (the probability-weighted distance to the
@@ -207,7 +230,7 @@ def foreground_relief(
     fg = remove_small_objects(fg, min_size)
     if not fg.any():
         return fg, np.zeros(fg.shape)
-    dist = distance_to_background(fg)
+    dist = distance_to_background(fg) if distance is None else distance
     dist = dist * _holes_weigh_one(p, threshold) if p.dtype.kind == "f" else dist
     return fg, (ndi.gaussian_filter(dist, sigma) if sigma > 0 else dist) * fg
 
@@ -470,6 +493,9 @@ class ProbabilityToInstancesd(MapTransform):
 
     Args:
         image_key: the tile, for the blank-tile check (uint8, or the [0, 1] network input; see ``tensor_to_rgb``).
+        distance_key: where a network's distance output is, in pixels (``(1, H, W)``,
+            :class:`labelfree.transforms.edge_distance.DistanceOutputd`); when the data holds it, the instances' relief
+            is that distance (``distance`` of :func:`instances_from_map`); ``None``: the distance to the background.
         min_tissue_fraction: below this fraction of tissue pixels the tile is blank and the result empty.
         glass_od: when set, pixels whose optical density (summed over RGB, averaged over 5 × 5) is below it are glass
             and get probability 0: a network trained on tiles full of tissue speckles empty glass with thousands of
@@ -487,6 +513,7 @@ class ProbabilityToInstancesd(MapTransform):
         channel: int = 1,
         inst_key: str = "inst",
         seg_key: str = "seg",
+        distance_key: str | None = "distance",
         min_tissue_fraction: float = MIN_TISSUE_FRACTION,
         glass_od: float | None = None,
         allow_missing_keys: bool = False,
@@ -494,6 +521,7 @@ class ProbabilityToInstancesd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.channel, self.inst_key, self.seg_key = image_key, channel, inst_key, seg_key
+        self.distance_key = distance_key
         self.min_tissue_fraction, self.glass_od, self.kwargs = min_tissue_fraction, glass_od, kwargs
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
@@ -507,7 +535,10 @@ class ProbabilityToInstancesd(MapTransform):
                 # on the tile resampled to the probability's grid
                 od = optical_density(resample_rgb(rgb, (prob.shape[1], prob.shape[0]))).sum(axis=-1)
                 prob = np.where(ndi.uniform_filter(od, 5) < self.glass_od, 0.0, prob)
-            inst = np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, **self.kwargs)
+            distance = d.get(self.distance_key) if self.distance_key else None
+            inst = (
+                np.zeros(prob.shape, np.int32) if blank else instances_from_map(prob, distance=distance, **self.kwargs)
+            )
             d[self.inst_key] = inst[None]
             d[self.seg_key] = ((inst > 0) * 255).astype(np.uint8)[None]
         if blank:

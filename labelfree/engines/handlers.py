@@ -86,6 +86,22 @@ class ResumableCheckpointSaver:
         ).attach(engine)
 
 
+def checkpoint_outputs(ckpt_path: str | os.PathLike, default: int = 2) -> int:
+    """The number of output channels of the network whose weights ``ckpt_path`` holds: the length of its last bias.
+
+    SSimNet's self-training may add a distance output to the two class outputs; the inference reads the checkpoint
+    to build the matching network. ``default`` when the file is missing (the run's checkpoint check reports that in
+    one line) or holds no bias.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        return default
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    biases = [v for k, v in state.items() if k.endswith("bias") and getattr(v, "ndim", 0) == 1]
+    return int(biases[-1].shape[0]) if biases else default
+
+
 def optimizer_path(model_path: str | os.PathLike) -> Path:
     """Where the optimiser state that goes with the weights ``model_path`` lives: ``<stem>.optimizer.pth`` beside it.
 

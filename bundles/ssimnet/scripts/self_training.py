@@ -29,6 +29,7 @@ import torch
 from labelfree.core.imageio import atomic_path, load_rgb, save_text
 from labelfree.core.metrics import pixel_scores
 from labelfree.engines.runs import image_datalist
+from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
 from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
 from labelfree.transforms.purify_objects import purify_instances
@@ -37,7 +38,15 @@ from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
 
 from .data import load_training_tile
 
-__all__ = ["IGNORED", "TEACHER_OVERRIDES", "self_training_targets", "teacher_datalist", "student", "round_agreement"]
+__all__ = [
+    "IGNORED",
+    "TEACHER_OVERRIDES",
+    "self_training_targets",
+    "distance_target",
+    "teacher_datalist",
+    "student",
+    "round_agreement",
+]
 
 #: the cache key holds the tile, the teacher's weights and :data:`TEACHER_OVERRIDES`, not the rest of the inference
 #: rule: bump when the instances change (2: irregular objects re-split, 0.3.2; 3: the key holds TEACHER_OVERRIDES,
@@ -79,6 +88,22 @@ def self_training_targets(
     return soft[None], tri[None]
 
 
+def distance_target(inst: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """The distance output's target: each confident nucleus pixel's distance to its own nucleus's edge, in units of
+    :data:`~labelfree.transforms.edge_distance.DISTANCE_UNIT` pixels, ``IGNORED`` where the loss leaves pixels out.
+
+    Args:
+        inst: ``(H, W)`` instance map of the confident nuclei.
+        ignore: ``(H, W)`` bool, pixels to leave out of the loss.
+
+    Returns:
+        ``(1, H, W)`` float32.
+    """
+    dist = edge_distance(inst) / np.float32(DISTANCE_UNIT)
+    dist[ignore] = IGNORED
+    return dist[None]
+
+
 def _digest(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -117,9 +142,11 @@ def teacher_datalist(
     paste_share: float = 0.0,
     paste_fraction: float = 0.15,
     seed: int = 0,
+    distance_head: bool = False,
     progress: bool = True,
 ) -> list[dict]:
-    """Training items ``{"image", "soft", "voronoi", "source"}`` of whole tiles, labelled by the teacher.
+    """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``) of whole tiles, labelled by the
+    teacher.
 
     Every tile appears ``repeats`` times, so that an epoch draws that many random crops of it. The teacher's instance
     maps are cached in ``cache_dir`` (one ``.npz`` per tile, keyed by the tile's content and the teacher checkpoint):
@@ -144,6 +171,7 @@ def teacher_datalist(
             its own; 0: none, as in the 0.3.x rounds.
         paste_fraction: nuclei pasted per copy, as a fraction of the tile's confident nuclei.
         seed: the copies' random draws (one generator per tile and copy, so the order of the tiles does not matter).
+        distance_head: add ``"dist"``, the target of the student's distance output (:func:`distance_target`).
         progress: show a progress bar.
 
     Raises:
@@ -188,17 +216,13 @@ def teacher_datalist(
             )
         else:
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
-        soft, tri = self_training_targets(kept, ignore, contact_value)
-        image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+        item = _item(rgb, kept, ignore, contact_value, distance_head, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
-        for _ in range(repeats - copies):
-            items.append({"image": image, "soft": soft, "voronoi": tri, "source": path.name})
+        items.extend(dict(item) for _ in range(repeats - copies))
         for copy in range(copies):
             rng = np.random.default_rng([seed, zlib.crc32(path.name.encode()), copy])
             pasted_rgb, pasted = paste_touching_nuclei(rgb, kept, ignore, fraction=paste_fraction, rng=rng)
-            pasted_soft, pasted_tri = self_training_targets(pasted, ignore, contact_value)
-            pasted_image = np.ascontiguousarray(pasted_rgb.transpose(2, 0, 1))
-            items.append({"image": pasted_image, "soft": pasted_soft, "voronoi": pasted_tri, "source": path.name})
+            items.append(_item(pasted_rgb, pasted, ignore, contact_value, distance_head, path.name))
     if not items:
         raise RuntimeError(
             f"no self-training label from the {len(files)} tiles in {dataset_dir}"
@@ -207,11 +231,41 @@ def teacher_datalist(
     return items
 
 
+def _item(rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray, contact_value: float, distance: bool, source: str):
+    soft, tri = self_training_targets(inst, ignore, contact_value)
+    item = {"image": np.ascontiguousarray(rgb.transpose(2, 0, 1)), "soft": soft, "voronoi": tri, "source": source}
+    if distance:
+        item["dist"] = distance_target(inst, ignore)
+    return item
+
+
 def student(network: torch.nn.Module, teacher_path: str | os.PathLike) -> torch.nn.Module:
-    """``network`` with the teacher's weights: each round continues from the last instead of starting afresh."""
+    """``network`` with the teacher's weights: each round continues from the last instead of starting afresh.
+
+    A student with one output more than its teacher (the distance output, ``distance_head``) takes the teacher's
+    weights for the outputs they share; the new output's weights start at 0 (it first predicts a distance of 0
+    everywhere), so the student's segmentation starts where the teacher's is.
+    """
     state = torch.load(teacher_path, map_location="cpu", weights_only=True)
-    network.load_state_dict(state["model"] if "model" in state else state, strict=True)
+    state = dict(state["model"] if "model" in state else state)
+    own = network.state_dict()
+    for key, value in state.items():
+        target = own.get(key)
+        if target is not None and target.shape != value.shape and _one_more_output(value, target):
+            grown = torch.zeros_like(target)
+            grown[tuple(slice(0, n) for n in value.shape)] = value
+            state[key] = grown
+    network.load_state_dict(state, strict=True)
     return network
+
+
+def _one_more_output(teacher: torch.Tensor, student: torch.Tensor) -> bool:
+    """Whether ``student`` is ``teacher`` with one more output channel (a bias, or a final (transposed) convolution's
+    weight, whose output channels are axis 0 or 1)."""
+    if teacher.ndim != student.ndim:
+        return False
+    grown = [i for i, (a, b) in enumerate(zip(teacher.shape, student.shape)) if a != b]
+    return len(grown) == 1 and grown[0] <= 1 and student.shape[grown[0]] == teacher.shape[grown[0]] + 1
 
 
 def round_agreement(
