@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
-from labelfree.transforms.purify_objects import PurifyInstances, PurifyInstancesd, object_scores, purify_instances
+from labelfree.transforms.purify_objects import (
+    PurifyInstances,
+    PurifyInstancesd,
+    object_scores,
+    purify_instances,
+    uncertain_background,
+)
 from tests.synthetic import E_STAIN, H_STAIN
 
 
@@ -74,3 +81,21 @@ def test_array_and_dictionary_twins_tensor_in_tensor_out():
     assert np.array_equal(out[0].numpy(), kept) and np.array_equal(out[1].numpy().astype(bool), ignore)
     d = PurifyInstancesd("inst")({"image": img.float() / 255, "inst": inst[None]})
     assert np.array_equal(d["inst"][0], kept) and np.array_equal(d["inst_ignore"][0].astype(bool), ignore)
+
+
+def test_a_nucleus_the_teacher_missed_is_left_out_not_taught_as_background():
+    """A dark disc that is in no object (a nucleus the teacher missed) is uncertain background; the stroma, the
+    objects and the already ignored pixels are not."""
+    rgb, inst, ids = _tile()
+    missed = inst == ids["nucleus7"]
+    teacher = np.where(missed, 0, inst)
+    kept, ignore = purify_instances(rgb, teacher)
+    dark = uncertain_background(rgb, teacher, kept, ignore)
+    assert dark.dtype == bool and dark.shape == inst.shape
+    core = ndi.binary_erosion(missed, iterations=2)
+    assert dark[core].all()
+    assert not dark[teacher > 0].any() and not dark[ignore].any()
+    stroma = ~ndi.binary_dilation(inst > 0, iterations=3)
+    assert dark[stroma].mean() < 0.01
+    nothing = np.zeros_like(teacher)
+    assert not uncertain_background(rgb, teacher, nothing, ignore).any()  # no confident nucleus: no level

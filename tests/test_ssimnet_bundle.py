@@ -544,3 +544,23 @@ def test_the_distance_relief_follows_the_option_and_the_network_follows_the_chec
         post = parser.get_parsed_content("postprocessing").transforms
         step = next(t for t in post if isinstance(t, ProbabilityToInstancesd))
         assert step.distance_key == key
+
+
+def test_teacher_datalist_can_leave_dark_background_out_of_the_loss(tmp_path):
+    """``ignore_dark_background``: a nucleus the teacher missed is left out of both targets instead of being taught as
+    background; the confident nuclei's targets do not change."""
+    from bundle_runner import import_bundle_module
+    from test_purify_objects import _tile
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst, ids = _tile()
+    missed = inst == ids["nucleus7"]
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, np.where(missed, 0, inst))
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=1, patch_size=64, progress=False)
+    plain = st.teacher_datalist(tiles, cache, **common)[0]
+    dark = st.teacher_datalist(tiles, cache, ignore_dark_background=True, **common)[0]
+    assert np.all(plain["soft"][0][missed] == 0)
+    left_out = dark["soft"][0] == st.IGNORED
+    assert left_out[missed].mean() > 0.8 and np.all(dark["voronoi"][0][left_out] == 2)
+    nuclei = inst == ids["nucleus0"]
+    assert np.array_equal(dark["soft"][0][nuclei], plain["soft"][0][nuclei])

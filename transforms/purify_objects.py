@@ -35,6 +35,7 @@ from labelfree.transforms.io import tensor_to_rgb
 __all__ = [
     "object_scores",
     "purify_instances",
+    "uncertain_background",
     "PurifyInstances",
     "PurifyInstancesd",
     "PurifyInstancesD",
@@ -112,6 +113,39 @@ def purify_instances(
     dropped = (inst > 0) & ~keep
     ignore = ndi.binary_dilation(dropped, iterations=margin) if margin > 0 else dropped
     return np.where(keep, inst, 0), ignore & ~keep
+
+
+def uncertain_background(
+    rgb: np.ndarray, inst: np.ndarray, kept: np.ndarray, ignore: np.ndarray, ring: int = 4, sigma: float = 1.0
+) -> np.ndarray:
+    """Background pixels too dark to be taught as background: closer in haematoxylin to the tile's confident nuclei
+    than to what surrounds them.
+
+    A teacher's mask misses nuclei (pale, vesicular, out of focus); outside its objects every pixel would be taught as
+    confident background, so the student learns the teacher's misses. A pixel outside every object whose haematoxylin
+    (smoothed at ``sigma``) is above the level halfway between the median of the confident nuclei and the median of
+    the rings around them is left to the student instead: neither nucleus nor background.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 tile.
+        inst: ``(H, W)`` the teacher's instance map (every object).
+        kept: ``(H, W)`` the confident nuclei (:func:`purify_instances`).
+        ignore: ``(H, W)`` bool, pixels already left out.
+        ring: width in pixels of the ring around the confident nuclei.
+        sigma: Gaussian smoothing of the haematoxylin (pixels).
+
+    Returns:
+        ``(H, W)`` bool, the background pixels to leave out as well (none when the tile has no confident nucleus or
+        no ring pixel).
+    """
+    fg = np.asarray(inst) > 0
+    nuclei = np.asarray(kept) > 0
+    around = ndi.binary_dilation(nuclei, iterations=ring) & ~fg
+    if not nuclei.any() or not around.any():
+        return np.zeros(fg.shape, dtype=bool)
+    hema = ndi.gaussian_filter(rgb2hed(rgb)[..., 0].astype(np.float32), sigma)
+    level = 0.5 * (float(np.median(hema[nuclei])) + float(np.median(hema[around])))
+    return ~fg & ~np.asarray(ignore, dtype=bool) & (hema > level)
 
 
 class PurifyInstances(Transform):

@@ -32,7 +32,7 @@ from labelfree.engines.runs import image_datalist
 from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
 from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
-from labelfree.transforms.purify_objects import purify_instances
+from labelfree.transforms.purify_objects import purify_instances, uncertain_background
 from labelfree.transforms.soften import soften_instances
 from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
 
@@ -143,6 +143,7 @@ def teacher_datalist(
     paste_fraction: float = 0.15,
     seed: int = 0,
     distance_head: bool = False,
+    ignore_dark_background: bool = False,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``) of whole tiles, labelled by the
@@ -172,6 +173,8 @@ def teacher_datalist(
         paste_fraction: nuclei pasted per copy, as a fraction of the tile's confident nuclei.
         seed: the copies' random draws (one generator per tile and copy, so the order of the tiles does not matter).
         distance_head: add ``"dist"``, the target of the student's distance output (:func:`distance_target`).
+        ignore_dark_background: leave out of the loss, too, the background pixels as dark as the confident nuclei
+            (:func:`labelfree.transforms.purify_objects.uncertain_background`), where the teacher may have missed one.
         progress: show a progress bar.
 
     Raises:
@@ -216,6 +219,8 @@ def teacher_datalist(
             )
         else:
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
+        if ignore_dark_background:
+            ignore = ignore | uncertain_background(rgb, inst, kept, ignore)
         item = _item(rgb, kept, ignore, contact_value, distance_head, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
         items.extend(dict(item) for _ in range(repeats - copies))
