@@ -29,7 +29,7 @@ class SSimNetLoss(nn.Module):
     Args:
         lam: weight λ of the soft-label BCE (0.9 in the paper).
         ignore_index: tri-label value that the CE ignores.
-        distance_weight: weight of the distance term (1: the terms weigh alike, as in HoVer-Net's sum of losses).
+        distance_weight: weight of the distance term (1: the terms weigh alike; not tuned).
     """
 
     def __init__(self, lam: float = 0.9, ignore_index: int = 2, distance_weight: float = 1.0):
