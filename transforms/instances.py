@@ -83,13 +83,13 @@ def instances_from_map(
     Returns:
         ``(H, W)`` int32 instance map, 0 = background, ids ``1..n``.
     """
-    p = np.asarray(prob.detach().cpu() if isinstance(prob, torch.Tensor) else prob)
-    p = np.squeeze(p, axis=0) if p.ndim == 3 and p.shape[0] == 1 else p
-    if p.ndim != 2:
-        raise ValueError(f"expected a (H, W) or (1, H, W) map, got shape {p.shape}")
-    if p.dtype.kind == "f" and not np.isfinite(p).all():
-        raise ValueError("the probability map contains NaN or infinite values")
-    fg, relief = foreground_relief(p, threshold, min_size, sigma, fill_holes, _as_map(distance, p.shape))
+    p = _plane(prob, "probability")
+    if distance is not None:
+        distance = _plane(distance, "distance")
+        if distance.shape != p.shape:
+            raise ValueError(f"the distance map's shape {distance.shape} differs from the probability's {p.shape}")
+        distance = np.maximum(distance.astype(np.float64), 0.0)
+    fg, relief = foreground_relief(p, threshold, min_size, sigma, fill_holes, distance)
     if not fg.any():
         return np.zeros(fg.shape, dtype=np.int32)
     # a component too shallow for any marker (thinner than h) comes back as one region: kept whole, not lost
@@ -192,16 +192,15 @@ def _renumber_kept(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def _as_map(distance: np.ndarray | torch.Tensor | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    if distance is None:
-        return None
-    d = np.asarray(distance.detach().cpu() if isinstance(distance, torch.Tensor) else distance, dtype=np.float64)
-    d = np.squeeze(d, axis=0) if d.ndim == 3 and d.shape[0] == 1 else d
-    if d.shape != shape:
-        raise ValueError(f"the distance map's shape {d.shape} differs from the probability's {shape}")
-    if not np.isfinite(d).all():
-        raise ValueError("the distance map contains NaN or infinite values")
-    return np.maximum(d, 0.0)
+def _plane(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """``(H, W)`` or ``(1, H, W)`` array or tensor → ``(H, W)`` array, checked to be 2D and, if float, finite."""
+    a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+    a = np.squeeze(a, axis=0) if a.ndim == 3 and a.shape[0] == 1 else a
+    if a.ndim != 2:
+        raise ValueError(f"expected a (H, W) or (1, H, W) map, got shape {a.shape}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"the {name} map contains NaN or infinite values")
+    return a
 
 
 def foreground_relief(
