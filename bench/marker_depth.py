@@ -62,15 +62,21 @@ VARIANTS = ("default", "depth1", "relative", "tile", "resplit_all_irregular", "r
 IMAGE_VARIANTS = ("haematoxylin", "pale_centres", "blob_markers", "coordinate_kmeans", "bounded_holes")
 
 
-def nucleus_probabilities(images: str) -> dict[str, np.ndarray]:
-    """The shipped SSimNet's nucleus probability of every tile (the bundle's preprocessing and inferer, float32)."""
+def nucleus_probabilities(images: str, ckpt_path: str | Path | None = None) -> dict[str, np.ndarray]:
+    """SSimNet's nucleus probability of every tile (the bundle's preprocessing and inferer, float32).
+
+    Args:
+        images: folder of tiles.
+        ckpt_path: the weights; ``None``: the shipped ``models/model.pt``.
+    """
     torch.set_num_threads(2)
     parser = bundle_parser(
         REPO / "bundles" / "ssimnet", {"dataset_dir": images, "cpu_bf16": False, "cpu_onnxruntime": False}
     )
     pre, net = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("network")
     inferer = parser.get_parsed_content("inferer")
-    net.load_state_dict(torch.load(REPO / "bundles" / "ssimnet" / "models" / "model.pt", map_location="cpu"))
+    ckpt = Path(ckpt_path) if ckpt_path else REPO / "bundles" / "ssimnet" / "models" / "model.pt"
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     net.eval()
     out = {}
     for path in list_images(images):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.harness.errors import merged_fraction, split_by_true_markers, tile_errors
+from bench.harness.errors import edge_offset, fp_in_false_objects, merged_fraction, split_by_true_markers, tile_errors
 
 
 def disc(m, cy, cx, r, value):
@@ -44,3 +44,32 @@ def test_merged_nuclei_are_counted_and_true_markers_split_them():
     assert len(np.unique(split)) == 3 and (split[gt == 1] == split[30, 25]).mean() > 0.95
     e = tile_errors(gt, pred)
     assert e["aji_true_markers"] > e["aji"]
+
+
+def test_edge_offset_is_the_outline_shift_of_matched_nuclei():
+    gt = np.zeros((80, 80), np.int32)
+    disc(gt, 25, 25, 10, 1)
+    disc(gt, 55, 55, 10, 2)
+    wide, narrow = np.zeros_like(gt), np.zeros_like(gt)
+    disc(wide, 25, 25, 12, 1)  # two pixels beyond the labelled outline
+    disc(wide, 55, 55, 12, 2)
+    disc(narrow, 25, 25, 8, 1)
+    disc(narrow, 55, 55, 8, 2)
+    assert 1.5 < edge_offset(gt, wide) < 2.5
+    assert -2.5 < edge_offset(gt, narrow) < -1.5
+    assert edge_offset(gt, gt) == 0.0
+    assert edge_offset(gt, np.zeros_like(gt)) == 0.0  # nothing matches
+
+
+def test_false_positives_are_told_apart_by_object():
+    gt = np.zeros((80, 80), np.int32)
+    disc(gt, 25, 25, 10, 1)
+    pred = np.zeros_like(gt)
+    disc(pred, 25, 25, 11, 1)  # outline one pixel wide: its extra pixels belong to a true nucleus's object
+    assert fp_in_false_objects(gt, pred) == 0.0
+    disc(pred, 60, 60, 8, 2)  # an object on no nucleus
+    share = fp_in_false_objects(gt, pred)
+    extra_wide = ((pred == 1) & (gt == 0)).sum()
+    assert share == pytest.approx((pred == 2).sum() / ((pred == 2).sum() + extra_wide))
+    e = tile_errors(gt, pred)
+    assert e["fp_in_false_objects"] == share and e["edge_offset"] > 0

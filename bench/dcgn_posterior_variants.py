@@ -1,0 +1,140 @@
+"""Benchmark: two inference-only changes to how DCGN turns its softmax into nuclei (issue 14), against the default.
+
+Each checkpoint's network runs once per tile (the bundle's preprocessing, network and inferer); then:
+
+* ``default``: the bundle's inference (0.4.0's one EM step on the tile's stain concentrations, nuclei = the
+  haematoxylin-richest class, split by the project's watershed, small objects dropped);
+* ``local_excess``: the same EM step with a third feature, the haematoxylin concentration's excess over its Gaussian
+  blur (sigma = 2 × the equivalent radius of the default's median nucleus on the tile), so that "nucleus" can be a
+  compact blob rather than any haematoxylin-rich area;
+* ``softmax_relief``: the default's nuclei mask, split on a relief that weighs the distance to the background by the
+  network's softmax for the nuclei class instead of by the near-binary mixture posterior.
+
+The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``);
+labels are read only to score.
+
+    python -m bench.dcgn_posterior_variants --images ../shared/data/monuseg/train/images \\
+        --labels ../shared/data/monuseg/train/labels --ckpts CKPT0,CKPT1,... --out bench/results/dcgn_local_contrast/monuseg
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import fire
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from scipy.stats import wilcoxon
+from tqdm import tqdm
+
+from bench.report_files import save_report
+from labelfree.core.distance import distance_to_background
+from labelfree.core.imageio import find_label, list_images, load_instance_map
+from labelfree.core.metrics import instance_scores
+from labelfree.engines.slides import bundle_parser
+from labelfree.transforms.contour import fill_mask_holes
+from labelfree.transforms.instances import instances_from_map
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("default", "local_excess", "softmax_relief")
+METRICS = ("dice", "aji", "pq", "precision", "recall")
+#: blur scale of ``local_excess`` in units of the tile's median nucleus radius (set with the rule, not fitted)
+EXCESS_SIGMA_RADII = 2.0
+
+
+def local_excess(features: np.ndarray, nuclei: np.ndarray, min_size: int) -> np.ndarray:
+    """``(3, H, W)``: the stain features and the haematoxylin's excess over its blur at the tile's nucleus scale."""
+    lab, _ = ndi.label(nuclei)
+    areas = np.bincount(lab.ravel())[1:]
+    areas = areas[areas >= min_size]
+    radius = float(np.sqrt(np.median(areas) / np.pi)) if areas.size else 8.0
+    h = np.asarray(features[0], np.float64)
+    excess = h - ndi.gaussian_filter(h, EXCESS_SIGMA_RADII * radius, mode="reflect")
+    return np.concatenate([np.asarray(features, np.float32), excess[None].astype(np.float32)])
+
+
+def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
+    """Score every variant for every checkpoint; write ``dcgn_posterior_variants.{json,md}`` under ``out``."""
+    torch.set_num_threads(threads)
+    names = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c] or [None]
+    parser = bundle_parser(REPO / "bundles" / "dcgn", {"dataset_dir": str(images)})
+    preprocessing = parser.get_parsed_content("preprocessing")
+    network, inferer = parser.get_parsed_content("network"), parser.get_parsed_content("inferer")
+    from scripts.classes import NameClassesd, haematoxylin_order, tile_mixture_posterior  # the bundle's
+
+    kwargs = {"min_size": parser["min_size"], "h": parser["marker_depth"]}
+    kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_rel_area": parser["min_rel_area"]}
+    naming = NameClassesd(
+        image_key="tile", instances_from=parser["instances_from"], class_posterior="mixture", **kwargs
+    )
+    rows = []
+    for i, ckpt in enumerate(names):
+        weights = Path(ckpt) if ckpt else REPO / "bundles" / "dcgn" / "models" / "model.pt"
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        network.eval()
+        for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="image"):
+            gt = load_instance_map(find_label(labels, path))
+            item = preprocessing({"image": str(path)})
+            with torch.inference_mode():
+                prob = inferer(torch.as_tensor(item["image"])[None].float(), network)[0].softmax(0).numpy()
+            feats = np.asarray(item["features"])
+            default = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
+            post = tile_mixture_posterior(prob, feats)
+            nuclei = haematoxylin_order(post.argmax(0), np.asarray(item["tile"]).transpose(1, 2, 0), len(post))[-1]
+            extra = local_excess(feats, post[nuclei] > 0.5, kwargs["min_size"])
+            excess = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
+            relief = distance_to_background(fill_mask_holes(post[nuclei] > 0.5)) * prob[nuclei]
+            soft = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
+            for variant, inst in zip(VARIANTS, (default, excess, soft)):
+                s = instance_scores(gt, inst)
+                rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
+    result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
+    result["summary"] = summarise(rows)
+    report = markdown(result, images, labels, out)
+    save_report(out, "dcgn_posterior_variants", result, report)
+    print(report)
+    return result["summary"]
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per variant: per-checkpoint means, their mean and std, and the Wilcoxon p of per-tile means against default."""
+    out, per_tile = {}, {}
+    for variant in VARIANTS:
+        sel = [r for r in rows if r["variant"] == variant]
+        ckpts, stems = sorted({r["checkpoint"] for r in sel}), sorted({r["image"] for r in sel})
+        means = {m: [float(np.mean([r[m] for r in sel if r["checkpoint"] == c])) for c in ckpts] for m in METRICS}
+        out[variant] = {
+            m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_checkpoint": v} for m, v in means.items()
+        }
+        per_tile[variant] = {m: [np.mean([r[m] for r in sel if r["image"] == s]) for s in stems] for m in METRICS}
+    for variant in VARIANTS[1:]:
+        for m in METRICS:
+            a, b = per_tile["default"][m], per_tile[variant][m]
+            out[variant][m]["p"] = float(wilcoxon(b, a).pvalue) if np.any(np.subtract(a, b)) else 1.0
+    return out
+
+
+def markdown(result: dict, images: str, labels: str, out: str) -> str:
+    lines = [
+        f"# DCGN: inference variants of the nuclei posterior, `{images}`",
+        "",
+        f"`python -m bench.dcgn_posterior_variants --images {images} --labels {labels} --ckpts ... --out {out}`; "
+        f"{len(result['checkpoints'])} checkpoint(s); mean ± std over checkpoints of the per-tile means; p: Wilcoxon "
+        "signed-rank over tiles (scores averaged over checkpoints) against the default; labels only to score.",
+        "",
+        "| variant | Dice | AJI | PQ | precision | recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, v in result["summary"].items():
+        cells = [
+            f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" + (f" (p {v[m]['p']:.2g})" if "p" in v[m] else "")
+            for m in METRICS
+        ]
+        lines.append(f"| {variant} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    fire.Fire(run, serialize=lambda _: None)

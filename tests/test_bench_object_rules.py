@@ -1,0 +1,37 @@
+import numpy as np
+
+from bench.dcgn_posterior_variants import local_excess
+from bench.faint_objects import drop_faint_objects
+
+
+def disc(m, cy, cx, r, value):
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = value
+
+
+def test_objects_fainter_than_half_the_tiles_median_contrast_are_dropped():
+    rgb = np.full((90, 160, 3), 235, np.uint8)  # pale background
+    inst = np.zeros(rgb.shape[:2], np.int32)
+    for i, cx in enumerate((20, 60, 100)):  # three dark purple nuclei
+        disc(inst, 30, cx, 9, i + 1)
+    disc(inst, 70, 140, 9, 4)  # a faint smudge
+    rgb[(inst > 0) & (inst < 4)] = (70, 40, 120)
+    rgb[inst == 4] = (215, 205, 225)
+    kept, dropped = drop_faint_objects(inst, rgb)
+    assert dropped == 1 and kept.max() == 3
+    assert (kept[inst == 4] == 0).all() and (kept[(inst > 0) & (inst < 4)] > 0).all()
+    empty, n = drop_faint_objects(np.zeros_like(inst), rgb)
+    assert n == 0 and empty.max() == 0
+
+
+def test_local_excess_is_high_on_a_blob_and_near_zero_on_a_broad_area():
+    h = np.zeros((120, 120), np.float32)
+    h[:, 60:] = 0.6  # a broad haematoxylin-rich area
+    nuclei = np.zeros(h.shape, bool)
+    disc(nuclei, 30, 25, 6, True)
+    h[nuclei] = 1.0  # one compact nucleus on pale ground
+    feats = np.stack([h, np.zeros_like(h)])
+    out = local_excess(feats, nuclei, min_size=10)
+    assert out.shape == (3, 120, 120) and np.array_equal(out[:2], feats)
+    assert out[2, 30, 25] > 0.5  # the nucleus stands out from its surroundings
+    assert abs(out[2, 60, 100]) < 0.05  # the middle of the broad area does not
