@@ -36,6 +36,7 @@ from labelfree.core.metrics import instance_scores
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.contour import fill_mask_holes
 from labelfree.transforms.instances import instances_from_map
+from labelfree.transforms.io import tensor_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("default", "local_excess", "softmax_relief")
@@ -82,7 +83,7 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: in
             feats = np.asarray(item["features"])
             default = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
             post = tile_mixture_posterior(prob, feats)
-            nuclei = haematoxylin_order(post.argmax(0), np.asarray(item["tile"]).transpose(1, 2, 0), len(post))[-1]
+            nuclei = haematoxylin_order(post.argmax(0), tensor_to_rgb(item["tile"]), len(post))[-1]
             extra = local_excess(feats, post[nuclei] > 0.5, kwargs["min_size"])
             excess = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
             relief = distance_to_background(fill_mask_holes(post[nuclei] > 0.5)) * prob[nuclei]

@@ -22,7 +22,7 @@ from scipy.stats import wilcoxon
 
 from bench.marker_depth import nucleus_probabilities
 from bench.report_files import save_report
-from labelfree.core.imageio import find_label, load_instance_map, load_rgb
+from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
 from labelfree.transforms.instances import instances_from_map, sequential_labels
 from labelfree.transforms.purify_objects import object_scores
@@ -56,10 +56,11 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "") -> dict:
     """Score the default instances and the contrast rule for every checkpoint; write ``faint_objects.{json,md}``."""
     names = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c] or [None]
     params = inference_parameters()
+    paths = {p.stem: p for p in list_images(images)}
     rows = []
     for i, ckpt in enumerate(names):
         for stem, prob in nucleus_probabilities(images, ckpt).items():
-            image = next(p for p in Path(images).iterdir() if p.stem == stem)
+            image = paths[stem]
             gt, rgb = load_instance_map(find_label(labels, image)), load_rgb(image)
             inst = instances_from_map(prob, **params)
             faint, dropped = drop_faint_objects(inst, rgb)
