@@ -26,10 +26,10 @@ import fire
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from scipy.stats import wilcoxon
 from tqdm import tqdm
 
 from bench.report_files import save_report
+from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
 from labelfree.core.distance import distance_to_background
 from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import instance_scores
@@ -59,7 +59,7 @@ def local_excess(features: np.ndarray, nuclei: np.ndarray, min_size: int) -> np.
 def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
     """Score every variant for every checkpoint; write ``dcgn_posterior_variants.{json,md}`` under ``out``."""
     torch.set_num_threads(threads)
-    names = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c] or [None]
+    names = checkpoint_list(ckpts)
     parser = bundle_parser(REPO / "bundles" / "dcgn", {"dataset_dir": str(images)})
     preprocessing = parser.get_parsed_content("preprocessing")
     network, inferer = parser.get_parsed_content("network"), parser.get_parsed_content("inferer")
@@ -84,37 +84,20 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: in
             default = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
             post = tile_mixture_posterior(prob, feats)
             nuclei = haematoxylin_order(post.argmax(0), tensor_to_rgb(item["tile"]), len(post))[-1]
-            extra = local_excess(feats, post[nuclei] > 0.5, kwargs["min_size"])
+            mask = post[nuclei] > 0.5
+            extra = local_excess(feats, mask, kwargs["min_size"])
             excess = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
-            relief = distance_to_background(fill_mask_holes(post[nuclei] > 0.5)) * prob[nuclei]
+            relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
             soft = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
             for variant, inst in zip(VARIANTS, (default, excess, soft)):
                 s = instance_scores(gt, inst)
                 rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
     result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
-    result["summary"] = summarise(rows)
+    result["summary"] = summarise_variants(rows, "variant", VARIANTS, METRICS)
     report = markdown(result, images, labels, out)
     save_report(out, "dcgn_posterior_variants", result, report)
     print(report)
     return result["summary"]
-
-
-def summarise(rows: list[dict]) -> dict:
-    """Per variant: per-checkpoint means, their mean and std, and the Wilcoxon p of per-tile means against default."""
-    out, per_tile = {}, {}
-    for variant in VARIANTS:
-        sel = [r for r in rows if r["variant"] == variant]
-        ckpts, stems = sorted({r["checkpoint"] for r in sel}), sorted({r["image"] for r in sel})
-        means = {m: [float(np.mean([r[m] for r in sel if r["checkpoint"] == c])) for c in ckpts] for m in METRICS}
-        out[variant] = {
-            m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_checkpoint": v} for m, v in means.items()
-        }
-        per_tile[variant] = {m: [np.mean([r[m] for r in sel if r["image"] == s]) for s in stems] for m in METRICS}
-    for variant in VARIANTS[1:]:
-        for m in METRICS:
-            a, b = per_tile["default"][m], per_tile[variant][m]
-            out[variant][m]["p"] = float(wilcoxon(b, a).pvalue) if np.any(np.subtract(a, b)) else 1.0
-    return out
 
 
 def markdown(result: dict, images: str, labels: str, out: str) -> str:
@@ -129,11 +112,7 @@ def markdown(result: dict, images: str, labels: str, out: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for variant, v in result["summary"].items():
-        cells = [
-            f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" + (f" (p {v[m]['p']:.2g})" if "p" in v[m] else "")
-            for m in METRICS
-        ]
-        lines.append(f"| {variant} | {' | '.join(cells)} |")
+        lines.append(f"| {variant} | {' | '.join(metric_cells(v, METRICS))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import fire
 import numpy as np
-from scipy.stats import wilcoxon
 
 from bench.marker_depth import nucleus_probabilities
 from bench.report_files import save_report
+from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
 from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
 from labelfree.transforms.instances import instances_from_map, sequential_labels
@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: the purification's constants (``purify_instances``): ring width (px) and the fraction of the tile's median contrast
 RING, MIN_REL_CONTRAST = 4, 0.5
 METRICS = ("dice", "aji", "pq", "precision", "recall")
+RULES = ("default", "faint_dropped")
 
 
 def inference_parameters() -> dict:
@@ -54,7 +55,7 @@ def drop_faint_objects(inst: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, i
 
 def run(images: str, labels: str, out: str, ckpts: str | tuple = "") -> dict:
     """Score the default instances and the contrast rule for every checkpoint; write ``faint_objects.{json,md}``."""
-    names = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c] or [None]
+    names = checkpoint_list(ckpts)
     params = inference_parameters()
     paths = {p.stem: p for p in list_images(images)}
     rows = []
@@ -64,36 +65,27 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "") -> dict:
             gt, rgb = load_instance_map(find_label(labels, image)), load_rgb(image)
             inst = instances_from_map(prob, **params)
             faint, dropped = drop_faint_objects(inst, rgb)
-            for rule, pred in (("default", inst), ("faint_dropped", faint)):
+            for rule, pred in zip(RULES, (inst, faint)):
                 s = instance_scores(gt, pred)
                 area = float((pred > 0).sum() / max((gt > 0).sum(), 1))
                 row = {"checkpoint": i, "image": stem, "rule": rule, **{m: s[m] for m in METRICS}, "area_ratio": area}
                 rows.append(row | {"dropped": dropped if rule == "faint_dropped" else 0})
     result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
     result["summary"] = summarise(rows)
-    save_report(out, "faint_objects", result, markdown(result, images, labels, out))
-    print(markdown(result, images, labels, out))
+    report = markdown(result, images, labels, out)
+    save_report(out, "faint_objects", result, report)
+    print(report)
     return result["summary"]
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Per rule: per-checkpoint means, their mean and std, and the Wilcoxon p of the per-tile means against default."""
-    out = {}
-    per_tile = {}
-    for rule in ("default", "faint_dropped"):
+    """Per rule: the metrics' summary (:func:`bench.variant_stats.summarise_variants`, p against the default), the
+    objects dropped per tile and the worst predicted / true area."""
+    out = summarise_variants(rows, "rule", RULES, METRICS)
+    for rule in RULES:
         sel = [r for r in rows if r["rule"] == rule]
-        ckpts = sorted({r["checkpoint"] for r in sel})
-        means = {m: [float(np.mean([r[m] for r in sel if r["checkpoint"] == c])) for c in ckpts] for m in METRICS}
-        out[rule] = {
-            m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_checkpoint": v} for m, v in means.items()
-        }
         out[rule]["dropped_per_tile"] = float(np.mean([r["dropped"] for r in sel]))
         out[rule]["worst_area_ratio"] = float(max(r["area_ratio"] for r in sel))
-        stems = sorted({r["image"] for r in sel})
-        per_tile[rule] = {m: [np.mean([r[m] for r in sel if r["image"] == s]) for s in stems] for m in METRICS}
-    for m in METRICS:
-        a, b = per_tile["default"][m], per_tile["faint_dropped"][m]
-        out["faint_dropped"][m]["p"] = float(wilcoxon(b, a).pvalue) if np.any(np.subtract(a, b)) else 1.0
     return out
 
 
@@ -110,11 +102,8 @@ def markdown(result: dict, images: str, labels: str, out: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for rule, v in s.items():
-        cells = [
-            f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" + (f" (p {v[m]['p']:.2g})" if "p" in v[m] else "")
-            for m in METRICS
-        ]
-        lines.append(f"| {rule} | {' | '.join(cells)} | {v['dropped_per_tile']:.1f} | {v['worst_area_ratio']:.2f} |")
+        cells = " | ".join(metric_cells(v, METRICS))
+        lines.append(f"| {rule} | {cells} | {v['dropped_per_tile']:.1f} | {v['worst_area_ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 
 from bench.dcgn_posterior_variants import local_excess
 from bench.faint_objects import drop_faint_objects
+from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
 
 
 def disc(m, cy, cx, r, value):
@@ -35,3 +37,19 @@ def test_local_excess_is_high_on_a_blob_and_near_zero_on_a_broad_area():
     assert out.shape == (3, 120, 120) and np.array_equal(out[:2], feats)
     assert out[2, 30, 25] > 0.5  # the nucleus stands out from its surroundings
     assert abs(out[2, 60, 100]) < 0.05  # the middle of the broad area does not
+
+
+def test_variants_are_summarised_over_checkpoints_and_tested_against_the_reference():
+    rows = [
+        {"checkpoint": c, "image": t, "rule": v, "aji": base + (0.1 if v == "other" else 0.0) + 0.01 * c}
+        for c in (0, 1)
+        for t, base in (("a", 0.5), ("b", 0.3), ("c", 0.4), ("d", 0.6), ("e", 0.2), ("f", 0.7))
+        for v in ("default", "same", "other")
+    ]
+    s = summarise_variants(rows, "rule", ("default", "same", "other"), ("aji",))
+    assert s["default"]["aji"]["per_checkpoint"] == pytest.approx([0.45, 0.46])
+    assert s["default"]["aji"]["mean"] == pytest.approx(0.455) and s["default"]["aji"]["std"] == pytest.approx(0.005)
+    assert "p" not in s["default"]["aji"] and s["same"]["aji"]["p"] == 1.0  # identical tiles: no test to run
+    assert s["other"]["aji"]["mean"] == pytest.approx(0.555) and s["other"]["aji"]["p"] < 0.05
+    assert metric_cells(s["other"], ("aji",))[0].startswith("0.555 ± 0.005 (p ")
+    assert checkpoint_list("a.pt,,b.pt") == ["a.pt", "b.pt"] and checkpoint_list("") == [None]
