@@ -314,3 +314,39 @@ def test_pretrained_encoder_file_loads_into_a_new_network(tmp_path):
         torch.equal(a, b) for a, b in zip(net.features.state_dict().values(), pretrained.features.state_dict().values())
     )
     assert not torch.equal(net.up1[0].weight, pretrained.up1[0].weight)  # only the encoder is taken
+
+
+def test_objects_the_network_half_sees_are_dropped(tile):
+    """Nuclei the mixture posterior takes but the network's own softmax barely calls nuclei (mean below 0.5) are
+    dropped with ``min_mean_softmax``; the others stay, each whole."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    from labelfree.transforms.mixture_features import mixture_features
+
+    nuclei = tile.instances > 0
+    alone = [
+        i
+        for i in np.unique(tile.instances[nuclei])
+        if not (ndi.binary_dilation(tile.instances == i, iterations=2) & nuclei & (tile.instances != i)).any()
+    ]
+    faint = np.isin(tile.instances, alone[:3])  # three lone nuclei the softmax gives 0.4 (still its argmax)
+    grey = tile.image.mean(axis=-1)
+    paler = grey > np.median(grey[~nuclei])
+    prob = np.full((3, *nuclei.shape), 0.05, np.float32)
+    prob[2][nuclei] = 0.9
+    prob[:, faint] = np.array([0.3, 0.3, 0.4], np.float32)[:, None]
+    prob[0][~nuclei & paler], prob[1][~nuclei & ~paler] = 0.9, 0.9
+    data = {
+        "pred": torch.as_tensor(prob),
+        "image": torch.as_tensor(tile.image).permute(2, 0, 1),
+        "features": torch.as_tensor(mixture_features(tile.image, "stains")),
+    }
+    kw = dict(instances_from="posterior", min_size=10, class_posterior="mixture", min_rel_area=0.25)
+    kept = _classes.NameClassesd(**kw)(data)["inst"][0]
+    dropped = _classes.NameClassesd(min_mean_softmax=0.5, **kw)(data)["inst"][0]
+    assert (kept[faint] > 0).mean() > 0.9  # the mixture step calls them nuclei
+    assert not (dropped[faint] > 0).any()
+    half_seen = np.unique(kept[faint & (kept > 0)])
+    assert np.array_equal(dropped > 0, (kept > 0) & ~np.isin(kept, half_seen))  # every other object as it was
+    assert dropped.max() == len(np.unique(dropped)) - 1  # renumbered 1..m

@@ -152,3 +152,20 @@ def test_large_files_lists_the_shipped_weights_with_their_hash(name, tmp_path):
         digest = hashlib.sha256((bundle / e["path"]).read_bytes()).hexdigest()
         assert e["hash_type"] == "sha256" and e["hash_val"] == digest, e["path"]
     download_large_files(bundle_path=str(bundle))  # the zoo CI's step: the file is there, so no network is used
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_evaluate_scores_the_inference_pipeline_itself(name):
+    """evaluate.json only adds to inference.json (a label loader, a scorer, a report), so it can never score a pipeline
+    that inference.json no longer runs."""
+    from monai.bundle import ConfigParser
+
+    configs = _bundle(name) / "configs"
+    alone, laid = ConfigParser(), ConfigParser()
+    alone.read_config(str(configs / "inference.json"))
+    laid.read_config([str(configs / "inference.json"), str(configs / "evaluate.json")])
+    for part, added in (("preprocessing", "LoadInstanceMapd"), ("postprocessing", "InstanceScoresd")):
+        before, after = alone[f"{part}#transforms"], laid[f"{part}#transforms"]
+        assert after[: len(before)] == before
+        assert [t["_target_"].rsplit(".", 1)[-1] for t in after[len(before) :]] == [added]
+    assert laid["inferer"] == alone["inferer"] and laid["network_def"] == alone["network_def"]

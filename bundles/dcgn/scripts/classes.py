@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from skimage.color import rgb2hed
 
 from labelfree.core.gaussian_mixture import mixture_posterior
-from labelfree.transforms.instances import instances_from_map
+from labelfree.transforms.instances import drop_small_objects, drop_uncertain_objects, instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import NO_TISSUE_NOTE, has_tissue, tissue_mask
 
@@ -92,6 +92,10 @@ class NameClassesd:
             the mixture that softmax defines on the tile's own features (:func:`tile_mixture_posterior`), which then
             gives the class map and the instances alike.
         features_key: the ``(C, H, W)`` mixture features of the tile (``class_posterior="mixture"`` only).
+        min_mean_softmax: nuclei objects whose mean network softmax for the nuclei class (the softmax itself, before
+            the mixture step) is below this are dropped, before ``min_rel_area``; 0 keeps every object. The mixture
+            posterior is near-binary and gives a rim or a stained fibre the network barely calls nuclei the same
+            certainty as a nucleus; the softmax does not (SSimNet's ``min_mean_prob`` rule, 0.5 by default since 0.6.0).
         instance_kwargs: passed to ``labelfree.transforms.instances.instances_from_map``.
     """
 
@@ -104,6 +108,7 @@ class NameClassesd:
         instances_from: str = "class",
         class_posterior: str = "network",
         features_key: str = "features",
+        min_mean_softmax: float = 0.0,
         **instance_kwargs,
     ):
         if instances_from not in ("class", "posterior"):
@@ -113,6 +118,7 @@ class NameClassesd:
         self.class_posterior, self.features_key = class_posterior, features_key
         self.pred_key, self.image_key, self.nuclei_class = pred_key, image_key, nuclei_class
         self.glass_is_background, self.instances_from = glass_is_background, instances_from
+        self.min_mean_softmax = float(min_mean_softmax)
         self.instance_kwargs = instance_kwargs
 
     def __call__(self, data: dict) -> dict:
@@ -122,7 +128,7 @@ class NameClassesd:
         if tuple(prob_t.shape[1:]) != rgb.shape[:2]:
             # the network saw a resized image; bring the probabilities back to the tile's own size
             prob_t = F.interpolate(prob_t[None], size=rgb.shape[:2], mode="bilinear", align_corners=False)[0]
-        prob = prob_t.numpy()
+        prob = softmax = prob_t.numpy()
         tissue = has_tissue(rgb)
         if self.class_posterior == "mixture" and tissue:  # a blank tile's result is empty whatever its classes
             if self.features_key not in d:
@@ -141,13 +147,8 @@ class NameClassesd:
             named = np.zeros_like(named)
             inst = np.zeros(named.shape, np.int32)
             d["note"] = NO_TISSUE_NOTE
-        elif self.instances_from == "posterior":
-            posterior = prob[order[nuclei]]
-            if self.glass_is_background:
-                posterior = np.where(tissue_mask(rgb), posterior, 0.0)
-            inst = instances_from_map(posterior, threshold=0.5, **self.instance_kwargs)
         else:
-            inst = instances_from_map(named == nuclei, **self.instance_kwargs)
+            inst = self._instances(prob, softmax, named, order, nuclei, rgb)
         seg = (named * (255 if k == 2 else 1)).astype(np.uint8)
         d["seg"], d["inst"] = seg[None], inst[None]
         d["class_metadata"] = {
@@ -158,3 +159,33 @@ class NameClassesd:
             "dcgn_class_posterior": self.class_posterior,
         }
         return d
+
+    def _instances(
+        self,
+        prob: np.ndarray,
+        softmax: np.ndarray,
+        named: np.ndarray,
+        order: np.ndarray,
+        nuclei: int,
+        rgb: np.ndarray,
+    ) -> np.ndarray:
+        """``(H, W)`` int32 nuclei instances of a tile with tissue: split, then the half-seen and small objects dropped.
+
+        ``prob`` is the ``(K, H, W)`` posterior the classes were named from, ``softmax`` the network's own.
+        """
+        kwargs = dict(self.instance_kwargs)
+        # the small-object rule compares with the tile's median object, so it runs after the half-seen are gone
+        min_rel_area = kwargs.pop("min_rel_area", 0.0) if self.min_mean_softmax > 0 else 0.0
+        if self.instances_from == "posterior":
+            posterior = prob[order[nuclei]]
+            if self.glass_is_background:
+                posterior = np.where(tissue_mask(rgb), posterior, 0.0)
+            inst = instances_from_map(posterior, threshold=0.5, **kwargs)
+        else:
+            inst = instances_from_map(named == nuclei, **kwargs)
+        if self.min_mean_softmax > 0:
+            # threshold -inf: every pixel counts at its own softmax (no pixel of the objects is a hole of this map)
+            inst = drop_uncertain_objects(inst, softmax[order[nuclei]], -np.inf, self.min_mean_softmax)
+            if min_rel_area > 0:
+                inst = drop_small_objects(inst, min_rel_area)
+        return inst
