@@ -61,9 +61,15 @@ REPO = Path(__file__).resolve().parents[1]
 #: (row name, bundle, overrides of its inference.json, what it is)
 FOUR_FLIPS = [[], [-1], [-2], [-2, -1]]
 BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
-    ("ssimnet", "ssimnet", {}, "SSimNet bundle, default (the tile and its 180° rotation)"),
+    ("ssimnet", "ssimnet", {}, "SSimNet bundle, default (the tile, and its stain-normalised copy rotated by 180°)"),
+    (
+        "ssimnet_no_stain_view",
+        "ssimnet",
+        {"stain_view": False},
+        "SSimNet bundle, `--stain_view False` (the tile and its 180° rotation as they are: 0.9.x)",
+    ),
     ("ssimnet_no_flips", "ssimnet", {"flip_tta": False}, "SSimNet bundle, `--flip_tta False` (one pass)"),
-    ("ssimnet_four_flips", "ssimnet", {"flips": FOUR_FLIPS}, "SSimNet bundle, four flips"),
+    ("ssimnet_four_flips", "ssimnet", {"flips": FOUR_FLIPS}, "SSimNet bundle, four flips (two stain-normalised)"),
     (
         "ssimnet_finetune_four_flips",
         "ssimnet",

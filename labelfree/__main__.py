@@ -7,6 +7,7 @@ Commands:
     demo_slide [--output F]      a small synthetic pyramidal slide made of the embedded sample tiles
     sample_dir                   print where the embedded sample tiles are
     bundle_zip BUNDLE [--out D]  self-contained model-zoo zip of a bundle (``<name>_v<version>.zip``)
+    stain_reference IMAGES       the typical stain of a folder of training tiles (SSimNet's ``stain_reference``)
 """
 
 from __future__ import annotations
@@ -208,6 +209,41 @@ def bundle_zip(bundle: str, out: str = "dist") -> str:
     return str(build_bundle_zip(bundle, out))
 
 
+def stain_reference(images: str, percentile: float = 99.0, seed: int = 0) -> str:
+    """Print the stain reference of a folder of tiles as JSON: the median of their unit Vahadane stain vectors and of
+    their ``percentile``-th concentrations. SSimNet's ``inference.json`` ``stain_reference`` is this command's output
+    on the tiles its checkpoint was trained on; after training on other tiles, run it on those.
+
+    Args:
+        images: a folder of png/tif/jpg tiles.
+        percentile: the concentration percentile (as ``labelfree.transforms.stain_normalise.normalise_stains``).
+        seed: pixel subsampling seed of each tile's stain estimate.
+    """
+    import json
+
+    from tqdm import tqdm
+
+    from labelfree.core.imageio import list_images
+    from labelfree.transforms.stain_normalise import fit_stain_reference
+
+    try:
+        paths = list_images(images)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+    def tiles():
+        for path in tqdm(paths, desc="stain reference", unit="tile"):
+            try:
+                yield load_rgb(path)
+            except InvalidImageError as err:  # one line for a bad tile; the others still count
+                log.warning("skipped %s: %s", path.name, err)
+
+    try:
+        return json.dumps(fit_stain_reference(tiles(), percentile=percentile, seed=seed))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     fire.Fire(
@@ -218,6 +254,7 @@ def main() -> None:
             "demo_slide": demo_slide,
             "sample_dir": sample_dir,
             "bundle_zip": bundle_zip,
+            "stain_reference": stain_reference,
         }
     )
 

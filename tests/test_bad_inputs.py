@@ -115,3 +115,18 @@ def test_bundle_matrix(bundle, bad_folder, tmp_path):
     proc = run_bundle(bundle, ("inference",), cwd=tmp_path, dataset_dir=bad_folder["folder"], output_dir=out, **extra)
     _check_outputs(bundle, out, proc, bad_folder["sources"])
     assert f"{len(FAILS)} tile(s) failed" in proc.stderr
+
+
+def test_stain_reference_cli_skips_bad_tiles_in_one_line_each(bad_folder, tmp_path):
+    import json
+
+    cmd = [sys.executable, "-m", "labelfree", "stain_reference", str(bad_folder["folder"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    ref = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert np.asarray(ref["stains"]).shape == (2, 3) and len(ref["max_concentrations"]) == 2
+    for name in FAILS:
+        assert len([line for line in proc.stderr.splitlines() if "skipped" in line and name in line]) == 1, name
+    missing = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: image directory not found")

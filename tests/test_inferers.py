@@ -29,6 +29,32 @@ def test_outputs_are_flipped_back_before_averaging():
     assert torch.allclose(FlipEnsembleInferer(SimpleInferer(), flips=[()])(x, net), x + code)
 
 
+def test_recoloured_passes_see_the_recoloured_input_computed_once_per_image():
+    calls = []
+
+    def invert(img):
+        calls.append(tuple(img.shape))
+        return 1.0 - img
+
+    x = torch.rand(2, 3, 5, 7)
+    code = torch.arange(35, dtype=torch.float32).reshape(1, 1, 5, 7)
+
+    def net(t):
+        return t + code
+
+    inferer = FlipEnsembleInferer(SimpleInferer(), flips=[(), (-2, -1), (-1,)], recolour=invert, recoloured=[0, 1, 1])
+    out = inferer(x, net)
+    expected = (x + code + (1 - x) + code.flip((-2, -1)) + (1 - x) + code.flip(-1)) / 3
+    torch.testing.assert_close(out, expected)
+    assert calls == [(3, 5, 7), (3, 5, 7)]  # once per image of the batch, shared by both re-coloured passes
+    plain = FlipEnsembleInferer(SimpleInferer(), flips=[(), (-2, -1)], recolour=invert)  # no pass named: as before
+    torch.testing.assert_close(plain(x, net), FlipEnsembleInferer(SimpleInferer(), flips=[(), (-2, -1)])(x, net))
+    with pytest.raises(ValueError, match="one flag per flip"):
+        FlipEnsembleInferer(SimpleInferer(), flips=[()], recolour=invert, recoloured=[False, True])
+    with pytest.raises(ValueError, match="no recolour"):
+        FlipEnsembleInferer(SimpleInferer(), flips=[()], recoloured=[True])
+
+
 def test_wraps_a_sliding_window():
     net = torch.nn.Conv2d(3, 2, kernel_size=3, padding=1)
     x = torch.rand(1, 3, 50, 40)

@@ -344,6 +344,38 @@ def test_paper_overlay_restores_the_published_recipe():
         sys.path.remove(str(root))
 
 
+def test_the_second_view_is_the_tile_stain_normalised_to_the_training_colours_and_the_teacher_keeps_its_views(tile):
+    """Inference averages the tile and its stain-normalised copy rotated by 180° (0.10.0); self-training's teacher
+    still sees the tile twice as it is, the views the shipped checkpoint was trained with."""
+    from monai.bundle import ConfigParser
+
+    from bundle_runner import import_bundle_module
+    from labelfree.transforms.stain_normalise import normalise_stains
+
+    root = REPO / "bundles" / BUNDLE
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    flips = parser.get_parsed_content("flip_inferer")
+    assert flips.flips == [(), (-2, -1)] and flips.recoloured == [False, True]
+    ref = parser.get_parsed_content("stain_reference")
+    chw = torch.as_tensor(tile.image).permute(2, 0, 1).float() / 255.0
+    expected = normalise_stains(
+        tile.image, reference_stains=ref["stains"], reference_max_concentrations=ref["max_concentrations"]
+    )
+    torch.testing.assert_close(flips.recolour(chw), torch.as_tensor(expected).permute(2, 0, 1).float() / 255.0)
+    st = import_bundle_module(BUNDLE, "self_training")
+    assert st.TEACHER_OVERRIDES["stain_view"] is False
+    for overrides in (st.TEACHER_OVERRIDES, {"flips": [[]]}):  # the teacher's views; one pass: the tile itself
+        again = ConfigParser()
+        again.read_config(str(root / "configs" / "inference.json"))
+        again.update(dict(overrides))
+        assert not any(again.get_parsed_content("flip_inferer").recoloured)
+    four = ConfigParser()
+    four.read_config(str(root / "configs" / "inference.json"))
+    four.update({"flips": [[], [-1], [-2], [-2, -1]]})
+    assert four.get_parsed_content("flip_inferer").recoloured == [False, True, False, True]
+
+
 def test_the_network_leaves_the_cores_to_post_processing_by_default():
     """One torch thread while two post-processing threads work behind it (on two cores, faster than 2 + 2 at the
     same outputs); two when post-processing runs in the foreground or the tile is fine-tuned on."""

@@ -35,6 +35,7 @@ __all__ = [
     "vahadane_stain_matrix",
     "macenko_stain_matrix",
     "separate_stains",
+    "palette_stain_separation",
     "stain_concentrations",
     "tile_stain_concentrations",
     "StainSeparation",
@@ -284,15 +285,8 @@ def separate_stains(
         NoTissueError: the tile has no stained tissue.
     """
     rgb = as_rgb_uint8(rgb)
-    if method not in ("vahadane", "macenko"):
-        raise ValueError(f"unknown stain separation method {method!r}; use 'vahadane' or 'macenko'")
-    palette = colour_palette(rgb)  # the tile's colours: both the matrix and the concentrations are read off them
-    if method == "vahadane":
-        w = vahadane_stain_matrix(rgb, lambda1=lambda1, seed=seed, palette=palette, **kwargs)
-    else:
-        w = macenko_stain_matrix(rgb, **kwargs)
+    w, conc, inverse = palette_stain_separation(rgb, method, lambda1, lambda_conc, seed, **kwargs)
     h, wd = rgb.shape[:2]
-    conc, inverse = _palette_concentrations(rgb, w, lambda_conc, palette)
     od_h = conc[:, :1] * w[:1].astype(np.float32)
     hema = np.clip(np.rint(255.0 * np.exp(-od_h)), 0, 255).astype(np.uint8)[inverse]
     return StainSeparationResult(
@@ -300,6 +294,35 @@ def separate_stains(
         concentrations=np.ascontiguousarray(conc[inverse].T.reshape(2, h, wd)),
         haematoxylin_rgb=np.ascontiguousarray(hema.T.reshape(3, h, wd)),
     )
+
+
+def palette_stain_separation(
+    rgb: np.ndarray, method: str = "vahadane", lambda1: float = 0.1, lambda_conc: float = 0.01, seed: int = 0, **kwargs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`separate_stains` per distinct colour: the stain matrix, the concentrations of each of the tile's colours
+    and each pixel's colour index, for a caller that maps colours to colours (stain normalisation) and so never needs
+    the per-pixel arrays.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8.
+        method, lambda1, lambda_conc, seed, kwargs: as :func:`separate_stains`.
+
+    Returns:
+        ``(2, 3)`` float64 stain matrix, ``(U, 2)`` float32 concentrations of the ``U`` distinct colours
+        (:func:`labelfree.core.palette.colour_palette` order) and ``(H·W,)`` int64 colour index of each pixel.
+
+    Raises:
+        NoTissueError: the tile has no stained tissue.
+    """
+    if method not in ("vahadane", "macenko"):
+        raise ValueError(f"unknown stain separation method {method!r}; use 'vahadane' or 'macenko'")
+    palette = colour_palette(rgb)  # the tile's colours: both the matrix and the concentrations are read off them
+    if method == "vahadane":
+        w = vahadane_stain_matrix(rgb, lambda1=lambda1, seed=seed, palette=palette, **kwargs)
+    else:
+        w = macenko_stain_matrix(rgb, **kwargs)
+    conc, inverse = _palette_concentrations(rgb, w, lambda_conc, palette)
+    return w, conc, inverse
 
 
 def _palette_concentrations(

@@ -11,7 +11,7 @@ returns the tile unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,11 +20,17 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from labelfree.core.imageio import as_rgb_uint8
-from labelfree.transforms.stain import NoTissueError, separate_stains, tile_stain_concentrations
+from labelfree.transforms.stain import (
+    NoTissueError,
+    palette_stain_separation,
+    separate_stains,
+    tile_stain_concentrations,
+)
 
 __all__ = [
     "REFERENCE_STAINS",
     "REFERENCE_MAX_CONCENTRATIONS",
+    "fit_stain_reference",
     "normalise_stains",
     "StainNormalize",
     "StainNormalized",
@@ -41,7 +47,12 @@ _MIN_MAX_CONCENTRATION = 0.1
 
 
 def normalise_stains(
-    rgb: np.ndarray, percentile: float = 99.0, seed: int = 0, concentrations: np.ndarray | None = None
+    rgb: np.ndarray,
+    percentile: float = 99.0,
+    seed: int = 0,
+    concentrations: np.ndarray | None = None,
+    reference_stains: Sequence[Sequence[float]] | None = None,
+    reference_max_concentrations: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Re-colour one tile with the reference stains.
 
@@ -51,46 +62,140 @@ def normalise_stains(
         seed: pixel subsampling seed of the stain estimate.
         concentrations: ``(2, H, W)`` the tile's own concentrations (``separate_stains(rgb, seed=seed)``) when the
             caller has them already, so the tile is not separated twice; ``None`` separates it here.
+        reference_stains: ``(2, 3)`` haematoxylin and eosin optical density per unit concentration; ``None``:
+            :data:`REFERENCE_STAINS` (Macenko's).
+        reference_max_concentrations: ``(2,)`` the reference's ``percentile``-th concentrations; ``None``:
+            :data:`REFERENCE_MAX_CONCENTRATIONS`.
 
     Returns:
         ``(H, W, 3)`` uint8; the tile itself when it has no stained tissue to estimate stains from.
     """
+    stains = REFERENCE_STAINS if reference_stains is None else np.asarray(reference_stains, np.float64)
+    top_ref = (
+        REFERENCE_MAX_CONCENTRATIONS
+        if reference_max_concentrations is None
+        else np.asarray(reference_max_concentrations, np.float64)
+    )
+    if stains.shape != (2, 3) or top_ref.shape != (2,):
+        raise ValueError(f"a stain reference is (2, 3) stains and (2,) maxima, got {stains.shape} and {top_ref.shape}")
     if concentrations is None:
+        # per distinct colour: a pixel's new colour depends on its colour alone (and the tile's percentiles), so the
+        # reconstruction runs on the tile's ~10^5 colours instead of its 10^6 pixels; the same bytes as per pixel
         try:
-            concentrations = separate_stains(rgb, seed=seed).concentrations
+            _, conc, inverse = palette_stain_separation(rgb, seed=seed)
         except NoTissueError:
             return rgb
+        counts = np.bincount(inverse, minlength=conc.shape[0])
+        top = np.array([_pixel_percentile(conc[:, j], counts, percentile) for j in range(2)])
+        return _recolour(conc, top, top_ref, stains)[inverse].reshape(rgb.shape)
     conc = np.asarray(concentrations).reshape(2, -1)
-    top = np.maximum(np.percentile(conc, percentile, axis=1), _MIN_MAX_CONCENTRATION)
-    od = (conc * (REFERENCE_MAX_CONCENTRATIONS / top)[:, None]).T @ REFERENCE_STAINS
-    out = np.clip(np.rint(255.0 * np.exp(-od)), 0, 255).astype(np.uint8)
-    return out.reshape(rgb.shape)
+    top = np.percentile(conc, percentile, axis=1)
+    return _recolour(conc.T, top, top_ref, stains).reshape(rgb.shape)
+
+
+def _recolour(conc: np.ndarray, top: np.ndarray, top_ref: np.ndarray, stains: np.ndarray) -> np.ndarray:
+    """``(M, 2)`` concentrations scaled from the tile's ``top`` to the reference's and mixed with its stains →
+    ``(M, 3)`` uint8."""
+    scale = top_ref / np.maximum(top, _MIN_MAX_CONCENTRATION)
+    od = (conc * scale[None, :]) @ stains
+    return np.clip(np.rint(255.0 * np.exp(-od)), 0, 255).astype(np.uint8)
+
+
+def _pixel_percentile(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """``np.percentile(np.repeat(values, counts), q)`` (linear interpolation) without building the repeated array."""
+    order = np.argsort(values)  # equal values are interchangeable: any order gives the same ranks
+    v, ends = values[order], np.cumsum(counts[order])
+    pos = q / 100.0 * (int(ends[-1]) - 1)
+    lo = int(np.floor(pos))
+    ranks = np.searchsorted(ends, [lo, min(lo + 1, int(ends[-1]) - 1)], side="right")
+    return float(np.percentile(v[ranks], 100.0 * (pos - lo)))
+
+
+def fit_stain_reference(
+    tiles: Iterable[np.ndarray], percentile: float = 99.0, seed: int = 0
+) -> dict[str, list[list[float]] | list[float]]:
+    """A stain reference from a set of tiles: the median of their unit stain vectors and of their concentrations'
+    ``percentile``-th values, i.e. the typical colour of the tiles a network was trained on.
+
+    Args:
+        tiles: ``(H, W, 3)`` uint8 tiles; those without stained tissue are skipped.
+        percentile: as :func:`normalise_stains`.
+        seed: pixel subsampling seed of each tile's stain estimate.
+
+    Returns:
+        ``{"stains": (2, 3) list, "max_concentrations": (2,) list}``, rounded to 4 decimals, the arguments
+        ``reference_stains`` and ``reference_max_concentrations`` of :func:`normalise_stains`.
+
+    Raises:
+        ValueError: no tile has stained tissue.
+    """
+    vectors, tops = [], []
+    for rgb in tiles:
+        try:
+            sep = separate_stains(rgb, seed=seed)
+        except NoTissueError:
+            continue
+        w = np.asarray(sep.stain_matrix, np.float64)
+        vectors.append(w / np.linalg.norm(w, axis=1, keepdims=True))
+        tops.append(np.percentile(np.asarray(sep.concentrations, np.float64).reshape(2, -1), percentile, axis=1))
+    if not vectors:
+        raise ValueError("no tile with stained tissue to fit a stain reference on")
+    stains = np.median(np.stack(vectors), axis=0)
+    stains /= np.linalg.norm(stains, axis=1, keepdims=True)
+    return {
+        "stains": np.round(stains, 4).tolist(),
+        "max_concentrations": np.round(np.median(np.stack(tops), axis=0), 4).tolist(),
+    }
 
 
 class StainNormalize(Transform):
-    """Array transform: ``(3, H, W)`` RGB with values 0..255 → the same tile with the reference stains.
+    """Array transform: ``(3, H, W)`` RGB → the same tile with the reference stains.
 
     Args:
         percentile: the concentration percentile matched to the reference maximum.
         seed: pixel subsampling seed of the stain estimate.
+        reference_stains, reference_max_concentrations: the reference (:func:`normalise_stains`); ``None``: Macenko's.
+        value_range: the input's white: 255 for 0..255 values, 1 for a tile already scaled to 0..1 (the output is
+            scaled alike).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, percentile: float = 99.0, seed: int = 0):
-        self.percentile, self.seed = percentile, seed
+    def __init__(
+        self,
+        percentile: float = 99.0,
+        seed: int = 0,
+        reference_stains: Sequence[Sequence[float]] | None = None,
+        reference_max_concentrations: Sequence[float] | None = None,
+        value_range: float = 255.0,
+    ):
+        self.percentile, self.seed, self.value_range = percentile, seed, float(value_range)
+        self.reference_stains, self.reference_max_concentrations = reference_stains, reference_max_concentrations
 
     def __call__(self, img: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """
         Args:
-            img: ``(3, H, W)`` RGB, values 0..255 (uint8 or float).
+            img: ``(3, H, W)`` RGB, values 0..``value_range`` (uint8 or float).
 
         Returns:
-            ``(3, H, W)``, the dtype and container type of ``img``.
+            ``(3, H, W)``, the dtype and container type of ``img``, values 0..``value_range``.
         """
-        rgb = as_rgb_uint8(img, channel_first=True)
-        out = normalise_stains(rgb, self.percentile, self.seed).transpose(2, 0, 1)
-        return convert_to_dst_type(np.ascontiguousarray(out), dst=img, dtype=getattr(img, "dtype", None))[0]
+        if self.value_range == 255.0:
+            rgb = as_rgb_uint8(img, channel_first=True)
+        else:  # explicit: a dark 0..255 tile and a 0..1 tile cannot be told apart by their values
+            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            rgb = as_rgb_uint8(np.rint(np.clip(arr * (255.0 / self.value_range), 0, 255)).astype(np.uint8), True)
+        out = normalise_stains(
+            rgb,
+            self.percentile,
+            self.seed,
+            reference_stains=self.reference_stains,
+            reference_max_concentrations=self.reference_max_concentrations,
+        ).transpose(2, 0, 1)
+        out = np.ascontiguousarray(out)
+        if self.value_range != 255.0:
+            out = out.astype(np.float32) * np.float32(self.value_range / 255.0)
+        return convert_to_dst_type(out, dst=img, dtype=getattr(img, "dtype", None))[0]
 
 
 class StainNormalized(MapTransform):
