@@ -81,6 +81,7 @@ def normalise_stains(
     if concentrations is None:
         # per distinct colour: a pixel's new colour depends on its colour alone (and the tile's percentiles), so the
         # reconstruction runs on the tile's ~10^5 colours instead of its 10^6 pixels; the same bytes as per pixel
+        rgb = as_rgb_uint8(rgb)
         try:
             _, conc, inverse = palette_stain_separation(rgb, seed=seed)
         except NoTissueError:
