@@ -340,9 +340,7 @@ def test_ssimnet_slide_matches_single_image_inference(tmp_path, sample_tiles):
     the same pixels segmented as one image."""
     from labelfree.engines.slides import BundleTileSegmenter
 
-    # as inference_wsi.json runs it: the stain-normalised view's statistics are a tile's own, so a slide's tiles and
-    # the whole mosaic would be re-coloured differently
-    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu", overrides={"stain_view": False})
+    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu")
     roi, step = seg.window
     mosaic = np.concatenate(sample_tiles, axis=1)[: roi + step, : roi + 4 * step]  # sides on one window grid
     path = write_demo_slide(tmp_path / "s.ome.tif", mosaic.shape[1], mosaic.shape[0], [(0, 0, mosaic)], mpp=0.25)
@@ -354,8 +352,9 @@ def test_ssimnet_slide_matches_single_image_inference(tmp_path, sample_tiles):
     n_single = len(np.unique(single)) - 1
     # the re-split of irregular objects (0.3.2) and the small-object drop (0.8.0) compare each object with its own
     # tile's median, and a slide tile's median (over its context margin too, where nuclei are cut) is not the whole
-    # mosaic's: a few objects are split or kept on one side and not the other (the mask agrees, below)
-    assert abs(len(feats) - n_single) <= max(1, 0.05 * n_single)
+    # mosaic's: a few objects are split or kept on one side and not the other (the mask agrees, below). Measured: 15 of
+    # 356 objects with the tile's own colours, 20 of 353 with 0.10.0's stain view read with the slide's stains
+    assert abs(len(feats) - n_single) <= max(1, 0.06 * n_single)
     assert 2 * (drawn & (single > 0)).sum() / (drawn.sum() + (single > 0).sum()) >= 0.99
 
 
@@ -484,3 +483,29 @@ def test_aligned_span_puts_given_tiles_on_the_window_grid(start, stop, limit):
     assert r0 % 192 == 0 and r0 <= max(start - 128, 0) and r1 >= min(stop + 128, limit)
     assert r1 == limit or (r1 - r0 - 256) % 192 == 0
     assert aligned_span(start, stop, 128, limit) == (max(start - 128, 0), min(stop + 128, limit))
+
+
+def test_a_slide_is_read_with_one_stain_estimate_for_all_its_tiles(tmp_path, sample_tiles):
+    """SSimNet's stain view re-colours each tile with the slide's stains (estimated on a few of its tiles), so a
+    tile's colours do not depend on where the slide was cut; the self-training teacher has no stain view to set."""
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    seg = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu")
+    assert seg.stain_normaliser is not None and seg.stain_normaliser.source_stains is None
+    mosaic = np.concatenate(sample_tiles, axis=1)
+    path = write_demo_slide(tmp_path / "s.ome.tif", mosaic.shape[1], mosaic.shape[0], [(0, 0, mosaic)], mpp=0.25)
+    segment_slide(path, tmp_path, seg, SlideSettings(tile=512, margin=64, table=False), progress=False)
+    source = {"stains": seg.stain_normaliser.source_stains, "max": seg.stain_normaliser.source_max_concentrations}
+    np.testing.assert_allclose(np.linalg.norm(source["stains"], axis=1), 1.0, atol=1e-3)
+    assert len(source["max"]) == 2 and min(source["max"]) > 0
+    left, right = mosaic[:, :256], mosaic[:, 256:512]
+    recolour = seg.stain_normaliser
+    as_whole = recolour(torch.as_tensor(mosaic[:, :512]).permute(2, 0, 1).float() / 255.0)
+    parts = [recolour(torch.as_tensor(x).permute(2, 0, 1).float() / 255.0) for x in (left, right)]
+    torch.testing.assert_close(torch.cat(parts, dim=-1), as_whole)  # cut anywhere, re-coloured alike
+    seg.set_stain_source(None)
+    own = [recolour(torch.as_tensor(x).permute(2, 0, 1).float() / 255.0) for x in (left, right)]
+    assert not torch.equal(torch.cat(own, dim=-1), as_whole)  # each part by its own statistics: not alike
+    teacher = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu", overrides={"stain_view": False})
+    assert teacher.stain_normaliser is None
+    teacher.set_stain_source(source)  # nothing to set: a no-op

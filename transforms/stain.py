@@ -297,7 +297,13 @@ def separate_stains(
 
 
 def palette_stain_separation(
-    rgb: np.ndarray, method: str = "vahadane", lambda1: float = 0.1, lambda_conc: float = 0.01, seed: int = 0, **kwargs
+    rgb: np.ndarray,
+    method: str = "vahadane",
+    lambda1: float = 0.1,
+    lambda_conc: float = 0.01,
+    seed: int = 0,
+    stain_matrix: np.ndarray | None = None,
+    **kwargs,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`separate_stains` per distinct colour: the stain matrix, the concentrations of each of the tile's colours
     and each pixel's colour index, for a caller that maps colours to colours (stain normalisation) and so never needs
@@ -306,18 +312,22 @@ def palette_stain_separation(
     Args:
         rgb: ``(H, W, 3)`` uint8.
         method, lambda1, lambda_conc, seed, kwargs: as :func:`separate_stains`.
+        stain_matrix: ``(2, 3)`` a matrix estimated elsewhere (a whole slide's, for one of its tiles); ``None``: the
+            tile's own, by ``method``.
 
     Returns:
         ``(2, 3)`` float64 stain matrix, ``(U, 2)`` float32 concentrations of the ``U`` distinct colours
         (:func:`labelfree.core.palette.colour_palette` order) and ``(H·W,)`` int64 colour index of each pixel.
 
     Raises:
-        NoTissueError: the tile has no stained tissue.
+        NoTissueError: the tile has no stained tissue (never with ``stain_matrix``).
     """
     if method not in ("vahadane", "macenko"):
         raise ValueError(f"unknown stain separation method {method!r}; use 'vahadane' or 'macenko'")
     palette = colour_palette(rgb)  # the tile's colours: both the matrix and the concentrations are read off them
-    if method == "vahadane":
+    if stain_matrix is not None:
+        w = np.asarray(stain_matrix, dtype=np.float64)
+    elif method == "vahadane":
         w = vahadane_stain_matrix(rgb, lambda1=lambda1, seed=seed, palette=palette, **kwargs)
     else:
         w = macenko_stain_matrix(rgb, **kwargs)

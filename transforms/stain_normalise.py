@@ -53,6 +53,8 @@ def normalise_stains(
     concentrations: np.ndarray | None = None,
     reference_stains: Sequence[Sequence[float]] | None = None,
     reference_max_concentrations: Sequence[float] | None = None,
+    source_stains: Sequence[Sequence[float]] | None = None,
+    source_max_concentrations: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Re-colour one tile with the reference stains.
 
@@ -66,6 +68,9 @@ def normalise_stains(
             :data:`REFERENCE_STAINS` (Macenko's).
         reference_max_concentrations: ``(2,)`` the reference's ``percentile``-th concentrations; ``None``:
             :data:`REFERENCE_MAX_CONCENTRATIONS`.
+        source_stains, source_max_concentrations: the stains and ``percentile``-th concentrations the tile is read
+            with, estimated over a larger area (a whole slide, :func:`fit_stain_reference` of its tiles) so that
+            neighbouring tiles are re-coloured alike; ``None``: the tile's own. Ignored with ``concentrations``.
 
     Returns:
         ``(H, W, 3)`` uint8; the tile itself when it has no stained tissue to estimate stains from.
@@ -83,11 +88,14 @@ def normalise_stains(
         # reconstruction runs on the tile's ~10^5 colours instead of its 10^6 pixels; the same bytes as per pixel
         rgb = as_rgb_uint8(rgb)
         try:
-            _, conc, inverse = palette_stain_separation(rgb, seed=seed)
+            _, conc, inverse = palette_stain_separation(rgb, seed=seed, stain_matrix=source_stains)
         except NoTissueError:
             return rgb
-        counts = np.bincount(inverse, minlength=conc.shape[0])
-        top = np.array([_pixel_percentile(conc[:, j], counts, percentile) for j in range(2)])
+        if source_max_concentrations is not None:
+            top = np.asarray(source_max_concentrations, np.float64)
+        else:
+            counts = np.bincount(inverse, minlength=conc.shape[0])
+            top = np.array([_pixel_percentile(conc[:, j], counts, percentile) for j in range(2)])
         return _recolour(conc, top, top_ref, stains)[inverse].reshape(rgb.shape)
     conc = np.asarray(concentrations).reshape(2, -1)
     top = np.percentile(conc, percentile, axis=1)
@@ -158,6 +166,8 @@ class StainNormalize(Transform):
         reference_stains, reference_max_concentrations: the reference (:func:`normalise_stains`); ``None``: Macenko's.
         value_range: the input's white: 255 for 0..255 values, 1 for a tile already scaled to 0..1 (the output is
             scaled alike).
+        source_stains, source_max_concentrations: as :func:`normalise_stains`; attributes a caller may set (a slide
+            reader, once per slide).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -169,9 +179,12 @@ class StainNormalize(Transform):
         reference_stains: Sequence[Sequence[float]] | None = None,
         reference_max_concentrations: Sequence[float] | None = None,
         value_range: float = 255.0,
+        source_stains: Sequence[Sequence[float]] | None = None,
+        source_max_concentrations: Sequence[float] | None = None,
     ):
         self.percentile, self.seed, self.value_range = percentile, seed, float(value_range)
         self.reference_stains, self.reference_max_concentrations = reference_stains, reference_max_concentrations
+        self.source_stains, self.source_max_concentrations = source_stains, source_max_concentrations
 
     def __call__(self, img: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """
@@ -192,6 +205,8 @@ class StainNormalize(Transform):
             self.seed,
             reference_stains=self.reference_stains,
             reference_max_concentrations=self.reference_max_concentrations,
+            source_stains=self.source_stains,
+            source_max_concentrations=self.source_max_concentrations,
         ).transpose(2, 0, 1)
         out = np.ascontiguousarray(out)
         if self.value_range != 255.0:

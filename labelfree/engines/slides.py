@@ -103,6 +103,16 @@ class BundleTileSegmenter:
         self.amp = bool(parser.get_parsed_content("amp")) and self.device.type == "cuda"
         self.window = bundle_window(parser)
         self.seconds = {"network": 0.0, "postprocessing": 0.0}
+        self.stain_normaliser = _recolour_of(self.inferer)
+
+    def set_stain_source(self, source: dict[str, Any] | None) -> None:
+        """Read every tile from now on with these stains (``{"stains", "max_concentrations"}``, a whole slide's, from
+        :func:`labelfree.transforms.stain_normalise.fit_stain_reference`) instead of its own; ``None``: its own.
+        Only for a bundle whose inference re-colours a pass (SSimNet's stain view); otherwise nothing to set."""
+        if self.stain_normaliser is None:
+            return
+        self.stain_normaliser.source_stains = None if source is None else source["stains"]
+        self.stain_normaliser.source_max_concentrations = None if source is None else source["max_concentrations"]
 
     def __call__(self, rgb: np.ndarray, name: str = "tile") -> np.ndarray:
         """Segment one tile.
@@ -139,6 +149,20 @@ class BundleTileSegmenter:
         inst = np.asarray(torch.as_tensor(d["inst"]).cpu()).reshape(d["inst"].shape[-2:]).astype(np.int32)
         self.seconds["postprocessing"] += time.perf_counter() - t0
         return inst
+
+
+def _recolour_of(inferer: Any, depth: int = 6) -> Any:
+    """The stain normaliser a bundle's inferer applies to one of its passes (an inferer with ``recolour`` and a
+    re-coloured pass, e.g. :class:`labelfree.engines.inferers.FlipEnsembleInferer`, possibly wrapped by others through
+    their ``inferer``), if it can read a slide's stains (``source_stains``); else ``None``."""
+    for _ in range(depth):
+        if inferer is None:
+            return None
+        recolour = getattr(inferer, "recolour", None)
+        if recolour is not None and any(getattr(inferer, "recoloured", ())):
+            return recolour if hasattr(recolour, "source_stains") else None
+        inferer = getattr(inferer, "inferer", None)
+    return None
 
 
 def bundle_parser(
@@ -311,6 +335,11 @@ def segment_slide(
         tile_l, margin_l = int(round(tile_m * f)), int(round(margin_m * f))
         lw, lh = slide.sizes[level]
         tiles = tile_grid(lw, lh, tile_l, margin_l, tissue, thumb_scale / down)
+        if hasattr(segmenter, "set_stain_source"):
+            # one stain estimate for the whole slide, so that neighbouring tiles are re-coloured alike
+            segmenter.set_stain_source(
+                _slide_stains(slide, level, tiles, f) if getattr(segmenter, "stain_normaliser", None) else None
+            )
         seconds["read"] += time.perf_counter() - t0
         key = _params_key(path, settings, bundle_name)
         state = _load_state(outs["state"], key)
@@ -482,6 +511,31 @@ def segment_slide(
         outs["state"].unlink(missing_ok=True)
         outs["canvas"].unlink(missing_ok=True)
     return summary
+
+
+#: tiles read to estimate a slide's stains (evenly spread over its tissue tiles)
+STAIN_SAMPLE_TILES = 8
+
+
+def _slide_stains(slide: Any, level: int, tiles: list, f: float) -> dict[str, Any] | None:
+    """A slide's stains and concentration percentiles at the model's resolution: :func:`fit_stain_reference` of up to
+    :data:`STAIN_SAMPLE_TILES` of its tissue tiles, evenly spread; ``None`` when none can be read or holds stain (each
+    tile then uses its own)."""
+    from labelfree.transforms.stain_normalise import fit_stain_reference
+
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(tiles) - 1, min(STAIN_SAMPLE_TILES, len(tiles)))})
+    rgbs = []
+    for i in picks if tiles else []:
+        spec = tiles[i]
+        try:
+            rgb = slide.read(level, spec.x, spec.y, spec.w, spec.h)
+        except Exception:  # noqa: BLE001 - an unreadable tile is reported when the slide reaches it
+            continue
+        rgbs.append(resample_rgb(rgb, (max(1, int(round(spec.w / f))), max(1, int(round(spec.h / f))))))
+    try:
+        return fit_stain_reference(rgbs)
+    except ValueError:
+        return None
 
 
 def _add_segmenter_seconds(seconds: dict, segmenter: Any, before: dict) -> None:
