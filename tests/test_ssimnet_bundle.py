@@ -370,6 +370,12 @@ def test_the_second_view_is_the_tile_stain_normalised_to_the_training_colours_an
         again.read_config(str(root / "configs" / "inference.json"))
         again.update(dict(overrides))
         assert not any(again.get_parsed_content("flip_inferer").recoloured)
+    assert st.teacher_rule() == st.TEACHER_OVERRIDES  # the shipped recipe's teacher, and its cache key, unchanged
+    assert st.teacher_rule(True) == {**st.TEACHER_OVERRIDES, "stain_view": True}
+    tile_file = REPO / "labelfree" / "sample" / "images"
+    first = sorted(tile_file.glob("*.png"))[0]
+    keys = {st._teacher_file(Path("c"), first, "d", st.teacher_rule(v)).name for v in (False, True)}
+    assert len(keys) == 2 and st._teacher_file(Path("c"), first, "d").name in keys
     four = ConfigParser()
     four.read_config(str(root / "configs" / "inference.json"))
     four.update({"flips": [[], [-1], [-2], [-2, -1]]})

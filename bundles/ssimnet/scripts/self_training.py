@@ -41,6 +41,7 @@ from .data import load_training_tile
 __all__ = [
     "IGNORED",
     "TEACHER_OVERRIDES",
+    "teacher_rule",
     "self_training_targets",
     "distance_target",
     "teacher_datalist",
@@ -110,20 +111,32 @@ def _digest(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _teacher_file(cache: Path, tile: Path, teacher_digest: str) -> Path:
+def teacher_rule(stain_view: bool = False) -> dict:
+    """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
+    view of inference 0.10.0 when ``stain_view`` (an option of the rounds, off in the shipped recipe)."""
+    return {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)}
+
+
+def _teacher_file(cache: Path, tile: Path, teacher_digest: str, rule: dict | None = None) -> Path:
     """The cached teacher instance map of a tile, keyed by the tile's content, the teacher checkpoint and the teacher's
-    inference rule (:data:`TEACHER_OVERRIDES`)."""
-    rule = json.dumps(TEACHER_OVERRIDES, sort_keys=True)
-    key = hashlib.sha1(Path(tile).read_bytes() + f"{teacher_digest}/{CACHE_VERSION}/{rule}".encode()).hexdigest()[:16]
+    inference rule (:func:`teacher_rule`; ``None``: :data:`TEACHER_OVERRIDES`)."""
+    text = json.dumps(TEACHER_OVERRIDES if rule is None else rule, sort_keys=True)
+    key = hashlib.sha1(Path(tile).read_bytes() + f"{teacher_digest}/{CACHE_VERSION}/{text}".encode()).hexdigest()[:16]
     return cache / f"{tile.stem}-{key}.npz"
 
 
-def _segmenter(bundle_root: str | os.PathLike, ckpt_path: str | os.PathLike, device: str | torch.device | None):
-    """This bundle's tile segmenter with ``ckpt_path`` and the teacher's rule (:data:`TEACHER_OVERRIDES`): the teacher
-    and the round agreement's student are segmented alike."""
+def _segmenter(
+    bundle_root: str | os.PathLike,
+    ckpt_path: str | os.PathLike,
+    device: str | torch.device | None,
+    rule: dict | None = None,
+):
+    """This bundle's tile segmenter with ``ckpt_path`` and the teacher's rule (``rule``, :func:`teacher_rule`;
+    ``None``: :data:`TEACHER_OVERRIDES`): the teacher and the round agreement's student are segmented alike."""
     from labelfree.engines.slides import BundleTileSegmenter
 
-    return BundleTileSegmenter(bundle_root, device=device, overrides={**TEACHER_OVERRIDES, "ckpt_path": str(ckpt_path)})
+    overrides = {**(TEACHER_OVERRIDES if rule is None else rule), "ckpt_path": str(ckpt_path)}
+    return BundleTileSegmenter(bundle_root, device=device, overrides=overrides)
 
 
 def teacher_datalist(
@@ -146,6 +159,7 @@ def teacher_datalist(
     seed: int = 0,
     distance_head: bool = False,
     ignore_dark_background: bool = False,
+    teacher_stain_view: bool = False,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``) of whole tiles, labelled by the
@@ -177,6 +191,8 @@ def teacher_datalist(
         distance_head: add ``"dist"``, the target of the student's distance output (:func:`distance_target`).
         ignore_dark_background: leave out of the loss, too, the background pixels as dark as the confident nuclei
             (:func:`labelfree.transforms.purify_objects.uncertain_background`), where the teacher may have missed one.
+        teacher_stain_view: the teacher's second pass sees the tile stain-normalised (inference 0.10.0's default);
+            off: the tile and its 180° rotation as they are (:data:`TEACHER_OVERRIDES`).
         progress: show a progress bar.
 
     Raises:
@@ -184,6 +200,7 @@ def teacher_datalist(
         RuntimeError: no tile gave a usable label.
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
+    rule = teacher_rule(teacher_stain_view)
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
     segment = None
@@ -198,13 +215,13 @@ def teacher_datalist(
         rgb = load_training_tile(path, patch_size, skipped)
         if rgb is None:
             continue
-        npz = _teacher_file(cache, path, teacher_digest) if cache else None
+        npz = _teacher_file(cache, path, teacher_digest, rule) if cache else None
         if npz is not None and npz.is_file():
             with np.load(npz) as z:
                 inst = z["teacher"]
         else:
             if segment is None:
-                segment = _segmenter(bundle_root, teacher_path, device)
+                segment = _segmenter(bundle_root, teacher_path, device, rule)
             inst = segment(rgb, path.name)
             if npz is not None:
                 with atomic_path(npz) as tmp:
@@ -284,17 +301,19 @@ def round_agreement(
     student_path: str | os.PathLike,
     device: str | torch.device | None = None,
     out_file: str | os.PathLike | None = None,
+    teacher_stain_view: bool = False,
 ) -> float:
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically)."""
+    (written atomically). ``teacher_stain_view``: as :func:`teacher_datalist`'s, so both are segmented alike."""
+    rule = teacher_rule(teacher_stain_view)
     teacher_digest = _digest(teacher_path)
-    segment = _segmenter(bundle_root, student_path, device)
+    segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
     for item in image_datalist(dataset_dir):
         path = Path(item["image"])
-        npz = _teacher_file(Path(cache_dir), path, teacher_digest)
+        npz = _teacher_file(Path(cache_dir), path, teacher_digest, rule)
         if not npz.is_file():
             continue
         with np.load(npz) as z:
