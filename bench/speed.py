@@ -136,6 +136,8 @@ STAGES: tuple[tuple[str, tuple[str, str], tuple[str, ...] | None, tuple[str, ...
     ("network", ("monai/inferers/utils.py", "sliding_window_inference"), None, ()),
     # the dictionary transform only, as MONAI's Compose calls it (its array transform is called from it: counted once)
     ("stain normalisation", ("transforms/stain_normalise.py", "__call__"), ("monai/transforms/transform.py",), ()),
+    # SSimNet's stain view (0.10.0): the re-coloured copy its inferer makes for the second pass
+    ("stain view (re-colouring)", ("transforms/stain_normalise.py", "__call__"), ("engines/inferers.py",), ()),
     ("blank-tile check", ("transforms/stain.py", "has_tissue"), _POST, ()),
     ("instances", ("transforms/instances.py", "instances_from_map"), _POST, ()),
     ("mixture posterior", ("scripts/classes.py", "tile_mixture_posterior"), None, ()),
