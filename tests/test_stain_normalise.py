@@ -97,3 +97,14 @@ def test_per_colour_normalisation_gives_the_per_pixel_bytes(tile):
     values, counts = rng.random(50).astype(np.float32), rng.integers(1, 9, 50)
     for q in (0.0, 37.5, 99.0, 100.0):
         assert _pixel_percentile(values, counts, q) == np.percentile(np.repeat(values, counts), q)
+
+
+def test_dict_twin_takes_the_reference_too(tile):
+    own = fit_stain_reference([tile.image])
+    kw = dict(reference_stains=own["stains"], reference_max_concentrations=own["max_concentrations"])
+    chw = torch.as_tensor(tile.image).permute(2, 0, 1)
+    expected = torch.as_tensor(normalise_stains(tile.image, **kw)).permute(2, 0, 1)
+    for key in (None, "features"):
+        d = StainNormalized("image", concentrations_key=key, **kw)({"image": chw})
+        assert torch.equal(d["image"], expected)
+    assert not torch.equal(StainNormalized("image")({"image": chw})["image"], expected)

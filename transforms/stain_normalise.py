@@ -218,8 +218,8 @@ class StainNormalized(MapTransform):
     """Dictionary twin of :class:`StainNormalize`.
 
     Args:
-        keys: RGB image keys (one key when ``concentrations_key`` is set).
-        percentile, seed: as :class:`StainNormalize`.
+        keys: RGB image keys (one key when ``concentrations_key`` is set), values 0..255.
+        percentile, seed, reference_stains, reference_max_concentrations: as :class:`StainNormalize`.
         concentrations_key: where to keep the tile's own ``(2, H, W)`` float32 haematoxylin and eosin concentrations
             (before normalisation; ``labelfree.transforms.stain.tile_stain_concentrations``, the same values as
             ``MixtureFeatures("stains")``), so that a later step which needs them does not separate the tile again.
@@ -235,11 +235,18 @@ class StainNormalized(MapTransform):
         seed: int = 0,
         concentrations_key: str | None = None,
         allow_missing_keys: bool = False,
+        reference_stains: Sequence[Sequence[float]] | None = None,
+        reference_max_concentrations: Sequence[float] | None = None,
     ):
         super().__init__(keys, allow_missing_keys)
         if concentrations_key is not None and len(self.keys) != 1:
             raise ValueError(f"concentrations_key needs exactly one image key, got {len(self.keys)}")
-        self.op = StainNormalize(percentile, seed)
+        self.op = StainNormalize(
+            percentile,
+            seed,
+            reference_stains=reference_stains,
+            reference_max_concentrations=reference_max_concentrations,
+        )
         self.concentrations_key = concentrations_key
 
     def __call__(self, data: Mapping[Hashable, np.ndarray | torch.Tensor]) -> dict[Hashable, np.ndarray | torch.Tensor]:
@@ -252,7 +259,11 @@ class StainNormalized(MapTransform):
             rgb = as_rgb_uint8(img, channel_first=True)
             conc, separated = tile_stain_concentrations(rgb, self.op.seed)
             # a tile without stained tissue stays as it is, as in StainNormalize
-            out = normalise_stains(rgb, self.op.percentile, concentrations=conc) if separated else rgb
+            reference = dict(
+                reference_stains=self.op.reference_stains,
+                reference_max_concentrations=self.op.reference_max_concentrations,
+            )
+            out = normalise_stains(rgb, self.op.percentile, concentrations=conc, **reference) if separated else rgb
             d[key] = convert_to_dst_type(
                 np.ascontiguousarray(out.transpose(2, 0, 1)), dst=img, dtype=getattr(img, "dtype", None)
             )[0]
