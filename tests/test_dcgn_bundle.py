@@ -153,9 +153,11 @@ def test_training_takes_the_stain_concentrations_once(trained, overrides, monkey
     path = trained["images"] / "tile0.png"
     expected = mixture_features(load_rgb(path), "stains")
     calls = []
-    original = stain.separate_stains
-    for module in (stain, stain_normalise):  # every module that separates stains by its own imported name
-        monkeypatch.setattr(module, "separate_stains", lambda *a, **k: calls.append(1) or original(*a, **k))
+    # every separation goes through palette_stain_separation (separate_stains too): patched in every module that
+    # calls it by its own imported name
+    original = stain.palette_stain_separation
+    for module in (stain, stain_normalise):
+        monkeypatch.setattr(module, "palette_stain_separation", lambda *a, **k: calls.append(1) or original(*a, **k))
     # load, features, stain normalisation: the part of the training preprocessing before the random crops
     item = Compose(parser.get_parsed_content("train#preprocessing").transforms[:3])({"image": str(path)})
     np.testing.assert_array_equal(np.asarray(item["features"]), expected)

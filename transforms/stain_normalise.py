@@ -23,7 +23,6 @@ from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.stain import (
     NoTissueError,
     palette_stain_separation,
-    separate_stains,
     tile_stain_concentrations,
 )
 
@@ -94,8 +93,7 @@ def normalise_stains(
         if source_max_concentrations is not None:
             top = np.asarray(source_max_concentrations, np.float64)
         else:
-            counts = np.bincount(inverse, minlength=conc.shape[0])
-            top = np.array([_pixel_percentile(conc[:, j], counts, percentile) for j in range(2)])
+            top = _tile_percentiles(conc, inverse, percentile)
         return _recolour(conc, top, top_ref, stains)[inverse].reshape(rgb.shape)
     conc = np.asarray(concentrations).reshape(2, -1)
     top = np.percentile(conc, percentile, axis=1)
@@ -108,6 +106,13 @@ def _recolour(conc: np.ndarray, top: np.ndarray, top_ref: np.ndarray, stains: np
     scale = top_ref / np.maximum(top, _MIN_MAX_CONCENTRATION)
     od = (conc * scale[None, :]) @ stains
     return np.clip(np.rint(255.0 * np.exp(-od)), 0, 255).astype(np.uint8)
+
+
+def _tile_percentiles(conc: np.ndarray, inverse: np.ndarray, q: float) -> np.ndarray:
+    """``(2,)`` the ``q``-th percentile over the tile's pixels of each stain, from the ``(U, 2)`` concentrations of its
+    colours and each pixel's colour index (:func:`labelfree.transforms.stain.palette_stain_separation`)."""
+    counts = np.bincount(inverse, minlength=conc.shape[0])
+    return np.array([_pixel_percentile(conc[:, j], counts, q) for j in range(2)])
 
 
 def _pixel_percentile(values: np.ndarray, counts: np.ndarray, q: float) -> float:
@@ -140,13 +145,12 @@ def fit_stain_reference(
     """
     vectors, tops = [], []
     for rgb in tiles:
-        try:
-            sep = separate_stains(rgb, seed=seed)
+        try:  # per distinct colour, as normalise_stains reads a tile: no per-pixel arrays are needed
+            w, conc, inverse = palette_stain_separation(as_rgb_uint8(rgb), seed=seed)
         except NoTissueError:
             continue
-        w = np.asarray(sep.stain_matrix, np.float64)
         vectors.append(w / np.linalg.norm(w, axis=1, keepdims=True))
-        tops.append(np.percentile(np.asarray(sep.concentrations, np.float64).reshape(2, -1), percentile, axis=1))
+        tops.append(_tile_percentiles(conc.astype(np.float64), inverse, percentile))
     if not vectors:
         raise ValueError("no tile with stained tissue to fit a stain reference on")
     stains = np.median(np.stack(vectors), axis=0)
