@@ -1,17 +1,21 @@
-"""Benchmark: two inference-only changes to how DCGN turns its softmax into nuclei (issue 14), against the default.
+"""Benchmark: inference-only changes to how DCGN turns its softmax into nuclei (issue 14), against the default.
 
 Each checkpoint's network runs once per tile (the bundle's preprocessing, network and inferer); then:
 
 * ``default``: the bundle's inference (0.4.0's one EM step on the tile's stain concentrations, nuclei = the
-  haematoxylin-richest class, split by the project's watershed, small objects dropped);
+  haematoxylin-richest class, split by the project's watershed, the half-seen objects (``min_mean_softmax``, 0.6.0)
+  and the small ones dropped);
 * ``local_excess``: the same EM step with a third feature, the haematoxylin concentration's excess over its Gaussian
   blur (sigma = 2 × the equivalent radius of the default's median nucleus on the tile), so that "nucleus" can be a
   compact blob rather than any haematoxylin-rich area;
 * ``softmax_relief``: the default's nuclei mask, split on a relief that weighs the distance to the background by the
-  network's softmax for the nuclei class instead of by the near-binary mixture posterior.
+  network's softmax for the nuclei class instead of by the near-binary mixture posterior;
+* ``softmax_and``: a pixel is nuclei only where the mixture posterior is above 0.5 *and* the network's own softmax for
+  the nuclei class is at least 0.5, the pixel-level counterpart of 0.6.0's half-seen objects (same split and drops).
 
-The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``);
-labels are read only to score.
+The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``,
+``bench/results/dcgn_softmax_and/rule.txt``); labels are read only to score. ``--variants`` scores a subset (the
+default is always scored).
 
     python -m bench.dcgn_posterior_variants --images ../shared/data/monuseg/train/images \\
         --labels ../shared/data/monuseg/train/labels --ckpts CKPT0,CKPT1,... --out bench/results/dcgn_local_contrast/monuseg
@@ -35,11 +39,11 @@ from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import instance_scores
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.contour import fill_mask_holes
-from labelfree.transforms.instances import instances_from_map
+from labelfree.transforms.instances import drop_small_objects, drop_uncertain_objects, instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "local_excess", "softmax_relief")
+VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and")
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: blur scale of ``local_excess`` in units of the tile's median nucleus radius (set with the rule, not fitted)
 EXCESS_SIGMA_RADII = 2.0
@@ -56,8 +60,31 @@ def local_excess(features: np.ndarray, nuclei: np.ndarray, min_size: int) -> np.
     return np.concatenate([np.asarray(features, np.float32), excess[None].astype(np.float32)])
 
 
-def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
-    """Score every variant for every checkpoint; write ``dcgn_posterior_variants.{json,md}`` under ``out``."""
+def softmax_and(posterior: np.ndarray, softmax: np.ndarray, min_mean_softmax: float, **kwargs) -> np.ndarray:
+    """Nuclei where the posterior is above 0.5 and the softmax at least 0.5, split and dropped as the default does.
+
+    Args:
+        posterior, softmax: ``(H, W)`` the nuclei class's mixture posterior and network softmax.
+        min_mean_softmax: the half-seen rule's constant (0 = off).
+        kwargs: ``instances_from_map``'s, ``min_rel_area`` included (applied after the half-seen rule).
+    """
+    min_rel_area = kwargs.pop("min_rel_area", 0.0)
+    inst = instances_from_map(np.where(softmax >= 0.5, posterior, 0.0), threshold=0.5, **kwargs)
+    if min_mean_softmax > 0:
+        inst = drop_uncertain_objects(inst, softmax, -np.inf, min_mean_softmax)
+    return drop_small_objects(inst, min_rel_area) if min_rel_area > 0 else inst
+
+
+def run(
+    images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2, variants: str | tuple = ""
+) -> dict:
+    """Score the variants (``variants``: comma-separated names, default all) for every checkpoint; write
+    ``dcgn_posterior_variants.{json,md}`` under ``out``."""
+    asked = [v for v in (variants.split(",") if isinstance(variants, str) else variants) if v]
+    chosen = [v for v in VARIANTS if v == "default" or not asked or v in asked]
+    unknown = set(asked) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variant(s) {sorted(unknown)}; choose from {VARIANTS}")
     torch.set_num_threads(threads)
     names = checkpoint_list(ckpts)
     parser = bundle_parser(REPO / "bundles" / "dcgn", {"dataset_dir": str(images)})
@@ -67,8 +94,13 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: in
 
     kwargs = {"min_size": parser["min_size"], "h": parser["marker_depth"]}
     kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_rel_area": parser["min_rel_area"]}
+    half_seen = parser["min_mean_softmax"]
     naming = NameClassesd(
-        image_key="tile", instances_from=parser["instances_from"], class_posterior="mixture", **kwargs
+        image_key="tile",
+        instances_from=parser["instances_from"],
+        class_posterior="mixture",
+        min_mean_softmax=half_seen,
+        **kwargs,
     )
     rows = []
     for i, ckpt in enumerate(names):
@@ -81,19 +113,24 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: in
             with torch.inference_mode():
                 prob = inferer(torch.as_tensor(item["image"])[None].float(), network)[0].softmax(0).numpy()
             feats = np.asarray(item["features"])
-            default = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
             post = tile_mixture_posterior(prob, feats)
             nuclei = haematoxylin_order(post.argmax(0), tensor_to_rgb(item["tile"]), len(post))[-1]
             mask = post[nuclei] > 0.5
-            extra = local_excess(feats, mask, kwargs["min_size"])
-            excess = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
-            relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
-            soft = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
-            for variant, inst in zip(VARIANTS, (default, excess, soft)):
+            for variant in chosen:
+                if variant == "default":
+                    inst = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
+                elif variant == "local_excess":
+                    extra = local_excess(feats, mask, kwargs["min_size"])
+                    inst = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
+                elif variant == "softmax_relief":
+                    relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
+                    inst = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
+                else:
+                    inst = softmax_and(post[nuclei], prob[nuclei], half_seen, **kwargs)
                 s = instance_scores(gt, inst)
                 rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
     result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
-    result["summary"] = summarise_variants(rows, "variant", VARIANTS, METRICS)
+    result["summary"] = summarise_variants(rows, "variant", tuple(chosen), METRICS)
     report = markdown(result, images, labels, out)
     save_report(out, "dcgn_posterior_variants", result, report)
     print(report)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.dcgn_posterior_variants import local_excess
+from bench.dcgn_posterior_variants import local_excess, softmax_and
 from bench.faint_objects import drop_faint_objects
 from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
 
@@ -37,6 +37,24 @@ def test_local_excess_is_high_on_a_blob_and_near_zero_on_a_broad_area():
     assert out.shape == (3, 120, 120) and np.array_equal(out[:2], feats)
     assert out[2, 30, 25] > 0.5  # the nucleus stands out from its surroundings
     assert abs(out[2, 60, 100]) < 0.05  # the middle of the broad area does not
+
+
+def test_softmax_and_keeps_only_pixels_both_readings_call_nuclei():
+    posterior = np.zeros((80, 120), np.float32)
+    softmax = np.zeros_like(posterior)
+    disc(posterior, 40, 30, 12, 0.99)  # both the posterior and the softmax call it nuclei
+    disc(softmax, 40, 30, 12, 0.9)
+    disc(posterior, 40, 90, 12, 0.99)  # the posterior alone: the near-binary mixture claims a pale rim
+    disc(softmax, 40, 90, 12, 0.3)
+    disc(softmax, 40, 90, 6, 0.8)  # whose middle the network does call nuclei
+    kw = dict(min_size=10, h=2.0, resplit_irregular=False, min_rel_area=0.0)
+    inst = softmax_and(posterior, softmax, 0.0, **kw)
+    assert inst.max() == 2
+    assert (inst[40, 18:43] > 0).all()  # the first object keeps its full width
+    assert inst[40, 80] == 0 and inst[40, 90] > 0  # the second shrinks to where the softmax reaches 0.5
+    # with the half-seen rule the second object (mean softmax 0.8 on what is left) stays; at 0.85 it goes
+    assert softmax_and(posterior, softmax, 0.5, **kw).max() == 2
+    assert softmax_and(posterior, softmax, 0.85, **kw).max() == 1
 
 
 def test_variants_are_summarised_over_checkpoints_and_tested_against_the_reference():
