@@ -75,3 +75,24 @@ def test_touching_instances_are_softened_each_on_its_own():
     assert np.all(gap[contact] == 0.0) and np.array_equal(gap[~contact_lines(inst)], soft[~contact_lines(inst)])
     with pytest.raises(ValueError, match="contact_value"):
         soften_instances(inst, contact_value=1.5)
+
+
+def test_a_wider_contact_band_reaches_further_into_both_nuclei_and_nowhere_else():
+    from labelfree.transforms.soften import contact_lines, soften_instances
+
+    inst = np.zeros((20, 40), dtype=np.int32)
+    inst[4:16, 6:20] = 1  # two rectangles touching along the column 19 | 20
+    inst[4:16, 20:34] = 2
+    one, two = contact_lines(inst), contact_lines(inst, width=2)
+    assert np.array_equal(np.flatnonzero(one.any(axis=0)), [19, 20])  # the pixels next to the other nucleus
+    assert np.array_equal(np.flatnonzero(two.any(axis=0)), [18, 19, 20, 21])  # and the next ones in
+    assert one.sum() == 2 * 12 and two.sum() == 4 * 12 and not two[inst == 0].any()
+    lone = (inst == 1).astype(np.int32)
+    assert not contact_lines(lone, width=3).any()  # a nucleus alone has no contact line, however wide
+    gap = soften_instances(inst, contact_value=0.0, contact_width=2)
+    assert np.all(gap[two] == 0.0) and gap[10, 12] > 0.9 and gap[10, 27] > 0.9
+    # the width-1 default is the lines of before
+    assert np.array_equal(soften_instances(inst, contact_value=0.0), soften_instances(inst, 0.975, 0.0, 1))
+    for bad in (0, 1.5, -1):
+        with pytest.raises(ValueError, match="width"):
+            contact_lines(inst, width=bad)

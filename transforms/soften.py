@@ -64,21 +64,29 @@ def soften_mask(mask: np.ndarray, stop: float = 0.975) -> np.ndarray:
     return out
 
 
-def contact_lines(inst: np.ndarray) -> np.ndarray:
-    """``(H, W)`` bool: the nucleus pixels with a neighbour (3×3) in another nucleus. Background neighbours do not
-    count: that is a nucleus's own rim, not a line between two nuclei.
+def contact_lines(inst: np.ndarray, width: int = 1) -> np.ndarray:
+    """``(H, W)`` bool: the nucleus pixels with a pixel of another nucleus within ``width`` (chessboard distance).
+    Background neighbours do not count: that is a nucleus's own rim, not a line between two nuclei.
 
     Args:
         inst: ``(H, W)`` instance map, 0 = background.
+        width: how far from the other nucleus a pixel still belongs to the line; 1: the pixels next to it (a line two
+            pixels wide between two touching nuclei), 2: a band four pixels wide (and two nuclei a pixel apart get
+            a band too).
     """
+    if int(width) != width or width < 1:
+        raise ValueError(f"the contact line width must be a positive whole number of pixels, got {width}")
+    size = 2 * int(width) + 1
     lab = np.asarray(inst).astype(np.int64)
     fg = lab > 0
-    larger = ndi.maximum_filter(lab, size=3) > lab
-    smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=3) < lab
+    larger = ndi.maximum_filter(lab, size=size) > lab
+    smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=size) < lab
     return fg & (larger | smaller)
 
 
-def soften_instances(inst: np.ndarray, stop: float = 0.975, contact_value: float = 0.5) -> np.ndarray:
+def soften_instances(
+    inst: np.ndarray, stop: float = 0.975, contact_value: float = 0.5, contact_width: int = 1
+) -> np.ndarray:
     """Soft label of an instance map: every nucleus softened on its own.
 
     Where two nuclei touch, :func:`soften_mask` would see one component and give the contact line a deep, confident
@@ -90,6 +98,7 @@ def soften_instances(inst: np.ndarray, stop: float = 0.975, contact_value: float
         inst: ``(H, W)`` instance map, 0 = background.
         stop: as in :func:`soften_mask`.
         contact_value: the target of the pixels on a border between two instances, in [0, 1].
+        contact_width: the border's half-width in pixels (:func:`contact_lines`).
 
     Returns:
         ``(H, W)`` float32 in {0} ∪ [0.5, 1] (and ``contact_value`` on contact lines).
@@ -100,7 +109,7 @@ def soften_instances(inst: np.ndarray, stop: float = 0.975, contact_value: float
     if lab.ndim != 2:
         raise ValueError(f"expected a 2D instance map, got shape {lab.shape}")
     fg = lab > 0
-    contact = contact_lines(lab)
+    contact = contact_lines(lab, contact_width)
     out = soften_mask(fg & ~contact, stop)
     out[contact] = contact_value
     return out

@@ -70,7 +70,7 @@ IGNORED = -1.0
 
 
 def self_training_targets(
-    inst: np.ndarray, ignore: np.ndarray, contact_value: float = 0.5
+    inst: np.ndarray, ignore: np.ndarray, contact_value: float = 0.5, contact_width: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Soft label and Voronoi tri-label of confident nuclei, with the ignored pixels marked in both.
 
@@ -79,12 +79,13 @@ def self_training_targets(
         ignore: ``(H, W)`` bool, pixels to leave out of the loss.
         contact_value: soft target of the lines where two nuclei touch
             (:func:`labelfree.transforms.soften.soften_instances`).
+        contact_width: those lines' half-width in pixels (1: the pixels next to the other nucleus).
 
     Returns:
         ``soft`` ``(1, H, W)`` float32 (``IGNORED`` where ignored) and ``voronoi`` ``(1, H, W)`` uint8 (the tri-label's
         ignore value where ignored).
     """
-    soft = soften_instances(inst, contact_value=contact_value)
+    soft = soften_instances(inst, contact_value=contact_value, contact_width=contact_width)
     soft[ignore] = IGNORED
     tri = voronoi_trilabel(inst)
     tri[ignore] = IGNORE_INDEX
@@ -154,6 +155,7 @@ def teacher_datalist(
     margin: int = 2,
     patch_size: int = 256,
     contact_value: float = 0.5,
+    contact_width: int = 1,
     paste_share: float = 0.0,
     paste_fraction: float = 0.15,
     seed: int = 0,
@@ -183,6 +185,7 @@ def teacher_datalist(
             (:func:`labelfree.transforms.purify_objects.purify_instances`).
         patch_size: the crop size; smaller tiles are left out.
         contact_value: soft target of the lines where two of the teacher's nuclei touch (:func:`self_training_targets`).
+        contact_width: those lines' half-width in pixels (:func:`self_training_targets`).
         paste_share: the share of a tile's ``repeats`` items (rounded) that are synthetic copies with confident nuclei
             pasted against others (:func:`labelfree.transforms.paste_nuclei.paste_touching_nuclei`), each a draw of
             its own; 0: none, as in the 0.3.x rounds.
@@ -240,13 +243,14 @@ def teacher_datalist(
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
         if ignore_dark_background:
             ignore = ignore | uncertain_background(rgb, inst, kept, ignore)
-        item = _item(rgb, kept, ignore, contact_value, distance_head, path.name)
+        contact = (contact_value, contact_width)
+        item = _item(rgb, kept, ignore, contact, distance_head, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
         items.extend(dict(item) for _ in range(repeats - copies))
         for copy in range(copies):
             rng = np.random.default_rng([seed, zlib.crc32(path.name.encode()), copy])
             pasted_rgb, pasted = paste_touching_nuclei(rgb, kept, ignore, fraction=paste_fraction, rng=rng)
-            items.append(_item(pasted_rgb, pasted, ignore, contact_value, distance_head, path.name))
+            items.append(_item(pasted_rgb, pasted, ignore, contact, distance_head, path.name))
     if not items:
         raise RuntimeError(
             f"no self-training label from the {len(files)} tiles in {dataset_dir}"
@@ -255,8 +259,11 @@ def teacher_datalist(
     return items
 
 
-def _item(rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray, contact_value: float, distance: bool, source: str):
-    soft, tri = self_training_targets(inst, ignore, contact_value)
+def _item(
+    rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray, contact: tuple[float, int], distance: bool, source: str
+):
+    """One training item; ``contact``: the contact lines' soft value and half-width."""
+    soft, tri = self_training_targets(inst, ignore, *contact)
     item = {"image": np.ascontiguousarray(rgb.transpose(2, 0, 1)), "soft": soft, "voronoi": tri, "source": source}
     if distance:
         item["dist"] = distance_target(inst, ignore)
