@@ -54,7 +54,7 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> di
 
 
 def main(stages: str | Sequence[str], out: str) -> None:
-    """Average the checkpoints ``stages`` (comma-separated paths of bare state dicts) into ``out`` (written atomically)."""
+    """Average the checkpoints ``stages`` (comma-separated paths of bare state dicts) into ``out``, atomically."""
     paths = [Path(p) for p in (stages.split(",") if isinstance(stages, str) else stages) if p]
     soup = average_state_dicts([torch.load(p, map_location="cpu", weights_only=True) for p in paths])
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -73,3 +73,21 @@ def test_false_positives_are_told_apart_by_object():
     assert share == pytest.approx((pred == 2).sum() / ((pred == 2).sum() + extra_wide))
     e = tile_errors(gt, pred)
     assert e["fp_in_false_objects"] == share and e["edge_offset"] > 0
+
+
+def test_error_analyses_of_several_runs_are_averaged(tmp_path):
+    import json
+
+    from bench.error_means import run as error_means
+    from bench.harness.errors import ERROR_COLUMNS
+
+    for seed, value in ((0, 0.2), (1, 0.4)):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        (folder / "error_analysis.json").write_text(json.dumps({"mean": {c: value for c in ERROR_COLUMNS}}))
+    mean = error_means(str(tmp_path / "seed*" / "error_analysis.json"), out=str(tmp_path / "out"))
+    assert mean["merged_fraction"] == pytest.approx(0.3) and set(mean) == set(ERROR_COLUMNS)
+    saved = json.loads((tmp_path / "out" / "error_means.json").read_text())
+    assert len(saved["runs"]) == 2 and "**0.300**" in (tmp_path / "out" / "error_means.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no error analysis"):
+        error_means(str(tmp_path / "none*" / "error_analysis.json"))
