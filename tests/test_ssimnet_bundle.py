@@ -153,6 +153,31 @@ def test_self_training_targets_mark_ignored_pixels_in_both_channels():
     assert soft[0][inst > 0].min() >= 0.5 and np.all(soft[0][(inst == 0) & ~ignore] == 0)
 
 
+def test_contact_ring_is_left_out_beyond_the_contact_line_only():
+    from bundle_runner import import_bundle_module
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    inst = np.zeros((16, 24), dtype=np.int32)
+    inst[2:10, 2:12] = 1  # two rectangles touching along columns 11 | 12
+    inst[2:10, 12:22] = 2
+    inst[15, 0] = 3  # a lone one-pixel nucleus 6 px from the others: no ring
+    none = np.zeros(inst.shape, dtype=bool)
+    ring = st.contact_ring(inst, contact_width=1, ignore_width=3)
+    # columns 9-10 and 13-14: within 3 px of the other nucleus, beyond the 1 px contact line (columns 11 and 12)
+    expected = np.zeros(inst.shape, dtype=bool)
+    expected[2:10, [9, 10, 13, 14]] = True
+    assert np.array_equal(ring, expected)
+    assert not st.contact_ring(inst, 1, 0).any()
+    soft, tri = st.self_training_targets(inst, none, contact_value=0.0, contact_ignore_width=3)
+    assert np.all(soft[0][ring] == st.IGNORED) and np.all(tri[0][ring] == 2)
+    assert np.all(soft[0][:, 11:13][inst[:, 11:13] > 0] == 0.0)  # the contact line itself is still background
+    plain_soft, plain_tri = st.self_training_targets(inst, none, contact_value=0.0)
+    assert np.array_equal(soft[0][~ring], plain_soft[0][~ring]) and np.array_equal(tri[0][~ring], plain_tri[0][~ring])
+    for bad in (1, 2.5, -1):
+        with pytest.raises(ValueError, match="ring"):
+            st.contact_ring(inst, 1, bad)
+
+
 @pytest.fixture(scope="module")
 def finetuned(trained, tmp_path_factory):
     """Inference with test-time fine-tuning (2 epochs at a high learning rate, so that it visibly changes the output)."""

@@ -33,7 +33,7 @@ from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
 from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
 from labelfree.transforms.purify_objects import purify_instances, uncertain_background
-from labelfree.transforms.soften import soften_instances
+from labelfree.transforms.soften import contact_lines, soften_instances
 from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
 
 from .data import load_training_tile
@@ -43,6 +43,7 @@ __all__ = [
     "TEACHER_OVERRIDES",
     "teacher_rule",
     "self_training_targets",
+    "contact_ring",
     "distance_target",
     "teacher_datalist",
     "student",
@@ -69,8 +70,36 @@ TEACHER_OVERRIDES = {"min_mean_prob": 0.0, "min_rel_area": 0.0, "stain_view": Fa
 IGNORED = -1.0
 
 
+def contact_ring(inst: np.ndarray, contact_width: int = 1, ignore_width: int = 0) -> np.ndarray:
+    """``(H, W)`` bool: the nucleus pixels near another nucleus that are not on the contact line itself, i.e. within
+    ``ignore_width`` of another nucleus but not within ``contact_width`` (chessboard distance,
+    :func:`labelfree.transforms.soften.contact_lines`). Left out of the loss, they let a student learn the gap between
+    touching nuclei without being taught that every nucleus near another is smaller.
+
+    Args:
+        inst: ``(H, W)`` instance map of the confident nuclei.
+        contact_width: the contact line's half-width in pixels.
+        ignore_width: how far from another nucleus the ring reaches; 0: no ring (all ``False``).
+
+    Raises:
+        ValueError: ``ignore_width`` neither 0 nor a whole number above ``contact_width``.
+    """
+    if ignore_width == 0:
+        return np.zeros(np.shape(inst), dtype=bool)
+    if int(ignore_width) != ignore_width or ignore_width <= contact_width:
+        raise ValueError(
+            f"the ignored contact ring must reach beyond the contact line ({contact_width} px) or be 0, "
+            f"got {ignore_width}"
+        )
+    return contact_lines(inst, int(ignore_width)) & ~contact_lines(inst, contact_width)
+
+
 def self_training_targets(
-    inst: np.ndarray, ignore: np.ndarray, contact_value: float = 0.5, contact_width: int = 1
+    inst: np.ndarray,
+    ignore: np.ndarray,
+    contact_value: float = 0.5,
+    contact_width: int = 1,
+    contact_ignore_width: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Soft label and Voronoi tri-label of confident nuclei, with the ignored pixels marked in both.
 
@@ -80,11 +109,14 @@ def self_training_targets(
         contact_value: soft target of the lines where two nuclei touch
             (:func:`labelfree.transforms.soften.soften_instances`).
         contact_width: those lines' half-width in pixels (1: the pixels next to the other nucleus).
+        contact_ignore_width: also leave out the nucleus pixels within this many pixels of another nucleus but beyond
+            the contact line (:func:`contact_ring`); 0: none.
 
     Returns:
         ``soft`` ``(1, H, W)`` float32 (``IGNORED`` where ignored) and ``voronoi`` ``(1, H, W)`` uint8 (the tri-label's
         ignore value where ignored).
     """
+    ignore = ignore | contact_ring(inst, contact_width, contact_ignore_width)
     soft = soften_instances(inst, contact_value=contact_value, contact_width=contact_width)
     soft[ignore] = IGNORED
     tri = voronoi_trilabel(inst)
@@ -156,6 +188,7 @@ def teacher_datalist(
     patch_size: int = 256,
     contact_value: float = 0.5,
     contact_width: int = 1,
+    contact_ignore_width: int = 0,
     paste_share: float = 0.0,
     paste_fraction: float = 0.15,
     seed: int = 0,
@@ -186,6 +219,7 @@ def teacher_datalist(
         patch_size: the crop size; smaller tiles are left out.
         contact_value: soft target of the lines where two of the teacher's nuclei touch (:func:`self_training_targets`).
         contact_width: those lines' half-width in pixels (:func:`self_training_targets`).
+        contact_ignore_width: the ring beyond the contact lines left out of the loss (:func:`contact_ring`; 0: none).
         paste_share: the share of a tile's ``repeats`` items (rounded) that are synthetic copies with confident nuclei
             pasted against others (:func:`labelfree.transforms.paste_nuclei.paste_touching_nuclei`), each a draw of
             its own; 0: none, as in the 0.3.x rounds.
@@ -243,7 +277,7 @@ def teacher_datalist(
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
         if ignore_dark_background:
             ignore = ignore | uncertain_background(rgb, inst, kept, ignore)
-        contact = (contact_value, contact_width)
+        contact = (contact_value, contact_width, contact_ignore_width)
         item = _item(rgb, kept, ignore, contact, distance_head, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
         items.extend(dict(item) for _ in range(repeats - copies))
@@ -260,10 +294,11 @@ def teacher_datalist(
 
 
 def _item(
-    rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray, contact: tuple[float, int], distance: bool, source: str
+    rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray, contact: tuple[float, int, int], distance: bool, source: str
 ):
-    """One training item; ``contact``: the contact lines' soft value and half-width."""
-    soft, tri = self_training_targets(inst, ignore, *contact)
+    """One training item; ``contact``: the contact lines' soft value and half-width, and the ignored ring's reach."""
+    ignore = ignore | contact_ring(inst, contact[1], contact[2])  # the distance target leaves the ring out too
+    soft, tri = self_training_targets(inst, ignore, contact[0], contact[1])
     item = {"image": np.ascontiguousarray(rgb.transpose(2, 0, 1)), "soft": soft, "voronoi": tri, "source": source}
     if distance:
         item["dist"] = distance_target(inst, ignore)
