@@ -22,13 +22,14 @@ import fire
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage.morphology import binary_closing, disk
+from skimage.measure import regionprops
+from skimage.morphology import binary_closing, closing, disk, opening
 from tqdm import tqdm
 
 from bench.harness.methods import REPO, run_monai_bundle
 from labelfree.core.imageio import list_images, load_rgb, save_text
 from labelfree.transforms.contour import remove_small_objects
-from labelfree.transforms.stain import optical_density
+from labelfree.transforms.stain import optical_density, tissue_mask
 
 #: GlaS tiles are 20x, about 0.62 µm per pixel
 UM_PER_PIXEL = 0.62
@@ -50,6 +51,68 @@ def gland_mask(classes: np.ndarray, n_classes: int, closing_um: float = 3.0, min
     return remove_small_objects(filled, max(1, int(min_area_um2 / UM_PER_PIXEL**2)))
 
 
+def _disc(um: float) -> np.ndarray:
+    return disk(max(1, int(round(um / UM_PER_PIXEL))))
+
+
+def ring_gland_mask(
+    classes: np.ndarray,
+    n_classes: int,
+    open_um: float = 4.0,
+    ring_um: float = 3.0,
+    min_ring_rich: float = 0.6,
+    min_solidity: float = 0.85,
+    wall_um: float = 10.0,
+    closing_um: float = 3.0,
+    min_area_um2: float = 400.0,
+) -> np.ndarray:
+    """The structural gland rule (``bench/results/glas_rings/rule.txt``): glands are thick bands of the
+    haematoxylin-rich class, or a ring of it around a large pale core; stromal nuclei are small scattered blobs.
+
+    1. bands: the haematoxylin-rich class opened with a disc of ``open_um`` (a stromal nucleus is thinner);
+    2. enclosed cores: compact components (at least ``min_area_um2``, solidity at least ``min_solidity``) of the other
+       classes opened with the same disc whose ring (the core dilated by ``ring_um``, minus the core) is at least
+       ``min_ring_rich`` haematoxylin-rich;
+    3. walls: the haematoxylin-rich pixels within ``wall_um`` of an enclosed core;
+    4. their union, closed with a ``closing_um`` disc, holes filled, components under ``min_area_um2`` dropped.
+
+    Args:
+        classes: ``(H, W)`` named classes, ``n_classes - 1`` = haematoxylin-rich.
+        n_classes: K.
+
+    Returns:
+        ``(H, W)`` bool gland mask.
+    """
+    rich = classes == n_classes - 1
+    min_px = max(1, int(min_area_um2 / UM_PER_PIXEL**2))
+    bands = opening(rich, _disc(open_um))
+    cores, n = ndi.label(opening(~rich, _disc(open_um)))
+    enclosed = np.zeros(rich.shape, dtype=bool)
+    if n:
+        area = np.bincount(cores.ravel(), minlength=n + 1)
+        # each core's ring: dilating the label map spreads a core's id onto its neighbours (a pixel between two
+        # cores takes the larger id; such pixels are rare at this size and only shift one ring a pixel). Beyond the
+        # tile's edge the ring counts as not haematoxylin-rich: what cannot be seen is no evidence of a wall
+        pad = _disc(ring_um).shape[0] // 2
+        grown = ndi.grey_dilation(np.pad(cores, pad), footprint=_disc(ring_um))
+        ring = (grown > 0) & (np.pad(cores, pad) == 0)
+        ring_px = np.bincount(grown[ring], minlength=n + 1)
+        rich_padded = np.pad(rich, pad)
+        ring_rich = np.bincount(grown[ring & rich_padded], minlength=n + 1)
+        solidity = np.zeros(n + 1)
+        for region in regionprops(cores):
+            solidity[region.label] = region.solidity
+        keep = (area >= min_px) & (ring_rich >= min_ring_rich * np.maximum(ring_px, 1)) & (ring_px > 0)
+        keep &= solidity >= min_solidity
+        keep[0] = False
+        enclosed = keep[cores]
+    walls = np.zeros_like(rich)
+    if enclosed.any():
+        walls = rich & (ndi.distance_transform_edt(~enclosed) <= wall_um / UM_PER_PIXEL)
+    closed = closing(bands | enclosed | walls, _disc(closing_um))
+    return remove_small_objects(ndi.binary_fill_holes(closed), min_px)
+
+
 def kmeans_od_classes(rgb: np.ndarray, k: int = 3, seed: int = 0, n_fit: int = 50_000) -> np.ndarray:
     """k-means on the optical density of a tile; clusters named by increasing mean haematoxylin (rgb2hed)."""
     from skimage.color import rgb2hed
@@ -69,14 +132,22 @@ def kmeans_od_classes(rgb: np.ndarray, k: int = 3, seed: int = 0, n_fit: int = 5
 def grade_table(rows: list[dict], grade_of: dict[str, str]) -> list[str]:
     """Markdown lines: the per-image scores of :func:`run` averaged by grade (``grade_of``: image stem → grade;
     images it does not name are ``unknown``)."""
-    lines = ["| grade | tiles | DCGN gland Dice / IoU | k-means gland Dice / IoU | DCGN haematoxylin-rich share |"]
-    lines.append("|---|---|---|---|---|")
+    lines = [
+        "| grade | tiles | DCGN gland Dice / IoU | k-means gland Dice / IoU | DCGN haematoxylin-rich share "
+        "| DCGN, ring rule | k-means, ring rule | every pixel | tissue |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for grade in sorted({grade_of.get(r["image"], "unknown") for r in rows}):
         sub = [r for r in rows if grade_of.get(r["image"], "unknown") == grade]
         m = {key: float(np.mean([r[key] for r in sub])) for key in sub[0] if key != "image"}
         lines.append(
             f"| {grade} | {len(sub)} | {m['dcgn_dice']:.3f} / {m['dcgn_iou']:.3f} | "
-            f"{m['kmeans_od_dice']:.3f} / {m['kmeans_od_iou']:.3f} | {m['dcgn_rich_fraction']:.3f} |"
+            f"{m['kmeans_od_dice']:.3f} / {m['kmeans_od_iou']:.3f} | {m['dcgn_rich_fraction']:.3f} | "
+            + " | ".join(
+                f"{m[f'{key}_dice']:.3f} / {m[f'{key}_iou']:.3f}"
+                for key in ("dcgn_rings", "kmeans_od_rings", "whole_tile", "tissue")
+            )
+            + " |"
         )
     return lines
 
@@ -123,7 +194,11 @@ def run(
         for name, classes in (("dcgn", dcgn), ("kmeans_od", km)):
             s = _scores(gt, gland_mask(classes, k))
             row.update({f"{name}_{m}": v for m, v in s.items()})
+            row.update({f"{name}_rings_{m}": v for m, v in _scores(gt, ring_gland_mask(classes, k)).items()})
             row[f"{name}_rich_fraction"] = float((classes == k - 1).mean())
+        # baselines that need no classes: every pixel a gland, and every tissue pixel a gland
+        row.update({f"whole_tile_{m}": v for m, v in _scores(gt, np.ones_like(gt)).items()})
+        row.update({f"tissue_{m}": v for m, v in _scores(gt, tissue_mask(load_rgb(path))).items()})
         rows.append(row)
     mean = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if key != "image"}
     lines = [
@@ -146,6 +221,16 @@ def run(
         f"{mean['dcgn_rich_fraction']:.3f} | {timings['dcgn_seconds_per_image']:.2f} (whole run) |",
         f"| k-means k = {k} in optical density | {mean['kmeans_od_dice']:.3f} | {mean['kmeans_od_iou']:.3f} | "
         f"{mean['kmeans_od_rich_fraction']:.3f} | {np.mean(timings['kmeans_seconds']):.2f} |",
+        f"| DCGN tissue mode, ring rule | {mean['dcgn_rings_dice']:.3f} | {mean['dcgn_rings_iou']:.3f} | | |",
+        f"| k-means k = {k} in optical density, ring rule | {mean['kmeans_od_rings_dice']:.3f} | "
+        f"{mean['kmeans_od_rings_iou']:.3f} | | |",
+        f"| every pixel a gland (no classes) | {mean['whole_tile_dice']:.3f} | {mean['whole_tile_iou']:.3f} | | |",
+        f"| every tissue pixel a gland (`tissue_mask`, no classes) | {mean['tissue_dice']:.3f} | "
+        f"{mean['tissue_iou']:.3f} | | |",
+        "",
+        "Ring rule (`ring_gland_mask`, `bench/results/glas_rings/rule.txt`): bands of the haematoxylin-rich class "
+        "opened with a 4 µm disc, compact pale cores (opened alike, solidity ≥ 0.85) whose 3 µm ring is ≥ 0.6 "
+        "haematoxylin-rich, the haematoxylin-rich walls within 10 µm of them; closed, filled, small ones dropped.",
         "",
     ]
     if per_image:

@@ -3,7 +3,7 @@
 import numpy as np
 from skimage.draw import disk as draw_disk
 
-from bench.glas_tissue import UM_PER_PIXEL, gland_mask
+from bench.glas_tissue import UM_PER_PIXEL, gland_mask, ring_gland_mask
 from bench.mixture_em import nuclei_by_em
 
 
@@ -33,10 +33,49 @@ def test_grade_table_averages_each_grade_on_its_own_tiles():
 
     def row(image, v):
         keys = ("dcgn_dice", "dcgn_iou", "kmeans_od_dice", "kmeans_od_iou", "dcgn_rich_fraction")
+        keys += tuple(
+            f"{m}_{s}" for m in ("dcgn_rings", "kmeans_od_rings", "whole_tile", "tissue") for s in ("dice", "iou")
+        )
         return {"image": image, **{k: v for k in keys}}
 
     rows = [row("a", 0.2), row("b", 0.4), row("c", 0.9), row("d", 0.5)]
     lines = grade_table(rows, {"a": "benign", "b": "benign", "c": "malignant"})
-    assert lines[2] == "| benign | 2 | 0.300 / 0.300 | 0.300 / 0.300 | 0.300 |"
-    assert lines[3] == "| malignant | 1 | 0.900 / 0.900 | 0.900 / 0.900 | 0.900 |"
-    assert lines[4] == "| unknown | 1 | 0.500 / 0.500 | 0.500 / 0.500 | 0.500 |"
+    four = lambda v: " | ".join([f"{v} / {v}"] * 4)  # noqa: E731
+    assert lines[2] == f"| benign | 2 | 0.300 / 0.300 | 0.300 / 0.300 | 0.300 | {four('0.300')} |"
+    assert lines[3] == f"| malignant | 1 | 0.900 / 0.900 | 0.900 / 0.900 | 0.900 | {four('0.900')} |"
+    assert lines[4] == f"| unknown | 1 | 0.500 / 0.500 | 0.500 / 0.500 | 0.500 | {four('0.500')} |"
+
+
+def _lymphocytes(classes: np.ndarray, rows: slice, cols: slice, step: int = 12) -> None:
+    """Stromal nuclei: 7 px (4.3 µm) blobs every ``step`` px, touching the ones beside them through 1 px bridges."""
+    for r in range(rows.start, rows.stop, step):
+        for c in range(cols.start, cols.stop, step):
+            classes[draw_disk((r, c), 3.5, shape=classes.shape)] = 2
+            classes[r, c : c + step] = 2
+
+
+def test_ring_rule_keeps_a_thin_crypt_and_a_thick_band_but_not_the_lamina_propria():
+    classes = np.ones((300, 400), np.int64)  # eosin-rich stroma
+    # a benign crypt: pale mucin core (r 30 px) inside a thin ring of nuclei (8 px, thinner than the opening disc)
+    classes[draw_disk((80, 80), 38)] = 2
+    classes[draw_disk((80, 80), 30)] = 0
+    # malignant epithelium: a solid band 30 px thick
+    classes[200:230, 40:360] = 2
+    # lamina propria: dense small nuclei, joined in a net
+    _lymphocytes(classes, slice(30, 150), slice(200, 380))
+    old, new = gland_mask(classes, 3), ring_gland_mask(classes, 3)
+    crypt = np.zeros(classes.shape, bool)
+    crypt[draw_disk((80, 80), 36)] = True
+    lamina = np.zeros(classes.shape, bool)
+    lamina[40:140, 210:370] = True
+    assert new[crypt].mean() > 0.95 and new[205:225, 50:350].all()
+    assert new[lamina].mean() < 0.05
+    assert old[lamina].mean() > 0.9  # what the class rule does: the closing joins the stromal nuclei into a "gland"
+
+
+def test_ring_rule_leaves_a_pale_sprawling_stroma_out():
+    classes = np.ones((240, 240), np.int64)
+    classes[20:220, 20:220] = 0  # a large pale region ...
+    classes[60:180, 60:180] = 1  # ... wrapped around an eosin-rich block (not compact: solidity well below 0.85)
+    _lymphocytes(classes, slice(14, 230), slice(14, 20), step=6)  # nuclei along one side of it
+    assert not ring_gland_mask(classes, 3)[20:220, 20:220].any()
