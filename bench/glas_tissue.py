@@ -180,6 +180,7 @@ def run(
     if ckpt_path:
         args += ["--ckpt_path", str(Path(ckpt_path).resolve())]
     paths = list_images(images)
+    reused = sum((pred / f"{path.stem}_seg.png").is_file() for path in paths)
     secs = run_monai_bundle(args, out_dir / "dcgn_tissue.log")
     legend = json.loads((pred / "tissue_legend.json").read_text())["classes"]
     k = len(legend)
@@ -218,7 +219,8 @@ def run(
         "|---|---|---|---|---|",
         f"| DCGN tissue mode ({'the --ckpt_path checkpoint' if ckpt_path else 'shipped checkpoint'}) "
         f"| {mean['dcgn_dice']:.3f} | {mean['dcgn_iou']:.3f} | "
-        f"{mean['dcgn_rich_fraction']:.3f} | {timings['dcgn_seconds_per_image']:.2f} (whole run) |",
+        f"{mean['dcgn_rich_fraction']:.3f} | "
+        + (f"{timings['dcgn_seconds_per_image']:.2f} (whole run) |" if not reused else f"– ({reused} tiles reused) |"),
         f"| k-means k = {k} in optical density | {mean['kmeans_od_dice']:.3f} | {mean['kmeans_od_iou']:.3f} | "
         f"{mean['kmeans_od_rich_fraction']:.3f} | {np.mean(timings['kmeans_seconds']):.2f} |",
         f"| DCGN tissue mode, ring rule | {mean['dcgn_rings_dice']:.3f} | {mean['dcgn_rings_iou']:.3f} | | |",
