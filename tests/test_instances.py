@@ -265,3 +265,29 @@ def test_one_pass_of_drops_equals_the_steps_one_after_the_other():
     got = instances_from_map(p, **kw)
     assert np.array_equal(got, steps)
     assert got.max() < instances_from_map(p, **{**kw, "min_mean_prob": 0.0, "min_rel_area": 0.0}).max()
+
+
+def test_contact_gaps_go_back_to_the_nuclei_and_nothing_else_moves():
+    from labelfree.transforms.instances import fill_contact_gaps
+
+    inst = np.zeros((30, 60), np.int32)
+    inst[5:25, 5:20] = 1
+    inst[5:25, 22:37] = 2  # a 2 px gap (columns 20-21) between two touching nuclei
+    inst[5:25, 45:55] = 3  # a lone nucleus: 8 px from nucleus 2
+    out = fill_contact_gaps(inst, 2)
+    assert out.dtype == inst.dtype
+    assert np.all(out[5:25, 20] == 1) and np.all(out[5:25, 21] == 2)  # each gap pixel to its nearest nucleus
+    changed = out != inst
+    assert changed.sum() == 2 * 20 + 2 * 2 * 2  # the gap, and its two columns for 2 rows beyond each end (chessboard)
+    assert not changed[:, 37:].any() and not changed[:, :20].any()  # no outline moves away from the contact
+    assert np.array_equal(fill_contact_gaps(inst, 0), inst)
+    wide = np.zeros((30, 60), np.int32)
+    wide[5:25, 5:20] = 1
+    wide[5:25, 24:39] = 2  # a 4 px gap: wider than 2 * width - 1, left open
+    assert np.array_equal(fill_contact_gaps(wide, 2), wide)
+    with pytest.raises(ValueError, match="contact gap"):
+        fill_contact_gaps(inst, -1)
+    prob = np.where(inst > 0, 0.9, 0.05).astype(np.float32)
+    plain = instances_from_map(prob, min_size=5)
+    assert np.array_equal(instances_from_map(prob, min_size=5, contact_gap=2), fill_contact_gaps(plain, 2))
+    assert (instances_from_map(prob, min_size=5, contact_gap=2) > 0).sum() > (plain > 0).sum()
