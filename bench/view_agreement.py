@@ -1,0 +1,136 @@
+"""Benchmark: SSimNet's half-seen rule applied to each inference view, against the default (issue 17).
+
+SSimNet's default inference averages two views of a tile (the tile, and the tile stain-normalised and turned 180°)
+and drops an object whose mean nucleus probability over that average is below ``min_mean_prob`` (0.6.0). The variant
+``agreed`` also drops an object whose mean probability is below ``min_mean_prob`` in either view on its own: a faint
+smudge one view sees and the other does not passes on the average, a nucleus is seen in both. The pixels that are
+holes of the averaged map (at most ``threshold``, filled) weigh 1 in every view, as 0.6.0's rule weighs them; then
+the small-object rule runs on what is left, as in the bundle. No new constant. The rule was written before any score
+(``bench/results/v6/recipe/view_agreement_rule.txt``); labels are read only to score.
+
+Each checkpoint's network runs once per view and tile, with the bundle's own preprocessing, views and network inferer;
+``default`` rebuilds the bundle's instances from the averaged output (and must reproduce the harness's figures).
+
+    python -m bench.view_agreement --images ../shared/data/monuseg/train/images \\
+        --labels ../shared/data/monuseg/train/labels --ckpts CKPT0,CKPT1,... --out bench/results/view_agreement/monuseg
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import fire
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.report_files import save_report
+from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
+from labelfree.core.imageio import find_label, list_images, load_instance_map
+from labelfree.core.metrics import instance_scores
+from labelfree.engines.slides import bundle_parser
+from labelfree.transforms.instances import drop_small_objects, instances_from_map
+from labelfree.transforms.scale import MatchSpatialSize
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("default", "agreed")
+METRICS = ("dice", "aji", "pq", "precision", "recall")
+
+
+def view_probabilities(flip_inferer, image: torch.Tensor, network: torch.nn.Module) -> tuple[np.ndarray, list]:
+    """The averaged nucleus probability and each view's, as ``FlipEnsembleInferer`` computes the average.
+
+    Args:
+        flip_inferer: the bundle's ``labelfree.engines.inferers.FlipEnsembleInferer``.
+        image: ``(1, C, H, W)`` network input.
+        network: the loaded network.
+
+    Returns:
+        ``(H, W)`` probability of the mean logits, and one ``(H, W)`` probability per view.
+    """
+    total, recoloured_input, views = None, None, []
+    for dims, recoloured in zip(flip_inferer.flips, flip_inferer.recoloured):
+        x = image
+        if recoloured:
+            if recoloured_input is None:
+                recoloured_input = torch.as_tensor(flip_inferer.recolour(image[0]))[None].to(image)
+            x = recoloured_input
+        out = flip_inferer.inferer(x.flip(dims) if dims else x, network)
+        out = (out.flip(dims) if dims else out).float()
+        views.append(out.softmax(1)[0, 1].numpy())
+        total = out if total is None else total + out
+    return (total / len(views)).softmax(1)[0, 1].numpy(), views
+
+
+def agreed_objects(
+    inst: np.ndarray, prob: np.ndarray, views: list, threshold: float, min_mean_prob: float
+) -> np.ndarray:
+    """``inst`` without the objects whose mean probability is below ``min_mean_prob`` in any of ``views``; pixels at
+    most ``threshold`` in the averaged ``prob`` (filled holes) weigh 1. Ids renumbered ``1..m``."""
+    n = int(inst.max())
+    flat = inst.ravel()
+    area = np.maximum(np.bincount(flat, minlength=n + 1), 1)
+    keep = np.ones(n + 1, dtype=bool)
+    for view in views:
+        weight = np.where(prob <= threshold, 1.0, np.asarray(view, np.float64))
+        keep &= np.bincount(flat, weights=weight.ravel(), minlength=n + 1) / area >= min_mean_prob
+    keep[0] = False
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    return lut[inst]
+
+
+def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
+    """Score ``default`` and ``agreed`` for every checkpoint; write ``view_agreement.{json,md}`` under ``out``."""
+    torch.set_num_threads(threads)
+    names = checkpoint_list(ckpts)
+    parser = bundle_parser(REPO / "bundles" / "ssimnet", {"dataset_dir": str(images)})
+    preprocessing = parser.get_parsed_content("preprocessing")
+    network, flips = parser.get_parsed_content("network"), parser.get_parsed_content("flip_inferer")
+    threshold, min_mean_prob = parser["threshold"], parser["min_mean_prob"]
+    kwargs = {"threshold": threshold, "min_size": parser["min_size"], "h": parser["marker_depth"]}
+    kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_mean_prob": min_mean_prob}
+    rows = []
+    for i, ckpt in enumerate(names):
+        weights = Path(ckpt) if ckpt else REPO / "bundles" / "ssimnet" / "models" / "model.pt"
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        network.eval()
+        for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="image"):
+            gt = load_instance_map(find_label(labels, path))
+            item = preprocessing({"image": str(path)})
+            with torch.inference_mode():
+                prob, views = view_probabilities(flips, torch.as_tensor(item["image"])[None].float(), network)
+            # both drops after the split, the small-object rule last, as instances_from_map does them
+            inst = instances_from_map(prob, **kwargs)
+            variants = {
+                "default": inst,
+                "agreed": agreed_objects(inst, prob, views, threshold, min_mean_prob),
+            }
+            to_tile = MatchSpatialSize(tuple(item["tile"].shape[-2:]), True)
+            for variant, objects in variants.items():
+                objects = drop_small_objects(objects, parser["min_rel_area"])
+                objects = np.asarray(to_tile(torch.as_tensor(objects[None])))[0]
+                s = instance_scores(gt, objects)
+                rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
+    result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
+    result["summary"] = summarise_variants(rows, "variant", VARIANTS, METRICS)
+    lines = [
+        f"# SSimNet: the half-seen rule in each view, `{images}`",
+        "",
+        f"`python -m bench.view_agreement --images {images} --labels {labels} --ckpts ... --out {out}`; "
+        f"{len(names)} checkpoint(s); mean ± std over checkpoints of the per-tile means; p: Wilcoxon signed-rank over "
+        "tiles (scores averaged over checkpoints) against the default; labels only to score.",
+        "",
+        "| variant | Dice | AJI | PQ | precision | recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {v} | {' | '.join(metric_cells(s, METRICS))} |" for v, s in result["summary"].items()]
+    report = "\n".join(lines) + "\n"
+    save_report(out, "view_agreement", result, report)
+    print(report)
+    return result["summary"]
+
+
+if __name__ == "__main__":
+    fire.Fire(run, serialize=lambda _: None)
