@@ -52,3 +52,20 @@ def test_view_probabilities_average_the_logits_as_the_ensemble_does():
     assert np.allclose(views[0], plain.softmax(1)[0, 1].numpy(), atol=1e-6)
     assert np.allclose(views[1], turned.softmax(1)[0, 1].numpy(), atol=1e-6)
     assert np.allclose(prob, ((plain + turned) / 2).softmax(1)[0, 1].numpy(), atol=1e-6)
+
+
+def test_min_view_relief_equals_the_default_when_the_views_agree_and_cuts_on_a_one_view_dip():
+    from bench.view_agreement import min_view_distance
+    from labelfree.transforms.instances import instances_from_map
+
+    yy, xx = np.mgrid[:40, :60]
+    prob = np.zeros((40, 60))
+    for cx in (28, 32):  # two overlapping discs, one blob in the average (the neck is too shallow to cut)
+        prob[(yy - 20) ** 2 + (xx - cx) ** 2 <= 10**2] = 0.9
+    kw = dict(threshold=0.25, min_size=10, h=2.0)
+    same = instances_from_map(prob, distance=min_view_distance(prob, [prob, prob], 0.25), **kw)
+    assert np.array_equal(same, instances_from_map(prob, **kw)) and same.max() == 1
+    dipped = prob.copy()
+    dipped[:, 29:32] = np.where(prob[:, 29:32] > 0, 0.3, 0.0)  # one view sees the line between them
+    cut = instances_from_map(prob, distance=min_view_distance(prob, [prob, dipped], 0.25), **kw)
+    assert cut.max() == 2 and np.array_equal(cut > 0, same > 0)  # split, same mask
