@@ -30,12 +30,10 @@ import fire
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from tqdm import tqdm
 
 from bench.report_files import save_report
-from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
+from bench.variant_stats import checkpoint_list, checkpoint_tiles, summarise_variants, variants_markdown
 from labelfree.core.distance import distance_to_background
-from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import instance_scores
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.contour import fill_mask_holes
@@ -103,32 +101,27 @@ def run(
         **kwargs,
     )
     rows = []
-    for i, ckpt in enumerate(names):
-        weights = Path(ckpt) if ckpt else REPO / "bundles" / "dcgn" / "models" / "model.pt"
-        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        network.eval()
-        for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="image"):
-            gt = load_instance_map(find_label(labels, path))
-            item = preprocessing({"image": str(path)})
-            with torch.inference_mode():
-                prob = inferer(torch.as_tensor(item["image"])[None].float(), network)[0].softmax(0).numpy()
-            feats = np.asarray(item["features"])
-            post = tile_mixture_posterior(prob, feats)
-            nuclei = haematoxylin_order(post.argmax(0), tensor_to_rgb(item["tile"]), len(post))[-1]
-            mask = post[nuclei] > 0.5
-            for variant in chosen:
-                if variant == "default":
-                    inst = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
-                elif variant == "local_excess":
-                    extra = local_excess(feats, mask, kwargs["min_size"])
-                    inst = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
-                elif variant == "softmax_relief":
-                    relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
-                    inst = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
-                else:
-                    inst = softmax_and(post[nuclei], prob[nuclei], half_seen, **kwargs)
-                s = instance_scores(gt, inst)
-                rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
+    shipped = REPO / "bundles" / "dcgn" / "models" / "model.pt"
+    for i, path, gt, item in checkpoint_tiles(network, names, shipped, images, labels, preprocessing):
+        with torch.inference_mode():
+            prob = inferer(torch.as_tensor(item["image"])[None].float(), network)[0].softmax(0).numpy()
+        feats = np.asarray(item["features"])
+        post = tile_mixture_posterior(prob, feats)
+        nuclei = haematoxylin_order(post.argmax(0), tensor_to_rgb(item["tile"]), len(post))[-1]
+        mask = post[nuclei] > 0.5
+        for variant in chosen:
+            if variant == "default":
+                inst = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
+            elif variant == "local_excess":
+                extra = local_excess(feats, mask, kwargs["min_size"])
+                inst = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
+            elif variant == "softmax_relief":
+                relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
+                inst = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
+            else:
+                inst = softmax_and(post[nuclei], prob[nuclei], half_seen, **kwargs)
+            s = instance_scores(gt, inst)
+            rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
     result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
     result["summary"] = summarise_variants(rows, "variant", tuple(chosen), METRICS)
     report = markdown(result, images, labels, out)
@@ -138,19 +131,9 @@ def run(
 
 
 def markdown(result: dict, images: str, labels: str, out: str) -> str:
-    lines = [
-        f"# DCGN: inference variants of the nuclei posterior, `{images}`",
-        "",
-        f"`python -m bench.dcgn_posterior_variants --images {images} --labels {labels} --ckpts ... --out {out}`; "
-        f"{len(result['checkpoints'])} checkpoint(s); mean ± std over checkpoints of the per-tile means; p: Wilcoxon "
-        "signed-rank over tiles (scores averaged over checkpoints) against the default; labels only to score.",
-        "",
-        "| variant | Dice | AJI | PQ | precision | recall |",
-        "|---|---|---|---|---|---|",
-    ]
-    for variant, v in result["summary"].items():
-        lines.append(f"| {variant} | {' | '.join(metric_cells(v, METRICS))} |")
-    return "\n".join(lines) + "\n"
+    command = f"python -m bench.dcgn_posterior_variants --images {images} --labels {labels} --ckpts ... --out {out}"
+    title = f"DCGN: inference variants of the nuclei posterior, `{images}`"
+    return variants_markdown(title, command, len(result["checkpoints"]), result["summary"], METRICS)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ import fire
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage.measure import regionprops
 from skimage.morphology import binary_closing, closing, disk, opening
 from tqdm import tqdm
 
 from bench.harness.methods import REPO, run_monai_bundle
 from labelfree.core.imageio import list_images, load_rgb, save_text
+from labelfree.core.shape import solidities
 from labelfree.transforms.contour import remove_small_objects
 from labelfree.transforms.stain import optical_density, tissue_mask
 
@@ -45,14 +45,19 @@ def gland_mask(classes: np.ndarray, n_classes: int, closing_um: float = 3.0, min
         min_area_um2: smallest gland kept, µm².
     """
     rich = classes == n_classes - 1
-    radius = max(1, int(round(closing_um / UM_PER_PIXEL)))
-    closed = binary_closing(rich, disk(radius))
+    closed = binary_closing(rich, _disc(closing_um))
     filled = ndi.binary_fill_holes(closed)
-    return remove_small_objects(filled, max(1, int(min_area_um2 / UM_PER_PIXEL**2)))
+    return remove_small_objects(filled, _area_px(min_area_um2))
 
 
 def _disc(um: float) -> np.ndarray:
+    """A disc of radius ``um`` µm at GlaS's resolution (at least 1 px)."""
     return disk(max(1, int(round(um / UM_PER_PIXEL))))
+
+
+def _area_px(um2: float) -> int:
+    """``um2`` µm² in pixels at GlaS's resolution (at least 1)."""
+    return max(1, int(um2 / UM_PER_PIXEL**2))
 
 
 def ring_gland_mask(
@@ -84,7 +89,7 @@ def ring_gland_mask(
         ``(H, W)`` bool gland mask.
     """
     rich = classes == n_classes - 1
-    min_px = max(1, int(min_area_um2 / UM_PER_PIXEL**2))
+    min_px = _area_px(min_area_um2)
     bands = opening(rich, _disc(open_um))
     cores, n = ndi.label(opening(~rich, _disc(open_um)))
     enclosed = np.zeros(rich.shape, dtype=bool)
@@ -93,15 +98,16 @@ def ring_gland_mask(
         # each core's ring: dilating the label map spreads a core's id onto its neighbours (a pixel between two
         # cores takes the larger id; such pixels are rare at this size and only shift one ring a pixel). Beyond the
         # tile's edge the ring counts as not haematoxylin-rich: what cannot be seen is no evidence of a wall
-        pad = _disc(ring_um).shape[0] // 2
-        grown = ndi.grey_dilation(np.pad(cores, pad), footprint=_disc(ring_um))
-        ring = (grown > 0) & (np.pad(cores, pad) == 0)
+        footprint = _disc(ring_um)
+        pad = footprint.shape[0] // 2
+        padded = np.pad(cores, pad)
+        grown = ndi.grey_dilation(padded, footprint=footprint)
+        ring = (grown > 0) & (padded == 0)
         ring_px = np.bincount(grown[ring], minlength=n + 1)
-        rich_padded = np.pad(rich, pad)
-        ring_rich = np.bincount(grown[ring & rich_padded], minlength=n + 1)
+        ring_rich = np.bincount(grown[ring & np.pad(rich, pad)], minlength=n + 1)
         solidity = np.zeros(n + 1)
-        for region in regionprops(cores):
-            solidity[region.label] = region.solidity
+        ids, solid = solidities(cores)
+        solidity[ids] = solid
         keep = (area >= min_px) & (ring_rich >= min_ring_rich * np.maximum(ring_px, 1)) & (ring_px > 0)
         keep &= solidity >= min_solidity
         keep[0] = False

@@ -26,16 +26,14 @@ from pathlib import Path
 import fire
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bench.report_files import save_report
-from bench.variant_stats import checkpoint_list, metric_cells, summarise_variants
+from bench.variant_stats import checkpoint_list, checkpoint_tiles, summarise_variants, variants_markdown
 from labelfree.core.distance import distance_to_background
-from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import instance_scores
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.contour import fill_mask_holes
-from labelfree.transforms.instances import drop_small_objects, instances_from_map
+from labelfree.transforms.instances import drop_small_objects, drop_uncertain_objects, instances_from_map
 from labelfree.transforms.scale import MatchSpatialSize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,17 +71,10 @@ def agreed_objects(
 ) -> np.ndarray:
     """``inst`` without the objects whose mean probability is below ``min_mean_prob`` in any of ``views``; pixels at
     most ``threshold`` in the averaged ``prob`` (filled holes) weigh 1. Ids renumbered ``1..m``."""
-    n = int(inst.max())
-    flat = inst.ravel()
-    area = np.maximum(np.bincount(flat, minlength=n + 1), 1)
-    keep = np.ones(n + 1, dtype=bool)
     for view in views:
-        weight = np.where(prob <= threshold, 1.0, np.asarray(view, np.float64))
-        keep &= np.bincount(flat, weights=weight.ravel(), minlength=n + 1) / area >= min_mean_prob
-    keep[0] = False
-    lut = np.zeros(n + 1, dtype=np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1)
-    return lut[inst]
+        # the holes are the averaged map's: weigh them 1 here and let every other pixel count at this view's value
+        inst = drop_uncertain_objects(inst, np.where(prob <= threshold, 1.0, view), -np.inf, min_mean_prob)
+    return inst
 
 
 def min_view_distance(prob: np.ndarray, views: list, threshold: float, fill_holes: bool = True) -> np.ndarray:
@@ -109,43 +100,29 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: in
     kwargs = {"threshold": threshold, "min_size": parser["min_size"], "h": parser["marker_depth"]}
     kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_mean_prob": min_mean_prob}
     rows = []
-    for i, ckpt in enumerate(names):
-        weights = Path(ckpt) if ckpt else REPO / "bundles" / "ssimnet" / "models" / "model.pt"
-        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        network.eval()
-        for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="image"):
-            gt = load_instance_map(find_label(labels, path))
-            item = preprocessing({"image": str(path)})
-            with torch.inference_mode():
-                prob, views = view_probabilities(flips, torch.as_tensor(item["image"])[None].float(), network)
-            # both drops after the split, the small-object rule last, as instances_from_map does them
-            inst = instances_from_map(prob, **kwargs)
-            cut = instances_from_map(prob, distance=min_view_distance(prob, views, threshold), **kwargs)
-            variants = {
-                "default": inst,
-                "agreed": agreed_objects(inst, prob, views, threshold, min_mean_prob),
-                "min_view_relief": cut,
-            }
-            to_tile = MatchSpatialSize(tuple(item["tile"].shape[-2:]), True)
-            for variant, objects in variants.items():
-                objects = drop_small_objects(objects, parser["min_rel_area"])
-                objects = np.asarray(to_tile(torch.as_tensor(objects[None])))[0]
-                s = instance_scores(gt, objects)
-                rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
+    shipped = REPO / "bundles" / "ssimnet" / "models" / "model.pt"
+    for i, path, gt, item in checkpoint_tiles(network, names, shipped, images, labels, preprocessing):
+        with torch.inference_mode():
+            prob, views = view_probabilities(flips, torch.as_tensor(item["image"])[None].float(), network)
+        # both drops after the split, the small-object rule last, as instances_from_map does them
+        inst = instances_from_map(prob, **kwargs)
+        cut = instances_from_map(prob, distance=min_view_distance(prob, views, threshold), **kwargs)
+        variants = {
+            "default": inst,
+            "agreed": agreed_objects(inst, prob, views, threshold, min_mean_prob),
+            "min_view_relief": cut,
+        }
+        to_tile = MatchSpatialSize(tuple(item["tile"].shape[-2:]), True)
+        for variant, objects in variants.items():
+            objects = drop_small_objects(objects, parser["min_rel_area"])
+            objects = np.asarray(to_tile(torch.as_tensor(objects[None])))[0]
+            s = instance_scores(gt, objects)
+            rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
     result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
     result["summary"] = summarise_variants(rows, "variant", VARIANTS, METRICS)
-    lines = [
-        f"# SSimNet: the two inference views kept apart, `{images}`",
-        "",
-        f"`python -m bench.view_agreement --images {images} --labels {labels} --ckpts ... --out {out}`; "
-        f"{len(names)} checkpoint(s); mean ± std over checkpoints of the per-tile means; p: Wilcoxon signed-rank over "
-        "tiles (scores averaged over checkpoints) against the default; labels only to score.",
-        "",
-        "| variant | Dice | AJI | PQ | precision | recall |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {v} | {' | '.join(metric_cells(s, METRICS))} |" for v, s in result["summary"].items()]
-    report = "\n".join(lines) + "\n"
+    command = f"python -m bench.view_agreement --images {images} --labels {labels} --ckpts ... --out {out}"
+    title = f"SSimNet: the two inference views kept apart, `{images}`"
+    report = variants_markdown(title, command, len(names), result["summary"], METRICS)
     save_report(out, "view_agreement", result, report)
     print(report)
     return result["summary"]

@@ -71,3 +71,19 @@ def test_variants_are_summarised_over_checkpoints_and_tested_against_the_referen
     assert s["other"]["aji"]["mean"] == pytest.approx(0.555) and s["other"]["aji"]["p"] < 0.05
     assert metric_cells(s["other"], ("aji",))[0].startswith("0.555 ± 0.005 (p ")
     assert checkpoint_list("a.pt,,b.pt") == ["a.pt", "b.pt"] and checkpoint_list("") == [None]
+
+
+def test_variants_report_has_one_row_per_variant_under_the_metric_titles():
+    from bench.variant_stats import variants_markdown
+
+    rows = [
+        {"checkpoint": 0, "image": t, "variant": v, "aji": a, "recall": a}
+        for t, a in (("a", 0.5), ("b", 0.3))
+        for v in ("default", "other")
+    ]
+    summary = summarise_variants(rows, "variant", ("default", "other"), ("aji", "recall"))
+    lines = variants_markdown("T", "python -m x", 1, summary, ("aji", "recall")).splitlines()
+    assert lines[0] == "# T" and lines[2].startswith("`python -m x`; 1 checkpoint(s); mean ± std")
+    assert lines[4:6] == ["| variant | AJI | recall |", "|---|---|---|"]
+    assert lines[6] == "| default | 0.400 ± 0.000 | 0.400 ± 0.000 |"
+    assert lines[7] == "| other | 0.400 ± 0.000 (p 1) | 0.400 ± 0.000 (p 1) |" and len(lines) == 8
