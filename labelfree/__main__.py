@@ -8,6 +8,8 @@ Commands:
     sample_dir                   print where the embedded sample tiles are
     bundle_zip BUNDLE [--out D]  self-contained model-zoo zip of a bundle (``<name>_v<version>.zip``)
     stain_reference IMAGES       the typical stain of a folder of training tiles (SSimNet's ``stain_reference``)
+    object_area_reference IMAGES the typical nucleus area a checkpoint finds on its training tiles (SSimNet's
+                                 ``reference_object_area``)
 """
 
 from __future__ import annotations
@@ -244,6 +246,46 @@ def stain_reference(images: str, percentile: float = 99.0, seed: int = 0) -> str
         raise SystemExit(f"error: {err}") from None
 
 
+def object_area_reference(images: str, model: str = "ssimnet", ckpt_path: str | None = None) -> int:
+    """Print the median, over a folder of tiles, of each tile's median object area (pixels) under the bundle's own
+    inference at the tiles' own scale. SSimNet's ``inference.json`` ``reference_object_area`` is this command's output
+    on the tiles its checkpoint was trained on (``auto_scale``, :mod:`labelfree.engines.rescale`); after training on
+    other tiles, run it on those with ``--ckpt_path``.
+
+    Args:
+        images: a folder of png/tif/jpg tiles, all at the model's resolution.
+        model: ``ssimnet`` or the path of a bundle folder.
+        ckpt_path: the checkpoint (default: the bundle's shipped one).
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from labelfree.bundle_paths import locate_bundle
+    from labelfree.core.imageio import list_images
+    from labelfree.engines.rescale import median_object_area
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    try:
+        paths = list_images(images)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    root = Path(model if Path(model).is_dir() else locate_bundle(model, model))
+    overrides: dict = {"auto_scale": False} | ({"ckpt_path": str(ckpt_path)} if ckpt_path else {})
+    segment = BundleTileSegmenter(root, overrides=overrides)
+    medians = []
+    for path in tqdm(paths, desc="object areas", unit="tile"):
+        try:
+            median, count = median_object_area(segment(load_rgb(path), path.name))
+        except InvalidImageError as err:  # one line for a bad tile; the others still count
+            log.warning("skipped %s: %s", path.name, err)
+            continue
+        if count:
+            medians.append(median)
+    if not medians:
+        raise SystemExit(f"error: no objects found on the tiles of {images}")
+    return int(round(float(np.median(medians))))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     fire.Fire(
@@ -255,6 +297,7 @@ def main() -> None:
             "sample_dir": sample_dir,
             "bundle_zip": bundle_zip,
             "stain_reference": stain_reference,
+            "object_area_reference": object_area_reference,
         }
     )
 

@@ -130,3 +130,15 @@ def test_stain_reference_cli_skips_bad_tiles_in_one_line_each(bad_folder, tmp_pa
     missing = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1].startswith("error: image directory not found")
+
+
+def test_object_area_reference_cli_skips_bad_tiles_in_one_line_each(bad_folder, tmp_path):
+    cmd = [sys.executable, "-m", "labelfree", "object_area_reference", str(bad_folder["folder"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert int(proc.stdout.strip().splitlines()[-1]) > 0
+    for name in FAILS:
+        assert len([line for line in proc.stderr.splitlines() if "skipped" in line and name in line]) == 1, name
+    missing = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: image directory not found")

@@ -658,7 +658,10 @@ def run_slides(
             continue
         try:
             if segmenter is None:
-                segmenter = BundleTileSegmenter(bundle_root, device=device, overrides=overrides)
+                # a slide states its resolution and its tiles are resampled to the model's: no tile is re-scaled
+                # by its nuclei's size (SSimNet's auto_scale), so that neighbouring tiles are segmented alike
+                tile_overrides = {"auto_scale": False, **(overrides or {})}
+                segmenter = BundleTileSegmenter(bundle_root, device=device, overrides=tile_overrides)
             summary = segment_slide(slide, output_dir, segmenter, settings, bundle_name=Path(bundle_root).name)
             result["done"].append(str(slide))
             sec = summary["seconds"]
