@@ -602,7 +602,7 @@ def test_the_distance_relief_follows_the_option_and_the_network_follows_the_chec
     ):
         parser = ConfigParser()
         parser.read_config(str(root / "configs" / "inference.json"))
-        parser.update({"ckpt_path": str(ckpt), "distance_relief": relief})
+        parser.update({"bundle_root": str(root), "ckpt_path": str(ckpt), "distance_relief": relief})
         assert parser.get_parsed_content("network_def#out_channels") == outputs
         post = parser.get_parsed_content("postprocessing").transforms
         step = next(t for t in post if isinstance(t, ProbabilityToInstancesd))
