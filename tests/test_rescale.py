@@ -113,3 +113,18 @@ def test_ssimnet_auto_scale_segments_a_shrunk_tile_as_if_told_its_resolution():
     np.testing.assert_array_equal(auto(small), told)
     plain = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": False})
     np.testing.assert_array_equal(auto(rgb), plain(rgb))
+
+
+def test_the_self_training_teacher_and_the_slide_path_never_rescale():
+    """The rounds' teacher segments the training tiles at their own scale whatever the inference default is; so does
+    the slide path, whose tiles are resampled to the model's resolution."""
+    from bundle_runner import import_bundle_module
+
+    from labelfree.engines.slides import TILE_OVERRIDES, BundleTileSegmenter
+
+    st = import_bundle_module("ssimnet", "self_training")
+    teacher = st._segmenter(REPO / "bundles" / "ssimnet", REPO / "bundles" / "ssimnet" / "models" / "model.pt", "cpu")
+    steps = [t for t in teacher.post if isinstance(t, RescaleSmallNucleid)]
+    assert len(steps) == 1 and steps[0].enabled is False
+    tiles = BundleTileSegmenter(REPO / "bundles" / "ssimnet", device="cpu", overrides={**TILE_OVERRIDES})
+    assert [t.enabled for t in tiles.post if isinstance(t, RescaleSmallNucleid)] == [False]

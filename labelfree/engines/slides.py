@@ -59,6 +59,10 @@ __all__ = [
 SLIDE_SUFFIXES = tuple(sorted(set(OPENSLIDE_SUFFIXES) | set(TIFF_SUFFIXES)))
 #: per-nucleus table columns (µm and level-0 pixels)
 TABLE_COLUMNS = ["id", "x", "y", "centroid_x_um", "centroid_y_um", "area_um2", "haematoxylin", "eccentricity"]
+#: what the slide path sets in a bundle's inference config: a slide states its resolution and its tiles are resampled
+#: to the model's, so no tile is re-scaled by its nuclei's size (SSimNet's ``auto_scale``) and neighbouring tiles
+#: are segmented alike
+TILE_OVERRIDES = {"auto_scale": False}
 #: version of the resume state; a state of another version is ignored (the slide starts again)
 STATE_VERSION = 1
 
@@ -658,10 +662,9 @@ def run_slides(
             continue
         try:
             if segmenter is None:
-                # a slide states its resolution and its tiles are resampled to the model's: no tile is re-scaled
-                # by its nuclei's size (SSimNet's auto_scale), so that neighbouring tiles are segmented alike
-                tile_overrides = {"auto_scale": False, **(overrides or {})}
-                segmenter = BundleTileSegmenter(bundle_root, device=device, overrides=tile_overrides)
+                segmenter = BundleTileSegmenter(
+                    bundle_root, device=device, overrides={**TILE_OVERRIDES, **(overrides or {})}
+                )
             summary = segment_slide(slide, output_dir, segmenter, settings, bundle_name=Path(bundle_root).name)
             result["done"].append(str(slide))
             sec = summary["seconds"]

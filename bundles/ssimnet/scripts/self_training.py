@@ -168,7 +168,9 @@ def _segmenter(
     ``None``: :data:`TEACHER_OVERRIDES`): the teacher and the round agreement's student are segmented alike."""
     from labelfree.engines.slides import BundleTileSegmenter
 
-    overrides = {**(TEACHER_OVERRIDES if rule is None else rule), "ckpt_path": str(ckpt_path)}
+    # the training tiles are at the model's scale: the teacher never re-segments one at 2x by its nuclei's size
+    # (inference's auto_scale), unless its rule says so; off before that option existed, so not in the cache key
+    overrides = {"auto_scale": False, **(TEACHER_OVERRIDES if rule is None else rule), "ckpt_path": str(ckpt_path)}
     return BundleTileSegmenter(bundle_root, device=device, overrides=overrides)
 
 
