@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from labelfree.core.imageio import list_images, load_rgb
 from labelfree.engines.slides import BundleTileSegmenter
@@ -16,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_sample_tile_with_small_nuclei_is_the_one_segmented_again(tmp_path):
     """On the three sample crops the reference is their own median; the HE-7128 crop (small, crowded nuclei) is below
     half of it and is the only one segmented again. Both variants are scored as the bundle's tile path segments."""
-    from bench.auto_scale import BundleSegmenter, run
+    from bench.auto_scale import run, segment, segmenters
 
     images, labels = sample_dir() / "images", sample_dir() / "labels"
     run(str(images), str(labels), str(tmp_path), reference_images=str(images), threads=1)
@@ -26,12 +25,10 @@ def test_the_sample_tile_with_small_nuclei_is_the_one_segmented_again(tmp_path):
     for path in list_images(images):
         same = rows[(path.stem, "default")]["aji"] == rows[(path.stem, "auto_scale")]["aji"]
         assert same == (path.stem != "TCGA-HE-7128-01Z-00-DX1_crop244-244")
-    # the bench's default pass is the bundle's own (auto_scale off), the switched tile's second pass its auto_scale
+    # for SSimNet the second pass is the bundle's own with --input_mpp 0.5, and what its auto_scale gives
     root = REPO / "bundles" / "ssimnet"
-    path = list_images(images)[2]
-    native = BundleSegmenter(images, None)
-    native.network.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True))
-    native.network.eval()
-    inst, _, _ = native(native.preprocessing({"image": str(path)}), native.network)
-    plain = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": False})(load_rgb(path))
-    assert np.array_equal(inst, plain)
+    rgb = load_rgb(list_images(images)[2])
+    seg = segmenters("ssimnet", [None])[0]
+    told = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": False, "input_mpp": 0.5})(rgb)
+    auto = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": True})(rgb)
+    assert np.array_equal(segment(seg, rgb, 2.0)[0], told) and np.array_equal(told, auto)
