@@ -14,6 +14,9 @@ itself finds:
    again, and the instances brought back to its own pixels: what SSimNet's ``auto_scale``
    (:class:`labelfree.engines.rescale.RescaleSmallNucleid`) does, and for SSimNet the same as ``--input_mpp 0.5``.
 
+``auto_scale_split`` (a second arm, written after ``auto_scale``'s scores) re-segments the same tiles but keeps the
+native mask and lets the 2x objects only cut it (:func:`split_by`).
+
 The rule and its constants were written before any score (``bench/results/v6/auto_scale/rule.txt``). Each tile goes
 through the bundle's own tile path (:class:`labelfree.engines.slides.BundleTileSegmenter`: its preprocessing, views,
 inferer and post-processing, with ``auto_scale`` off), so ``default`` is the bundle's default output. Labels are read
@@ -33,6 +36,7 @@ from pathlib import Path
 import fire
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from tqdm import tqdm
 
 from bench.report_files import save_report
@@ -44,7 +48,7 @@ from labelfree.engines.slides import BundleTileSegmenter
 from labelfree.transforms.scale import MatchSpatialSize, resample_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "auto_scale")
+VARIANTS = ("default", "auto_scale", "auto_scale_split")
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: a tile is re-segmented at 2x when its median object is below this fraction of the reference (sqrt of 1/4)
 AREA_FRACTION = 0.5
@@ -75,6 +79,29 @@ def segmenters(bundle: str, names: list) -> list[BundleTileSegmenter]:
     ]
 
 
+def split_by(native: np.ndarray, finer: np.ndarray) -> np.ndarray:
+    """``native``'s objects, each cut where ``finer``'s objects cut it: every pixel of a native object takes the id of
+    the nearest ``finer`` object inside that native object (Euclidean); a native object no ``finer`` object touches
+    stays whole. Ids ``1..n``; the foreground is ``native``'s."""
+    out, n = np.zeros(native.shape, np.int32), 0
+    for i, box in enumerate(ndi.find_objects(native), start=1):
+        if box is None:
+            continue
+        obj = native[box] == i
+        marks = np.where(obj, finer[box], 0)
+        ids = np.unique(marks[marks > 0])
+        if ids.size <= 1:
+            n += 1
+            out[box][obj] = n
+            continue
+        _, (iy, ix) = ndi.distance_transform_edt(marks == 0, return_indices=True)
+        nearest = marks[iy, ix]
+        for j in ids:
+            n += 1
+            out[box][obj & (nearest == j)] = n
+    return out
+
+
 def reference_areas(segs: list[BundleTileSegmenter], images: str | Path) -> list[float]:
     """Per checkpoint: the median over ``images`` (its training tiles) of each tile's median object area."""
     refs = []
@@ -103,9 +130,10 @@ def run(
         for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="tile"):
             rgb, gt = load_rgb(path), load_instance_map(find_label(labels, path))
             inst, median, count = segment(seg, rgb)
-            variants = {"default": inst, "auto_scale": inst}
+            variants = {"default": inst, "auto_scale": inst, "auto_scale_split": inst}
             if count >= MIN_OBJECTS and median < AREA_FRACTION * refs[i]:
                 variants["auto_scale"] = segment(seg, rgb, UPSCALE)[0]
+                variants["auto_scale_split"] = split_by(inst, variants["auto_scale"])
                 switched.setdefault(i, []).append(path.stem)
             for variant, objects in variants.items():
                 s = instance_scores(gt, objects)

@@ -32,3 +32,17 @@ def test_the_sample_tile_with_small_nuclei_is_the_one_segmented_again(tmp_path):
     told = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": False, "input_mpp": 0.5})(rgb)
     auto = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": True})(rgb)
     assert np.array_equal(segment(seg, rgb, 2.0)[0], told) and np.array_equal(told, auto)
+
+
+def test_split_by_cuts_each_native_object_at_the_finer_objects_only():
+    from bench.auto_scale import split_by
+
+    native = np.zeros((10, 20), np.int32)
+    native[2:8, 2:18], native[0:2, 0:3] = 5, 9  # a long object and a small one no finer object touches
+    finer = np.zeros_like(native)
+    finer[3:7, 3:8], finer[3:7, 12:17], finer[9, 0] = 1, 2, 3  # two cuts inside 5, one outside every native object
+    out = split_by(native, finer)
+    assert np.array_equal(out > 0, native > 0)  # the foreground is the native one
+    assert len(np.unique(out[native == 5])) == 2 and len(np.unique(out[native == 9])) == 1
+    assert out[4, 4] != out[4, 16] and out[4, 9] == out[4, 4] and out[4, 10] == out[4, 16]  # cut at the midpoint
+    assert sorted(np.unique(out).tolist()) == [0, 1, 2, 3]
