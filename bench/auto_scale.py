@@ -15,7 +15,9 @@ itself finds:
    (:class:`labelfree.engines.rescale.RescaleSmallNucleid`) does, and for SSimNet the same as ``--input_mpp 0.5``.
 
 ``auto_scale_split`` (a second arm, written after ``auto_scale``'s scores) re-segments the same tiles but keeps the
-native mask and lets the 2x objects only cut it (:func:`split_by`).
+native mask and lets the 2x objects only cut it (:func:`split_by`); ``auto_scale_convex`` (a third, written after
+both) keeps the 2x result only where its objects are clearly more convex than the native ones (the pseudo labels' rule
+for choosing between two segmentations of a tile, ``SOLIDITY_MARGIN``).
 
 The rule and its constants were written before any score (``bench/results/v6/auto_scale/rule.txt``). Each tile goes
 through the bundle's own tile path (:class:`labelfree.engines.slides.BundleTileSegmenter`: its preprocessing, views,
@@ -45,10 +47,11 @@ from labelfree.core.imageio import find_label, list_images, load_instance_map, l
 from labelfree.core.metrics import instance_scores
 from labelfree.engines.rescale import median_object_area
 from labelfree.engines.slides import BundleTileSegmenter
+from labelfree.transforms.pseudolabel import SOLIDITY_MARGIN, mean_solidity
 from labelfree.transforms.scale import MatchSpatialSize, resample_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "auto_scale", "auto_scale_split")
+VARIANTS = ("default", "auto_scale", "auto_scale_split", "auto_scale_convex")
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: a tile is re-segmented at 2x when its median object is below this fraction of the reference (sqrt of 1/4)
 AREA_FRACTION = 0.5
@@ -130,10 +133,12 @@ def run(
         for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="tile"):
             rgb, gt = load_rgb(path), load_instance_map(find_label(labels, path))
             inst, median, count = segment(seg, rgb)
-            variants = {"default": inst, "auto_scale": inst, "auto_scale_split": inst}
+            variants = {"default": inst, "auto_scale": inst, "auto_scale_split": inst, "auto_scale_convex": inst}
             if count >= MIN_OBJECTS and median < AREA_FRACTION * refs[i]:
                 variants["auto_scale"] = segment(seg, rgb, UPSCALE)[0]
                 variants["auto_scale_split"] = split_by(inst, variants["auto_scale"])
+                if mean_solidity(variants["auto_scale"]) > mean_solidity(inst) + SOLIDITY_MARGIN:
+                    variants["auto_scale_convex"] = variants["auto_scale"]
                 switched.setdefault(i, []).append(path.stem)
             for variant, objects in variants.items():
                 s = instance_scores(gt, objects)
