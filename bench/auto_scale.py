@@ -9,9 +9,9 @@ itself finds:
 1. the default inference at the tile's own pixels;
 2. ``m``, the median area of the objects it keeps, against ``r``, the median over the checkpoint's training tiles
    (``reference_images``) of each tile's ``m`` under the same inference (no labels);
-3. a tile with at least :data:`MIN_OBJECTS` objects and ``m < r / 2`` (nearer, in log area, to the quarter area of a
-   scan at half the magnification than to the training area: :data:`AREA_FRACTION`) is resampled ×2, segmented
-   again, and the instances brought back to its own pixels: what SSimNet's ``auto_scale``
+3. a tile with at least 10 objects and ``m < r / 2`` (nearer, in log area, to the quarter area of a scan at half the
+   magnification than to the training area; :func:`labelfree.engines.rescale.has_small_nuclei`) is resampled ×2,
+   segmented again, and the instances brought back to its own pixels: what SSimNet's ``auto_scale``
    (:class:`labelfree.engines.rescale.RescaleSmallNucleid`) does, and for SSimNet the same as ``--input_mpp 0.5``.
 
 ``auto_scale_split`` (a second arm, written after ``auto_scale``'s scores) re-segments the same tiles but keeps the
@@ -45,32 +45,28 @@ from bench.report_files import save_report
 from bench.variant_stats import checkpoint_list, summarise_variants, variants_markdown
 from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
-from labelfree.engines.rescale import median_object_area
+from labelfree.engines.rescale import has_small_nuclei, reference_object_area
 from labelfree.engines.slides import BundleTileSegmenter
+from labelfree.transforms.instances import median_object_area
 from labelfree.transforms.pseudolabel import SOLIDITY_MARGIN, mean_solidity
 from labelfree.transforms.scale import MatchSpatialSize, resample_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("default", "auto_scale", "auto_scale_split", "auto_scale_convex")
 METRICS = ("dice", "aji", "pq", "precision", "recall")
-#: a tile is re-segmented at 2x when its median object is below this fraction of the reference (sqrt of 1/4)
-AREA_FRACTION = 0.5
-#: fewer objects than this give no reliable median: the tile keeps its own scale
-MIN_OBJECTS = 10
 #: the resampling of a tile segmented again (a 20x scan brought to 40x)
 UPSCALE = 2.0
 
 
-def segment(seg: BundleTileSegmenter, rgb: np.ndarray, factor: float = 1.0) -> tuple[np.ndarray, float, int]:
+def segment(seg: BundleTileSegmenter, rgb: np.ndarray, factor: float = 1.0) -> np.ndarray:
     """A bundle's tile path (its inference with auto_scale off) on ``rgb`` resampled by ``factor`` (antialiased
     bilinear, as ``--input_mpp`` resamples); the instance map brought back to ``rgb``'s pixels (nearest, ids
-    renumbered), and the median object area and object count at the network's scale."""
+    renumbered)."""
+    if factor == 1:
+        return seg(rgb)
     h, w = rgb.shape[:2]
-    inst = seg(resample_rgb(rgb, (round(w * factor), round(h * factor))) if factor != 1 else rgb)
-    median, count = median_object_area(inst)
-    if factor != 1:
-        inst = np.asarray(MatchSpatialSize((h, w), True)(torch.as_tensor(inst[None])))[0]
-    return inst, median, count
+    inst = seg(resample_rgb(rgb, (round(w * factor), round(h * factor))))
+    return np.asarray(MatchSpatialSize((h, w), True)(torch.as_tensor(inst[None])))[0]
 
 
 def segmenters(bundle: str, names: list) -> list[BundleTileSegmenter]:
@@ -107,11 +103,11 @@ def split_by(native: np.ndarray, finer: np.ndarray) -> np.ndarray:
 
 def reference_areas(segs: list[BundleTileSegmenter], images: str | Path) -> list[float]:
     """Per checkpoint: the median over ``images`` (its training tiles) of each tile's median object area."""
-    refs = []
-    for i, seg in enumerate(segs):
-        medians = [segment(seg, load_rgb(p))[1] for p in tqdm(list_images(images), desc=f"reference {i}", unit="tile")]
-        refs.append(float(np.median([m for m in medians if m > 0])))
-    return refs
+    paths = list_images(images)
+    return [
+        reference_object_area(seg, (load_rgb(p) for p in tqdm(paths, desc=f"reference {i}", unit="tile")))
+        for i, seg in enumerate(segs)
+    ]
 
 
 def run(
@@ -132,10 +128,11 @@ def run(
     for i, seg in enumerate(segs):
         for path in tqdm(list_images(images), desc=f"checkpoint {i}", unit="tile"):
             rgb, gt = load_rgb(path), load_instance_map(find_label(labels, path))
-            inst, median, count = segment(seg, rgb)
+            inst = segment(seg, rgb)
+            median = median_object_area(inst)[0]
             variants = {"default": inst, "auto_scale": inst, "auto_scale_split": inst, "auto_scale_convex": inst}
-            if count >= MIN_OBJECTS and median < AREA_FRACTION * refs[i]:
-                variants["auto_scale"] = segment(seg, rgb, UPSCALE)[0]
+            if has_small_nuclei(inst, refs[i]):
+                variants["auto_scale"] = segment(seg, rgb, UPSCALE)
                 variants["auto_scale_split"] = split_by(inst, variants["auto_scale"])
                 if mean_solidity(variants["auto_scale"]) > mean_solidity(inst) + SOLIDITY_MARGIN:
                     variants["auto_scale_convex"] = variants["auto_scale"]

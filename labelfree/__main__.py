@@ -257,12 +257,11 @@ def object_area_reference(images: str, model: str = "ssimnet", ckpt_path: str | 
         model: ``ssimnet`` or the path of a bundle folder.
         ckpt_path: the checkpoint (default: the bundle's shipped one).
     """
-    import numpy as np
     from tqdm import tqdm
 
     from labelfree.bundle_paths import locate_bundle
     from labelfree.core.imageio import list_images
-    from labelfree.engines.rescale import median_object_area
+    from labelfree.engines.rescale import reference_object_area
     from labelfree.engines.slides import BundleTileSegmenter
 
     try:
@@ -272,18 +271,18 @@ def object_area_reference(images: str, model: str = "ssimnet", ckpt_path: str | 
     root = Path(model if Path(model).is_dir() else locate_bundle(model, model))
     overrides: dict = {"auto_scale": False} | ({"ckpt_path": str(ckpt_path)} if ckpt_path else {})
     segment = BundleTileSegmenter(root, overrides=overrides)
-    medians = []
-    for path in tqdm(paths, desc="object areas", unit="tile"):
-        try:
-            median, count = median_object_area(segment(load_rgb(path), path.name))
-        except InvalidImageError as err:  # one line for a bad tile; the others still count
-            log.warning("skipped %s: %s", path.name, err)
-            continue
-        if count:
-            medians.append(median)
-    if not medians:
+
+    def tiles():
+        for path in tqdm(paths, desc="object areas", unit="tile"):
+            try:
+                yield load_rgb(path)
+            except InvalidImageError as err:  # one line for a bad tile; the others still count
+                log.warning("skipped %s: %s", path.name, err)
+
+    area = reference_object_area(segment, tiles())
+    if area is None:
         raise SystemExit(f"error: no objects found on the tiles of {images}")
-    return int(round(float(np.median(medians))))
+    return int(round(area))
 
 
 def main() -> None:

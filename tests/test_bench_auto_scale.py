@@ -31,7 +31,7 @@ def test_the_sample_tile_with_small_nuclei_is_the_one_segmented_again(tmp_path):
     seg = segmenters("ssimnet", [None])[0]
     told = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": False, "input_mpp": 0.5})(rgb)
     auto = BundleTileSegmenter(root, device="cpu", overrides={"auto_scale": True})(rgb)
-    assert np.array_equal(segment(seg, rgb, 2.0)[0], told) and np.array_equal(told, auto)
+    assert np.array_equal(segment(seg, rgb, 2.0), told) and np.array_equal(told, auto)
 
 
 def test_split_by_cuts_each_native_object_at_the_finer_objects_only():

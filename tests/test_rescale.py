@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from labelfree.engines.rescale import RescaleSmallNucleid, median_object_area
+from labelfree.engines.rescale import RescaleSmallNucleid, reference_object_area
+from labelfree.transforms.instances import median_object_area
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,16 @@ def test_median_object_area_counts_pixels_per_id():
     assert median_object_area(inst) == (4.0, 3)
     assert median_object_area(torch.as_tensor(inst)[None]) == (4.0, 3)
     assert median_object_area(np.zeros((4, 4), np.int32)) == (0.0, 0)
+
+
+def test_the_reference_is_the_median_of_the_tiles_medians_without_empty_tiles():
+    tiles = [np.full((4, 4, 3), v, np.uint8) for v in (0, 1, 2, 3)]
+    inst = {0: np.zeros((8, 8), np.int32)}  # a tile without objects: left out
+    for v, side in ((1, 2), (2, 3), (3, 5)):
+        inst[v] = np.zeros((8, 8), np.int32)
+        inst[v][:side, :side] = 1
+    assert reference_object_area(lambda rgb: inst[int(rgb[0, 0, 0])], tiles) == 9.0
+    assert reference_object_area(lambda rgb: inst[0], tiles) is None
 
 
 def _squares(n: int, side: int = 3, size: int = 64) -> np.ndarray:

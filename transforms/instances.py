@@ -40,6 +40,7 @@ __all__ = [
     "fill_contact_gaps",
     "foreground_relief",
     "instances_from_map",
+    "median_object_area",
     "resplit_irregular_objects",
     "sequential_labels",
     "NucleiInstances",
@@ -179,6 +180,17 @@ def _large_enough(areas: np.ndarray, keep: np.ndarray, min_rel_area: float) -> n
     """``keep`` (indexed by label) without the objects under ``min_rel_area`` × the median area of the kept ones."""
     median = _median_object_area(np.where(keep, areas, 0))
     return keep if median is None else keep & (areas >= min_rel_area * median)
+
+
+def median_object_area(inst: np.ndarray | torch.Tensor) -> tuple[float, int]:
+    """The median area (pixels) of the objects of an instance map and their number; ``(0.0, 0)`` when it has none.
+
+    Args:
+        inst: ``(H, W)`` or ``(1, H, W)`` instance ids, 0 = background.
+    """
+    areas = np.bincount(np.asarray(torch.as_tensor(inst).detach().cpu()).astype(np.int64, copy=False).ravel())
+    median = _median_object_area(areas)
+    return (0.0, 0) if median is None else (median, int(np.count_nonzero(areas[1:])))
 
 
 def _median_object_area(areas: np.ndarray) -> float | None:

@@ -12,27 +12,41 @@ between the training area and the quarter area of a scan at half the magnificati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from labelfree.transforms.instances import median_object_area
 from labelfree.transforms.scale import ToModelScale
 
-__all__ = ["RescaleSmallNucleid", "median_object_area"]
+__all__ = ["AREA_FRACTION", "MIN_OBJECTS", "RescaleSmallNucleid", "has_small_nuclei", "reference_object_area"]
+
+#: a tile is segmented again when its median object is below this fraction of the reference (sqrt of 1/4: the
+#: geometric midpoint between the training area and the quarter area of a scan at half the magnification)
+AREA_FRACTION = 0.5
+#: fewer objects than this give no reliable median: the tile keeps its own scale
+MIN_OBJECTS = 10
 
 
-def median_object_area(inst: np.ndarray | torch.Tensor) -> tuple[float, int]:
-    """The median area (pixels) of the objects of an instance map and their number; ``(0.0, 0)`` when it has none.
+def has_small_nuclei(
+    inst: np.ndarray | torch.Tensor,
+    reference_area: float,
+    area_fraction: float = AREA_FRACTION,
+    min_objects: int = MIN_OBJECTS,
+) -> bool:
+    """Whether a tile with these instances is to be segmented again: at least ``min_objects`` objects whose median
+    area is below ``area_fraction × reference_area``."""
+    median, count = median_object_area(inst)
+    return count >= min_objects and median < area_fraction * reference_area
 
-    Args:
-        inst: ``(H, W)`` or ``(1, H, W)`` instance ids, 0 = background.
-    """
-    ids = np.asarray(torch.as_tensor(inst).detach().cpu()).astype(np.int64, copy=False).ravel()
-    areas = np.bincount(ids)[1:]
-    areas = areas[areas > 0]
-    return (float(np.median(areas)), int(areas.size)) if areas.size else (0.0, 0)
+
+def reference_object_area(segment: Callable[[np.ndarray], np.ndarray], tiles: Iterable[np.ndarray]) -> float | None:
+    """The median over ``tiles`` (``(H, W, 3)`` uint8, e.g. a checkpoint's training tiles) of each tile's median object
+    area under ``segment`` (tile → instance map); tiles without objects are left out. ``None`` when none has any."""
+    medians = [median for median, count in (median_object_area(segment(rgb)) for rgb in tiles) if count]
+    return float(np.median(medians)) if medians else None
 
 
 class RescaleSmallNucleid:
@@ -66,8 +80,8 @@ class RescaleSmallNucleid:
         network_input: Callable[[dict], dict],
         instance_steps: Callable[[dict], dict],
         reference_area: float,
-        area_fraction: float = 0.5,
-        min_objects: int = 10,
+        area_fraction: float = AREA_FRACTION,
+        min_objects: int = MIN_OBJECTS,
         factor: float = 2.0,
         enabled: bool = True,
         device: str | torch.device = "cpu",
@@ -88,15 +102,14 @@ class RescaleSmallNucleid:
         self.upscale = ToModelScale(input_mpp=float(factor), model_mpp=1.0, tolerance=0.0)
         self.factor = float(factor)
 
-    def small_nuclei(self, inst: np.ndarray | torch.Tensor) -> bool:
-        """Whether a tile with these instances is to be segmented again."""
-        median, count = median_object_area(inst)
-        return count >= self.min_objects and median < self.area_fraction * self.reference_area
-
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         d[self.rescaled_key] = 1.0
-        if not self.enabled or d.get("note") or not self.small_nuclei(d[self.inst_key]):
+        if (
+            not self.enabled
+            or d.get("note")
+            or not has_small_nuclei(d[self.inst_key], self.reference_area, self.area_fraction, self.min_objects)
+        ):
             return d
         tile = d[self.tile_key]
         x = self.network_input({"image": self.upscale(tile)})["image"]
