@@ -14,6 +14,7 @@ from labelfree.transforms.scale import (
     MatchSpatialSized,
     ToModelScale,
     ToModelScaled,
+    halve_labelled_tile,
     resample_rgb,
     zoom_factor,
 )
@@ -42,6 +43,29 @@ def test_to_model_scale_keeps_type_dtype_and_file_name():
     flat = ToModelScale(0.5)(torch.full((3, 7, 9), 0.4))
     assert flat.dtype == torch.float32 and torch.allclose(flat, torch.tensor(0.4))
     assert ToModelScale(None)(tile) is tile and ToModelScale(0.255)(tile) is tile
+
+
+def test_halve_labelled_tile_shows_each_nucleus_at_half_size_and_keeps_what_was_ignored():
+    """Two touching squares of 8 x 8 become two touching 4 x 4 squares with their ids; a tile with odd sides loses
+    its last row and column; a pixel of the half tile is ignored when any pixel of its 2 x 2 block was."""
+    inst = np.zeros((21, 31), dtype=np.int32)
+    inst[4:12, 4:12], inst[4:12, 12:20] = 3, 7
+    rgb = np.full((21, 31, 3), 230, dtype=np.uint8)
+    rgb[inst > 0] = (60, 40, 120)
+    ignore = np.zeros(inst.shape, dtype=bool)
+    ignore[17, 25] = True  # one pixel: its whole block is ignored at half size
+    half_rgb, half_inst, half_ignore = halve_labelled_tile(rgb, inst, ignore)
+    assert half_rgb.shape == (10, 15, 3) and half_rgb.dtype == np.uint8
+    assert half_inst.shape == (10, 15) and half_inst.dtype == np.int32 and half_ignore.dtype == bool
+    assert (half_inst == 3).sum() == 16 and (half_inst == 7).sum() == 16  # a quarter of the area each
+    assert np.array_equal(np.unique(half_inst[2:6, 2:10]), [3, 7]) and half_inst[2:6, 2:10].all()
+    assert np.argwhere(half_ignore).tolist() == [[8, 12]]
+    # the colours follow the nuclei: dark inside, pale outside
+    assert half_rgb[3, 4].tolist() == [60, 40, 120] and half_rgb[8, 2].tolist() == [230, 230, 230]
+    with pytest.raises(ValueError, match="differ"):
+        halve_labelled_tile(rgb, inst[:20], ignore)
+    with pytest.raises(ValueError, match="no half"):
+        halve_labelled_tile(rgb[:1], inst[:1], ignore[:1])
 
 
 def test_match_spatial_size_undoes_an_upsampling_and_relabels():

@@ -477,6 +477,35 @@ def test_teacher_datalist_adds_copies_with_pasted_touching_nuclei(tmp_path):
         assert (item["voronoi"] == 1).sum() > (plain[0]["voronoi"] == 1).sum()
 
 
+def test_teacher_datalist_adds_half_scale_copies_of_the_tile_and_its_targets(tmp_path):
+    """``half_scale_share`` of a tile's items show the tile and its teacher targets at half the size (taken from the
+    plain copies, not the pasted ones): the same nuclei, as many of them, each with a quarter of its area. A tile whose
+    half is smaller than the crop keeps plain copies only."""
+    from bundle_runner import import_bundle_module
+    from test_paste_nuclei import _discs
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst = _discs()
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, inst)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=4, progress=False)
+    plain = st.teacher_datalist(tiles, cache, patch_size=64, **common)
+    items = st.teacher_datalist(tiles, cache, patch_size=64, half_scale_share=0.5, **common)
+    assert [item["image"].shape[1:] for item in items] == [inst.shape] * 2 + [
+        (inst.shape[0] // 2, inst.shape[1] // 2)
+    ] * 2
+    assert all(np.array_equal(a["soft"], b["soft"]) for a, b in zip(items[:2], plain))
+    full, half = items[0], items[2]
+    # one Voronoi centre per nucleus at either scale; a quarter of the labelled nucleus pixels
+    assert (half["voronoi"] == 1).sum() == (full["voronoi"] == 1).sum()
+    ratio = (half["soft"] > 0).sum() / (full["soft"] > 0).sum()
+    assert 0.2 < ratio < 0.3
+    pasted = st.teacher_datalist(tiles, cache, patch_size=64, half_scale_share=0.5, paste_share=0.5, **common)
+    # the halves come out of the plain copies: here all of them, and the pasted copies stay at full size
+    assert [item["image"].shape[1] for item in pasted] == [inst.shape[0] // 2] * 2 + [inst.shape[0]] * 2
+    too_small = st.teacher_datalist(tiles, cache, patch_size=inst.shape[0] // 2 + 1, half_scale_share=0.5, **common)
+    assert all(item["image"].shape[1:] == inst.shape for item in too_small)
+
+
 def test_teacher_keeps_the_objects_inference_drops_and_its_cache_follows_that_rule(tmp_path, monkeypatch):
     """The teacher (and the round agreement's student) segment with every object kept: the objects 0.6.0's inference
     drops would otherwise become confident background in the targets. The cache key changes with that rule."""
