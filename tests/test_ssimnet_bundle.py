@@ -103,7 +103,7 @@ def _self_train(trained, out):
         output_dir=out,
         teacher_path=trained["model"],
         max_epochs=1,
-        tile_repeats=2,
+        tile_repeats=4,  # the recipe's shares of pasted (2) and half-scale (1) copies round to whole items
         batch_size=2,
         **FAST,
     )
@@ -600,7 +600,7 @@ def test_self_training_round_with_a_distance_output_and_its_inference(trained, t
         teacher_path=trained["model"],
         distance_head=True,
         max_epochs=1,
-        tile_repeats=2,
+        tile_repeats=4,  # the recipe's shares of pasted (2) and half-scale (1) copies round to whole items
         batch_size=2,
         **FAST,
     )
