@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import fire
+import numpy as np
 
 from labelfree.core.imageio import InvalidImageError, load_rgb
 from labelfree.sample import sample_dir as _sample_dir
@@ -211,6 +213,29 @@ def bundle_zip(bundle: str, out: str = "dist") -> str:
     return str(build_bundle_zip(bundle, out))
 
 
+def _readable_tiles(images: str, desc: str) -> Iterator[np.ndarray]:
+    """The tiles of a folder, read one at a time under a progress bar labelled ``desc``; a tile that cannot be read is
+    reported in one line and skipped, so the others still count. The folder is listed at once: a missing or empty one
+    stops the command with one line before any other work."""
+    from tqdm import tqdm
+
+    from labelfree.core.imageio import list_images
+
+    try:
+        paths = list_images(images)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+    def tiles() -> Iterator[np.ndarray]:
+        for path in tqdm(paths, desc=desc, unit="tile"):
+            try:
+                yield load_rgb(path)
+            except InvalidImageError as err:
+                log.warning("skipped %s: %s", path.name, err)
+
+    return tiles()
+
+
 def stain_reference(images: str, percentile: float = 99.0, seed: int = 0) -> str:
     """Print the stain reference of a folder of tiles as JSON: the median of their unit Vahadane stain vectors and of
     their ``percentile``-th concentrations. SSimNet's ``inference.json`` ``stain_reference`` is this command's output
@@ -223,25 +248,11 @@ def stain_reference(images: str, percentile: float = 99.0, seed: int = 0) -> str
     """
     import json
 
-    from tqdm import tqdm
-
-    from labelfree.core.imageio import list_images
     from labelfree.transforms.stain_normalise import fit_stain_reference
 
+    tiles = _readable_tiles(images, "stain reference")
     try:
-        paths = list_images(images)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
-
-    def tiles():
-        for path in tqdm(paths, desc="stain reference", unit="tile"):
-            try:
-                yield load_rgb(path)
-            except InvalidImageError as err:  # one line for a bad tile; the others still count
-                log.warning("skipped %s: %s", path.name, err)
-
-    try:
-        return json.dumps(fit_stain_reference(tiles(), percentile=percentile, seed=seed))
+        return json.dumps(fit_stain_reference(tiles, percentile=percentile, seed=seed))
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
 
@@ -257,29 +268,15 @@ def object_area_reference(images: str, model: str = "ssimnet", ckpt_path: str | 
         model: ``ssimnet`` or the path of a bundle folder.
         ckpt_path: the checkpoint (default: the bundle's shipped one).
     """
-    from tqdm import tqdm
-
     from labelfree.bundle_paths import locate_bundle
-    from labelfree.core.imageio import list_images
     from labelfree.engines.rescale import reference_object_area
     from labelfree.engines.slides import BundleTileSegmenter
 
-    try:
-        paths = list_images(images)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    tiles = _readable_tiles(images, "object areas")  # the folder is checked before the bundle loads
     root = Path(model if Path(model).is_dir() else locate_bundle(model, model))
     overrides: dict = {"auto_scale": False} | ({"ckpt_path": str(ckpt_path)} if ckpt_path else {})
     segment = BundleTileSegmenter(root, overrides=overrides)
-
-    def tiles():
-        for path in tqdm(paths, desc="object areas", unit="tile"):
-            try:
-                yield load_rgb(path)
-            except InvalidImageError as err:  # one line for a bad tile; the others still count
-                log.warning("skipped %s: %s", path.name, err)
-
-    area = reference_object_area(segment, tiles())
+    area = reference_object_area(segment, tiles)
     if area is None:
         raise SystemExit(f"error: no objects found on the tiles of {images}")
     return int(round(area))
