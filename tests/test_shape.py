@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from skimage.draw import disk, ellipse, polygon
 from skimage.measure import regionprops
+from skimage.morphology import convex_hull_image
 
-from labelfree.core.shape import convex_areas, solidities
+from labelfree.core.shape import convex_areas, fill_convex_hulls, solidities
 
 
 def _reference(lab):
@@ -66,3 +67,44 @@ def test_empty_and_bad_input():
     assert solidities(np.zeros((5, 5), int))[1].size == 0
     with pytest.raises(ValueError, match="label map"):
         convex_areas(np.zeros((2, 5, 5), int))
+
+
+def test_fill_convex_hulls_gives_each_lone_object_its_hull():
+    # separate concave objects on random polygons: each becomes exactly skimage's hull image of it
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        lab = np.zeros((80, 80), np.int32)
+        for i, (r0, c0) in enumerate([(0, 0), (0, 40), (40, 0), (40, 40)], start=1):
+            rr, cc = polygon(rng.uniform(r0 + 1, r0 + 38, 6), rng.uniform(c0 + 1, c0 + 38, 6), shape=lab.shape)
+            lab[rr, cc] = i
+        out = fill_convex_hulls(lab)
+        assert out.dtype == lab.dtype
+        for i in np.unique(lab[lab > 0]):
+            assert np.array_equal(out == i, convex_hull_image(lab == i))
+
+
+def test_fill_convex_hulls_hand_made():
+    lab = np.zeros((30, 40), np.uint16)
+    lab[2:20, 2] = 1  # an L: its hull is the triangle between the arms
+    lab[19, 2:20] = 1
+    lab[3:6, 30:36] = 2  # a rectangle is convex: unchanged
+    lab[10:12, 6:9] = 3  # a convex object inside the L's hull keeps its pixels
+    out = fill_convex_hulls(lab)
+    assert (out == 2).sum() == 18 and np.array_equal(out[lab > 0], lab[lab > 0])
+    assert (out == 1).sum() > 150 and (out == 3).sum() == 6
+    # only objects below the solidity bound are filled
+    assert np.array_equal(fill_convex_hulls(lab, max_solidity=0.1), lab)
+    assert np.array_equal(fill_convex_hulls(lab, max_solidity=0.0), lab)
+    # two Ls facing each other: the pixels both hulls cover stay background
+    two = np.zeros((30, 30), np.int32)
+    two[3:23, 3] = 1  # hull: c <= r
+    two[22, 3:23] = 1
+    two[6, 6:27] = 2  # hull: c >= r; the two share the diagonal
+    two[6:27, 26] = 2
+    out = fill_convex_hulls(two)
+    both = convex_hull_image(two == 1) & convex_hull_image(two == 2) & (two == 0)
+    assert both.any() and (out[both] == 0).all()
+    assert np.array_equal((out == 1) | both | (two == 2) & convex_hull_image(two == 1), convex_hull_image(two == 1))
+    assert fill_convex_hulls(np.zeros((4, 4), np.int32)).sum() == 0
+    with pytest.raises(ValueError, match="label map"):
+        fill_convex_hulls(np.zeros((2, 5, 5), int))

@@ -26,7 +26,7 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
 from labelfree.core.distance import distance_to_background
-from labelfree.core.shape import solidities
+from labelfree.core.shape import fill_convex_hulls, solidities
 from labelfree.transforms.contour import fill_mask_holes, remove_small_objects
 from labelfree.transforms.dynamics import BasinGraph, basin_graph, cut_basins
 from labelfree.transforms.io import tensor_to_rgb
@@ -63,6 +63,7 @@ def instances_from_map(
     min_rel_area: float = 0.0,
     distance: np.ndarray | torch.Tensor | None = None,
     contact_gap: int = 0,
+    hull_solidity: float = 0.0,
 ) -> np.ndarray:
     """Split a foreground map into nuclei instances.
 
@@ -84,6 +85,9 @@ def instances_from_map(
             foreground's edge in the relief; ``None``: the latter.
         contact_gap: last, the background pixels within this many pixels of two different objects go to the nearest
             (:func:`fill_contact_gaps`); 0: none.
+        hull_solidity: after the drops, objects whose solidity is below this take the background pixels of their
+            convex hull (:func:`labelfree.core.shape.fill_convex_hulls`: lace traced along a pale nucleus's chromatin
+            becomes the nucleus); 0: none.
 
     Returns:
         ``(H, W)`` int32 instance map, 0 = background, ids ``1..n``.
@@ -111,6 +115,8 @@ def instances_from_map(
     if min_rel_area > 0:
         keep = _large_enough(areas, keep, min_rel_area)
     inst = _renumber_kept(inst, keep)
+    if hull_solidity > 0:
+        inst = fill_convex_hulls(inst, hull_solidity)
     return fill_contact_gaps(inst, contact_gap) if contact_gap else inst
 
 
