@@ -291,3 +291,20 @@ def test_contact_gaps_go_back_to_the_nuclei_and_nothing_else_moves():
     plain = instances_from_map(prob, min_size=5)
     assert np.array_equal(instances_from_map(prob, min_size=5, contact_gap=2), fill_contact_gaps(plain, 2))
     assert (instances_from_map(prob, min_size=5, contact_gap=2) > 0).sum() > (plain > 0).sum()
+
+
+def test_hull_solidity_fills_a_nucleus_traced_as_lace_and_leaves_round_ones():
+    # a pale nucleus drawn along its chromatin: an open ring (a C), which hole filling cannot close
+    yy, xx = np.mgrid[:60, :90]
+    r = np.hypot(yy - 30, xx - 25)
+    lace = (r >= 12) & (r <= 16) & ~((xx > 30) & (np.abs(yy - 30) < 6))
+    round_one = np.hypot(yy - 30, xx - 70) <= 12
+    prob = np.where(lace | round_one, 0.9, 0.05).astype(np.float32)
+    plain = instances_from_map(prob, min_size=5)
+    filled = instances_from_map(prob, min_size=5, hull_solidity=0.9)
+    assert plain.max() == filled.max() == 2
+    c, o = plain[30, 25 - 14], plain[30, 70]
+    assert plain[30, 25] == 0 and filled[30, 25] == c  # the C's inside now belongs to it
+    assert np.array_equal(filled == o, plain == o)  # the round nucleus is left as it was
+    assert (filled == c).sum() > 1.5 * (plain == c).sum()
+    assert np.array_equal(instances_from_map(prob, min_size=5, hull_solidity=0.0), plain)
