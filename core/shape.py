@@ -147,9 +147,7 @@ def convex_areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         (``regionprops``' ``label``, ``area`` and ``area_convex``).
     """
     ids, area, obj, _, first_col, last_col = _hull_spans(_label_plane(labels))
-    count = np.maximum(last_col - first_col + 1, 0)
-    convex = np.bincount(obj, weights=count, minlength=len(ids)).round().astype(np.int64)
-    return ids, area, convex
+    return ids, area, _span_areas(len(ids), obj, first_col, last_col)
 
 
 def fill_convex_hulls(labels: np.ndarray, max_solidity: float = 1.0) -> np.ndarray:
@@ -172,8 +170,7 @@ def fill_convex_hulls(labels: np.ndarray, max_solidity: float = 1.0) -> np.ndarr
     ids, area, obj, row, first_col, last_col = _hull_spans(lab)
     if ids.size == 0 or max_solidity <= 0:
         return out
-    convex = np.bincount(obj, weights=np.maximum(last_col - first_col + 1, 0), minlength=len(ids))
-    filled = area / np.maximum(convex, 1) < max_solidity
+    filled = area / np.maximum(_span_areas(len(ids), obj, first_col, last_col), 1) < max_solidity
     take = filled[obj] & (last_col >= first_col)
     if not take.any():
         return out
@@ -192,6 +189,12 @@ def fill_convex_hulls(labels: np.ndarray, max_solidity: float = 1.0) -> np.ndarr
     gain = (lab == 0) & (count == 1)
     out[gain] = idsum[gain].astype(out.dtype)
     return out
+
+
+def _span_areas(n: int, obj: np.ndarray, first_col: np.ndarray, last_col: np.ndarray) -> np.ndarray:
+    """Pixels per object of the row spans of :func:`_hull_spans` (its convex area), ``(n,)`` int64."""
+    count = np.maximum(last_col - first_col + 1, 0)
+    return np.bincount(obj, weights=count, minlength=n).round().astype(np.int64)
 
 
 def _label_plane(labels: np.ndarray) -> np.ndarray:
