@@ -656,3 +656,47 @@ def test_teacher_datalist_can_leave_dark_background_out_of_the_loss(tmp_path):
     assert left_out[missed].mean() > 0.8 and np.all(dark["voronoi"][0][left_out] == 2)
     nuclei = inst == ids["nucleus0"]
     assert np.array_equal(dark["soft"][0][nuclei], plain["soft"][0][nuclei])
+
+
+def test_stain_jitter_is_off_by_default_last_in_the_chain_and_moves_only_the_image_colours():
+    """``stain_jitter_prob`` adds HED jitter after the other augmentations: at 0 (the default) the crops are those of the
+    chain without it, draw for draw, so existing recipes train byte for byte as before; at 1 the image changes and the
+    targets do not."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    root = REPO / "bundles" / BUNDLE
+    rng = np.random.default_rng(0)
+    sample = {
+        "image": rng.integers(0, 256, (3, 32, 32)).astype(np.float32),
+        "soft": rng.random((1, 32, 32), dtype=np.float32),
+        "voronoi": rng.integers(0, 3, (1, 32, 32)).astype(np.float32),
+        "source": "tile.png",
+    }
+
+    def chain(prob):
+        parser = ConfigParser()
+        parser.read_config(str(root / "configs" / "train.json"))
+        parser["bundle_root"] = str(root)
+        if prob is not None:
+            parser["stain_jitter_prob"] = prob
+        return parser, parser.get_parsed_content("train#preprocessing")
+
+    parser, default = chain(None)
+    assert parser.get_parsed_content("stain_jitter_prob") == 0.0
+    assert type(default.transforms[-1]).__name__ == "RandHEDJitterd"
+    without = Compose(list(chain(None)[1].transforms[:-1]))  # a second parse: no transform object is shared
+    for compose in (default, without):
+        compose.set_random_state(seed=3)
+    for _ in range(4):
+        a, b = default(dict(sample)), without(dict(sample))
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+    _, off = chain(0.0)
+    _, on = chain(1.0)
+    for compose in (off, on):
+        compose.set_random_state(seed=3)
+    a, b = off(dict(sample)), on(dict(sample))
+    assert torch.equal(a["label"], b["label"])
+    assert not torch.allclose(a["image"], b["image"])
+    assert float(b["image"].min()) >= 0.0 and float(b["image"].max()) <= 1.0
