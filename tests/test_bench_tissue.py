@@ -79,3 +79,16 @@ def test_ring_rule_leaves_a_pale_sprawling_stroma_out():
     classes[60:180, 60:180] = 1  # ... wrapped around an eosin-rich block (not compact: solidity well below 0.85)
     _lymphocytes(classes, slice(14, 230), slice(14, 20), step=6)  # nuclei along one side of it
     assert not ring_gland_mask(classes, 3)[20:220, 20:220].any()
+
+
+def test_miou_averages_the_gland_and_non_gland_iou_so_a_whole_tile_mask_scores_half_its_gland_iou():
+    from bench.glas_tissue import _scores
+
+    gt = np.zeros((10, 10), bool)
+    gt[:, :4] = True  # glands cover 40 % of the tile
+    whole = _scores(gt, np.ones_like(gt))
+    assert whole["iou"] == 0.4 and whole["miou"] == 0.2
+    assert _scores(gt, gt.copy())["miou"] == 1.0
+    half = np.zeros_like(gt)
+    half[:, :2] = True  # half the glands found, nothing false: gland IoU 0.5, non-gland IoU 6 / 8
+    assert np.isclose(_scores(gt, half)["miou"], (0.5 + 0.75) / 2)
