@@ -92,3 +92,17 @@ def test_miou_averages_the_gland_and_non_gland_iou_so_a_whole_tile_mask_scores_h
     half = np.zeros_like(gt)
     half[:, :2] = True  # half the glands found, nothing false: gland IoU 0.5, non-gland IoU 6 / 8
     assert np.isclose(_scores(gt, half)["miou"], (0.5 + 0.75) / 2)
+
+
+def test_composition_rule_takes_the_epithelium_and_lumen_and_leaves_the_eosin_rich_stroma_with_its_nuclei():
+    from bench.glas_tissue import composition_gland_mask
+
+    classes = np.ones((240, 320), np.int64)  # eosin-rich stroma on the left
+    _lymphocytes(classes, slice(6, 240), slice(6, 150), step=14)  # its scattered nuclei
+    classes[:, 170:] = 2  # a gland on the right: epithelium ...
+    classes[draw_disk((120, 245), 45)] = 0  # ... around a pale lumen
+    tissue = classes != 0
+    mask = composition_gland_mask(classes, 3, tissue)
+    assert mask[:, 190:].mean() > 0.95  # the epithelium and its lumen (holes filled)
+    assert mask[:, :140].mean() < 0.05  # the stroma, its nuclei included
+    assert not composition_gland_mask(np.ones_like(classes), 3, np.ones(classes.shape, bool)).any()
