@@ -238,10 +238,11 @@ def run(
         gt = np.asarray(Image.open(Path(labels) / f"{path.stem}.png")) > 0
         dcgn = np.asarray(Image.open(pred / f"{path.stem}_seg.png")).astype(np.int64)
         t0 = time.perf_counter()
-        km = kmeans_od_classes(load_rgb(path), k)
+        rgb = load_rgb(path)
+        km = kmeans_od_classes(rgb, k)
         timings["kmeans_seconds"].append(time.perf_counter() - t0)
         row = {"image": path.stem}
-        tissue = tissue_mask(load_rgb(path))
+        tissue = tissue_mask(rgb)
         for name, classes in (("dcgn", dcgn), ("kmeans_od", km)):
             s = _scores(gt, gland_mask(classes, k))
             row.update({f"{name}_{m}": v for m, v in s.items()})
@@ -274,7 +275,8 @@ def run(
         f"{mean['dcgn_rich_fraction']:.3f} | "
         + (f"{timings['dcgn_seconds_per_image']:.2f} (whole run) |" if not reused else f"– ({reused} tiles reused) |"),
         f"| k-means k = {k} in optical density | {mean['kmeans_od_dice']:.3f} | {mean['kmeans_od_iou']:.3f} | "
-        f"{mean['kmeans_od_miou']:.3f} | {mean['kmeans_od_rich_fraction']:.3f} | {np.mean(timings['kmeans_seconds']):.2f} |",
+        f"{mean['kmeans_od_miou']:.3f} | {mean['kmeans_od_rich_fraction']:.3f} | "
+        f"{np.mean(timings['kmeans_seconds']):.2f} |",
         f"| DCGN tissue mode, ring rule | {mean['dcgn_rings_dice']:.3f} | {mean['dcgn_rings_iou']:.3f} | "
         f"{mean['dcgn_rings_miou']:.3f} | | |",
         f"| k-means k = {k} in optical density, ring rule | {mean['kmeans_od_rings_dice']:.3f} | "
