@@ -119,6 +119,17 @@ def ring_gland_mask(
     return remove_small_objects(ndi.binary_fill_holes(closed), min_px)
 
 
+def _kmeans(x: np.ndarray, k: int, seed: int, n_fit: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means fitted on up to ``n_fit`` rows of ``x`` ``(N, C)`` drawn with ``seed``: every row's cluster ``(N,)``
+    and the ``(k, C)`` centres."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    fit = x[rng.choice(len(x), size=min(n_fit, len(x)), replace=False)]
+    model = KMeans(n_clusters=k, random_state=seed, n_init=3).fit(fit)
+    return model.predict(x), model.cluster_centers_
+
+
 def composition_gland_mask(
     classes: np.ndarray,
     n_classes: int,
@@ -141,31 +152,22 @@ def composition_gland_mask(
         n_classes: K (at least 2).
         tissue: ``(H, W)`` bool, the tile's tissue (``labelfree.transforms.stain.tissue_mask``).
     """
-    from sklearn.cluster import KMeans
-
     sigma = sigma_um / UM_PER_PIXEL
     shares = np.stack([ndi.gaussian_filter((classes == c).astype(np.float32), sigma) for c in range(n_classes)], -1)
     x = shares[tissue]
     if len(np.unique(x.round(4), axis=0)) < 2:  # nothing to split: no gland can be told from stroma
         return np.zeros(classes.shape, bool)
-    rng = np.random.default_rng(seed)
-    fit = x[rng.choice(len(x), size=min(n_fit, len(x)), replace=False)]
-    model = KMeans(n_clusters=2, random_state=seed, n_init=3).fit(fit)
-    gland_cluster = int(np.argmin(model.cluster_centers_[:, 1]))
+    labels, centres = _kmeans(x, 2, seed, n_fit)
     mask = np.zeros(classes.shape, bool)
-    mask[tissue] = model.predict(x) == gland_cluster
+    mask[tissue] = labels == int(np.argmin(centres[:, 1]))
     return remove_small_objects(ndi.binary_fill_holes(mask), _area_px(min_area_um2))
 
 
 def kmeans_od_classes(rgb: np.ndarray, k: int = 3, seed: int = 0, n_fit: int = 50_000) -> np.ndarray:
     """k-means on the optical density of a tile; clusters named by increasing mean haematoxylin (rgb2hed)."""
     from skimage.color import rgb2hed
-    from sklearn.cluster import KMeans
 
-    x = optical_density(rgb).reshape(-1, 3).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    fit = x[rng.choice(len(x), size=min(n_fit, len(x)), replace=False)]
-    raw = KMeans(n_clusters=k, random_state=seed, n_init=3).fit(fit).predict(x)
+    raw, _ = _kmeans(optical_density(rgb).reshape(-1, 3).astype(np.float64), k, seed, n_fit)
     hema = rgb2hed(rgb)[..., 0].ravel()
     means = [hema[raw == j].mean() if (raw == j).any() else -np.inf for j in range(k)]
     inverse = np.empty(k, np.int64)
