@@ -401,6 +401,10 @@ def test_the_second_view_is_the_tile_stain_normalised_to_the_training_colours_an
     first = sorted(tile_file.glob("*.png"))[0]
     keys = {st._teacher_file(Path("c"), first, "d", st.teacher_rule(v)).name for v in (False, True)}
     assert len(keys) == 2 and st._teacher_file(Path("c"), first, "d").name in keys
+    # the auto-scaled teacher: its own cache key, and the default's key unchanged by the option's existence
+    assert st.teacher_rule(False, True) == {**st.TEACHER_OVERRIDES, "auto_scale": True}
+    scaled = st._teacher_file(Path("c"), first, "d", st.teacher_rule(False, True)).name
+    assert scaled not in keys
     four = ConfigParser()
     four.read_config(str(root / "configs" / "inference.json"))
     four.update({"flips": [[], [-1], [-2], [-2, -1]]})

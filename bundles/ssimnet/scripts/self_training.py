@@ -145,10 +145,12 @@ def _digest(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def teacher_rule(stain_view: bool = False) -> dict:
+def teacher_rule(stain_view: bool = False, auto_scale: bool = False) -> dict:
     """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
-    view of inference 0.10.0 when ``stain_view`` (an option of the rounds, off in the shipped recipe)."""
-    return {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)}
+    view of inference 0.10.0 when ``stain_view`` and inference's ``auto_scale`` (tiles whose nuclei look small
+    segmented again at 2x) when ``auto_scale``; both options of the rounds, off in the shipped recipe. ``auto_scale``
+    enters the rule (and so the cache key) only when on, so the default rounds keep their cached teacher labels."""
+    return {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)} | ({"auto_scale": True} if auto_scale else {})
 
 
 def _teacher_file(cache: Path, tile: Path, teacher_digest: str, rule: dict | None = None) -> Path:
@@ -199,6 +201,7 @@ def teacher_datalist(
     distance_head: bool = False,
     ignore_dark_background: bool = False,
     teacher_stain_view: bool = False,
+    teacher_auto_scale: bool = False,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``) of whole tiles, labelled by the
@@ -238,6 +241,9 @@ def teacher_datalist(
             (:func:`labelfree.transforms.purify_objects.uncertain_background`), where the teacher may have missed one.
         teacher_stain_view: the teacher's second pass sees the tile stain-normalised (inference 0.10.0's default);
             off: the tile and its 180° rotation as they are (:data:`TEACHER_OVERRIDES`).
+        teacher_auto_scale: the teacher segments a tile whose median object is under half the training tiles' median
+            again at 2x (inference's ``auto_scale``), so small crowded nuclei reach the student split; off: at the
+            tile's own scale.
         progress: show a progress bar.
 
     Raises:
@@ -245,7 +251,7 @@ def teacher_datalist(
         RuntimeError: no tile gave a usable label.
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
-    rule = teacher_rule(teacher_stain_view)
+    rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
     segment = None
@@ -358,12 +364,13 @@ def round_agreement(
     device: str | torch.device | None = None,
     out_file: str | os.PathLike | None = None,
     teacher_stain_view: bool = False,
+    teacher_auto_scale: bool = False,
 ) -> float:
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically). ``teacher_stain_view``: as :func:`teacher_datalist`'s, so both are segmented alike."""
-    rule = teacher_rule(teacher_stain_view)
+    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``: as :func:`teacher_datalist`'s, so both are segmented alike."""
+    rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
     teacher_digest = _digest(teacher_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
