@@ -55,6 +55,36 @@ def test_recoloured_passes_see_the_recoloured_input_computed_once_per_image():
         FlipEnsembleInferer(SimpleInferer(), flips=[()], recoloured=[True])
 
 
+def test_the_recolouring_runs_beside_the_first_pass_with_the_same_output():
+    import threading
+
+    started, threads = threading.Event(), []
+
+    def invert(img):
+        threads.append(threading.current_thread().name)
+        started.set()
+        return 1.0 - img
+
+    def net(t):
+        # the first (plain) pass waits until the re-colouring has begun: with the re-colouring on the calling thread
+        # after this pass, it would never begin and the wait would time out
+        if not threads:
+            assert started.wait(timeout=10), "the re-colouring did not start during the first pass"
+        return t * 2.0
+
+    x = torch.rand(1, 3, 6, 6)
+    flips, recoloured = [(), (-2, -1)], [False, True]
+    out = FlipEnsembleInferer(SimpleInferer(), flips=flips, recolour=invert, recoloured=recoloured)(x, net)
+    assert threads and threads[0].startswith("recolour")
+    threads.clear()
+    started.set()  # the foreground path re-colours after the first pass: nothing to wait for
+    serial = FlipEnsembleInferer(
+        SimpleInferer(), flips=flips, recolour=invert, recoloured=recoloured, background_recolour=False
+    )(x, net)
+    assert threads == [threading.current_thread().name]
+    assert torch.equal(out, serial)
+
+
 def test_wraps_a_sliding_window():
     net = torch.nn.Conv2d(3, 2, kernel_size=3, padding=1)
     x = torch.rand(1, 3, 50, 40)

@@ -369,7 +369,8 @@ def round_agreement(
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``: as :func:`teacher_datalist`'s, so both are segmented alike."""
+    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``: as :func:`teacher_datalist`'s, so both are
+    segmented alike."""
     rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
     teacher_digest = _digest(teacher_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
