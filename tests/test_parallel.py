@@ -34,3 +34,19 @@ def test_a_failing_step_raises(torch_threads):
 
     with pytest.raises(ValueError, match="bad tile"):
         side_by_side(lambda: 1, fail)
+
+
+def test_cpu_threads_cap_torch_and_numpy_blas_alike(torch_threads):
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from labelfree.core.parallel import set_cpu_threads
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+    with threadpool_limits():  # restores the BLAS threads afterwards
+        set_cpu_threads(1)
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert torch.get_num_threads() == 1 and blas and all(n == 1 for n in blas)
+        set_cpu_threads(2)
+        set_cpu_threads(0)  # never below one
+        assert torch.get_num_threads() == 1

@@ -20,6 +20,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from labelfree.core.imageio import as_rgb_uint8
+from labelfree.core.palette import colour_palette
 from labelfree.transforms.stain import (
     NoTissueError,
     palette_stain_separation,
@@ -74,6 +75,23 @@ def normalise_stains(
     Returns:
         ``(H, W, 3)`` uint8; the tile itself when it has no stained tissue to estimate stains from.
     """
+    stains, top_ref = _reference(reference_stains, reference_max_concentrations)
+    if concentrations is None:
+        rgb = as_rgb_uint8(rgb)
+        palette = _normalised_palette(rgb, percentile, seed, stains, top_ref, source_stains, source_max_concentrations)
+        if palette is None:
+            return rgb
+        colours, inverse = palette
+        return colours[inverse].reshape(rgb.shape)
+    conc = np.asarray(concentrations).reshape(2, -1)
+    top = np.percentile(conc, percentile, axis=1)
+    return _recolour(conc.T, top, top_ref, stains).reshape(rgb.shape)
+
+
+def _reference(
+    reference_stains: Sequence[Sequence[float]] | None, reference_max_concentrations: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(2, 3)`` reference stains and ``(2,)`` maxima as float64 arrays (Macenko's where ``None``), checked."""
     stains = REFERENCE_STAINS if reference_stains is None else np.asarray(reference_stains, np.float64)
     top_ref = (
         REFERENCE_MAX_CONCENTRATIONS
@@ -82,22 +100,31 @@ def normalise_stains(
     )
     if stains.shape != (2, 3) or top_ref.shape != (2,):
         raise ValueError(f"a stain reference is (2, 3) stains and (2,) maxima, got {stains.shape} and {top_ref.shape}")
-    if concentrations is None:
-        # per distinct colour: a pixel's new colour depends on its colour alone (and the tile's percentiles), so the
-        # reconstruction runs on the tile's ~10^5 colours instead of its 10^6 pixels; the same bytes as per pixel
-        rgb = as_rgb_uint8(rgb)
-        try:
-            _, conc, inverse = palette_stain_separation(rgb, seed=seed, stain_matrix=source_stains)
-        except NoTissueError:
-            return rgb
-        if source_max_concentrations is not None:
-            top = np.asarray(source_max_concentrations, np.float64)
-        else:
-            top = _tile_percentiles(conc, inverse, percentile)
-        return _recolour(conc, top, top_ref, stains)[inverse].reshape(rgb.shape)
-    conc = np.asarray(concentrations).reshape(2, -1)
-    top = np.percentile(conc, percentile, axis=1)
-    return _recolour(conc.T, top, top_ref, stains).reshape(rgb.shape)
+    return stains, top_ref
+
+
+def _normalised_palette(
+    rgb: np.ndarray,
+    percentile: float,
+    seed: int,
+    stains: np.ndarray,
+    top_ref: np.ndarray,
+    source_stains: Sequence[Sequence[float]] | None,
+    source_max_concentrations: Sequence[float] | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The new colour of each of an ``(H, W, 3)`` uint8 tile's distinct colours, ``(U, 3)`` uint8, and each pixel's
+    colour index ``(H·W,)``; ``None`` for a tile without stained tissue. A pixel's new colour depends on its colour
+    alone (and the tile's percentiles), so the reconstruction runs on the tile's ~10^5 colours instead of its 10^6
+    pixels; the same bytes as per pixel."""
+    try:
+        _, conc, inverse = palette_stain_separation(rgb, seed=seed, stain_matrix=source_stains)
+    except NoTissueError:
+        return None
+    if source_max_concentrations is not None:
+        top = np.asarray(source_max_concentrations, np.float64)
+    else:
+        top = _tile_percentiles(conc, inverse, percentile)
+    return _recolour(conc, top, top_ref, stains), inverse
 
 
 def _recolour(conc: np.ndarray, top: np.ndarray, top_ref: np.ndarray, stains: np.ndarray) -> np.ndarray:
@@ -115,13 +142,34 @@ def _tile_percentiles(conc: np.ndarray, inverse: np.ndarray, q: float) -> np.nda
     return np.array([_pixel_percentile(conc[:, j], counts, q) for j in range(2)])
 
 
-def _pixel_percentile(values: np.ndarray, counts: np.ndarray, q: float) -> float:
-    """``np.percentile(np.repeat(values, counts), q)`` (linear interpolation) without building the repeated array."""
-    order = np.argsort(values)  # equal values are interchangeable: any order gives the same ranks
-    v, ends = values[order], np.cumsum(counts[order])
-    pos = q / 100.0 * (int(ends[-1]) - 1)
+def _pixel_percentile(values: np.ndarray, counts: np.ndarray, q: float, bins: int = 1024) -> float:
+    """``np.percentile(np.repeat(values, counts), q)`` (linear interpolation) without building the repeated array.
+
+    Only the colours whose values lie in the histogram bins holding the two pixel ranks interpolated are sorted (a few
+    hundred of a tile's ~10^5): which colours those are is decided by exact comparisons against the bins' edges, so
+    the result is that of sorting them all."""
+    total = int(counts.sum())
+    pos = q / 100.0 * (total - 1)
     lo = int(np.floor(pos))
-    ranks = np.searchsorted(ends, [lo, min(lo + 1, int(ends[-1]) - 1)], side="right")
+    hi = min(lo + 1, total - 1)
+    below, pick = 0, None
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmax > vmin and np.isfinite(vmax - vmin):
+        hist, edges = np.histogram(values, bins=bins, range=(vmin, vmax), weights=counts)
+        cum = np.cumsum(hist)
+        first, last = np.searchsorted(cum, [lo, hi], side="right")  # bins holding ranks lo and hi (0-based)
+        low = edges[min(first, bins - 1)]
+        high = edges[last + 1] if last + 1 < bins else np.inf
+        inside = (values >= low) & (values < high)
+        below = int(counts[values < low].sum())
+        if below <= lo and below + int(counts[inside].sum()) > hi:
+            pick = inside
+        else:  # float rounding at an edge left a rank outside the picked colours: sort them all
+            below = 0
+    v, c = (values, counts) if pick is None else (values[pick], counts[pick])
+    order = np.argsort(v)  # equal values are interchangeable: any order gives the same ranks
+    v, ends = v[order], below + np.cumsum(c[order])
+    ranks = np.searchsorted(ends, [lo, hi], side="right")
     return float(np.percentile(v[ranks], 100.0 * (pos - lo)))
 
 
@@ -202,19 +250,19 @@ class StainNormalize(Transform):
             rgb = as_rgb_uint8(img, channel_first=True)
         else:  # explicit: a dark 0..255 tile and a 0..1 tile cannot be told apart by their values
             arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            rgb = as_rgb_uint8(np.rint(np.clip(arr * (255.0 / self.value_range), 0, 255)).astype(np.uint8), True)
-        out = normalise_stains(
-            rgb,
-            self.percentile,
-            self.seed,
-            reference_stains=self.reference_stains,
-            reference_max_concentrations=self.reference_max_concentrations,
-            source_stains=self.source_stains,
-            source_max_concentrations=self.source_max_concentrations,
-        ).transpose(2, 0, 1)
-        out = np.ascontiguousarray(out)
+            arr = arr * (255.0 / self.value_range)  # a new array: clipped and rounded in place
+            rgb = as_rgb_uint8(np.rint(np.clip(arr, 0, 255, out=arr), out=arr).astype(np.uint8), True)
+        stains, top_ref = _reference(self.reference_stains, self.reference_max_concentrations)
+        palette = _normalised_palette(
+            rgb, self.percentile, self.seed, stains, top_ref, self.source_stains, self.source_max_concentrations
+        )
+        colours, inverse = palette if palette is not None else colour_palette(rgb)  # no tissue: the tile itself
+        # channel-first straight from the colours (converted once per colour, not per pixel): the same values as
+        # re-ordering and converting the per-pixel image
+        lut = colours.T
         if self.value_range != 255.0:
-            out = out.astype(np.float32) * np.float32(self.value_range / 255.0)
+            lut = lut.astype(np.float32) * np.float32(self.value_range / 255.0)
+        out = np.ascontiguousarray(lut)[:, inverse].reshape(3, *rgb.shape[:2])
         return convert_to_dst_type(out, dst=img, dtype=getattr(img, "dtype", None))[0]
 
 

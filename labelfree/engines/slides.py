@@ -38,6 +38,7 @@ import torch
 
 from labelfree.core.geojson import AppendStream, CsvStream, FeatureStream, detection_feature
 from labelfree.core.imageio import atomic_path, save_text, write_png
+from labelfree.core.parallel import set_cpu_threads
 from labelfree.transforms.scale import resample_rgb
 from labelfree.transforms.slide_tiles import TileSpec, aligned_tiling, tile_grid, tile_nuclei
 from labelfree.transforms.slide_tissue import slide_tissue_mask
@@ -647,7 +648,7 @@ def run_slides(
     if not slides:
         raise FileNotFoundError(f"{source}: no slide files ({', '.join(SLIDE_SUFFIXES)})")
     if num_threads:
-        torch.set_num_threads(int(num_threads))
+        set_cpu_threads(int(num_threads))
     if device is None:
         device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     settings = settings or SlideSettings()
