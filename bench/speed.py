@@ -218,10 +218,14 @@ def time_bundle(bundle: str, images: Path, overrides: dict, threads: int, profil
     """Run a bundle's inference in process on the tiles in ``images``; marginal seconds per tile (and the profile)."""
     # the bundle's own thread settings (SSimNet's network on one thread behind two post-processing threads): the row
     # is the bundle as shipped; ``threads`` is kept for a bundle that leaves torch's count alone, and is torch's count
-    # again afterwards, so the rows that follow do not inherit the bundle's
+    # again afterwards, so the rows that follow do not inherit the bundle's; so is numpy's BLAS thread count, which the
+    # bundles cap too (labelfree.core.parallel.set_cpu_threads)
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(threads)
     try:
-        return _time_bundle(bundle, images, overrides, profile)
+        with threadpool_limits():  # records the BLAS limits and restores them on the way out
+            return _time_bundle(bundle, images, overrides, profile)
     finally:
         torch.set_num_threads(threads)
 
@@ -234,6 +238,9 @@ def _time_bundle(bundle: str, images: Path, overrides: dict, profile: bool) -> d
         if profile:
             over["postprocessing_threads"] = 0  # a serial run, so that each stage's seconds add up
         parser = _bundle_parser(bundle, over)
+        if profile and "flip_inferer" in parser.get("", {}):
+            # the stain view re-colours on the calling thread too: cProfile sees only the thread it runs on
+            parser["flip_inferer#background_recolour"] = False
         parser.get_parsed_content("initialize")
         evaluator = parser.get_parsed_content("evaluator")
         times: list[float] = []
