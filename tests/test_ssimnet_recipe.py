@@ -80,6 +80,9 @@ def test_overrides_reach_their_stage_as_command_line_values(recipe):
     cmd = recipe.stage_command(ROOT, recipe.ROUND_CONFIGS, {"max_epochs": 20, "lr": 1e-4, "dirs": ["a", "b"]})
     assert cmd[1:4] == ["-m", "monai.bundle", "run"] and cmd[cmd.index("--bundle_root") + 1] == str(ROOT)
     assert cmd[cmd.index("--max_epochs") + 1] == "20" and cmd[cmd.index("--dirs") + 1] == '["a", "b"]'
+    # JSON booleans arrive from fire as strings; the stage must read them as booleans, 'false' as off
+    flags = recipe.stage_command(ROOT, recipe.ROUND_CONFIGS, {"on": "true", "off": "false", "py": True, "s": "truer"})
+    assert [flags[flags.index(f"--{k}") + 1] for k in ("on", "off", "py", "s")] == ["True", "False", "True", "truer"]
 
 
 @pytest.mark.slow

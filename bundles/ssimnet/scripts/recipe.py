@@ -40,7 +40,10 @@ def stage_command(bundle_root: str | os.PathLike, configs: tuple[str, ...], over
     Args:
         bundle_root: the bundle folder (holds ``configs/``).
         configs: config files relative to ``bundle_root``, laid over each other in order.
-        overrides: ``--key value`` pairs; a list or dict value is passed as JSON, anything else as ``str``.
+        overrides: ``--key value`` pairs; a list or dict value is passed as JSON, anything else as ``str``, except
+            the strings ``true`` and ``false`` (a JSON boolean in ``--round_overrides`` reaches the recipe as fire's
+            string), passed as ``True`` and ``False``: the stage's own command line reads only Python's spelling as a
+            boolean, and the string ``'false'`` would switch an option on.
 
     Returns:
         the argument list for :func:`subprocess.run`.
@@ -50,7 +53,13 @@ def stage_command(bundle_root: str | os.PathLike, configs: tuple[str, ...], over
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "[" + ",".join(repr(f) for f in files) + "]"]
     cmd += ["--bundle_root", str(root)]
     for key, value in overrides.items():
-        cmd += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
+        if isinstance(value, (list, dict)):
+            text = json.dumps(value)
+        elif isinstance(value, str) and value.lower() in ("true", "false"):
+            text = value.capitalize()
+        else:
+            text = str(value)
+        cmd += [f"--{key}", text]
     return cmd
 
 
