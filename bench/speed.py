@@ -69,6 +69,12 @@ BUNDLE_ROWS: tuple[tuple[str, str, dict, str], ...] = (
         "SSimNet bundle, `--stain_view False` (the tile and its 180° rotation as they are: 0.9.x)",
     ),
     ("ssimnet_no_flips", "ssimnet", {"flip_tta": False}, "SSimNet bundle, `--flip_tta False` (one pass)"),
+    (
+        "ssimnet_recolour_after_pass",
+        "ssimnet",
+        {"flip_inferer#background_recolour": False},
+        "SSimNet bundle, default with the stain view re-coloured after the first pass, on the network's thread (0.11.2)",
+    ),
     ("ssimnet_four_flips", "ssimnet", {"flips": FOUR_FLIPS}, "SSimNet bundle, four flips (two stain-normalised)"),
     (
         "ssimnet_finetune_four_flips",
