@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
-from monai.utils import convert_to_dst_type
+from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
 from labelfree.transforms.io import tensor_to_rgb
@@ -96,6 +96,9 @@ class PeelPaleRimsd(MapTransform):
         width: layers peeled at most; 0: off (the data are returned as they are).
         allow_missing_keys: as MONAI's.
     """
+
+    # the maps are peeled in numpy and given back in the container they came in (tensor in, tensor out)
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,
