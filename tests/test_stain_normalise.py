@@ -97,6 +97,15 @@ def test_per_colour_normalisation_gives_the_per_pixel_bytes(tile):
     values, counts = rng.random(50).astype(np.float32), rng.integers(1, 9, 50)
     for q in (0.0, 37.5, 99.0, 100.0):
         assert _pixel_percentile(values, counts, q) == np.percentile(np.repeat(values, counts), q)
+    # only the colours near the ranks are sorted: ties, a long tail, one value, and bins finer than the values
+    for values in (
+        rng.choice(np.float32([0, 0.5, 0.5, 2.0]), 300),
+        (rng.pareto(1.5, 20000) + rng.random(20000) * 1e-6).astype(np.float32),
+        np.full(7, 0.25, np.float32),
+    ):
+        counts = rng.integers(1, 40, values.size)
+        for q in (0.0, 1.0, 50.0, 99.0, 99.9, 100.0):
+            assert _pixel_percentile(values, counts, q) == np.percentile(np.repeat(values, counts), q)
 
 
 def test_dict_twin_takes_the_reference_too(tile):
