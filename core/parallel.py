@@ -31,10 +31,12 @@ def set_cpu_threads(threads: int) -> None:
     Args:
         threads: at least 1.
     """
-    from threadpoolctl import threadpool_limits
-
     threads = max(int(threads), 1)
     torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an environment built from an older bundle's package list: slower, the same results
+        return
     threadpool_limits(limits=threads, user_api="blas")
 
 
