@@ -19,17 +19,11 @@ from monai.transforms import MapTransform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
+from labelfree.core.overlay import inner_boundaries
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import tile_stain_concentrations
 
 __all__ = ["peel_pale_rims", "PeelPaleRimsd"]
-
-
-def _edges(inst: np.ndarray) -> np.ndarray:
-    """Object pixels with a 4-neighbour of another label (background included); the image border is not an edge."""
-    p = np.pad(inst, 1, mode="edge")
-    c = p[1:-1, 1:-1]
-    return (c > 0) & ((p[:-2, 1:-1] != c) | (p[2:, 1:-1] != c) | (p[1:-1, :-2] != c) | (p[1:-1, 2:] != c))
 
 
 def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -66,7 +60,7 @@ def peel_pale_rims(
     n = int(inst.max(initial=0))
     if width <= 0 or n == 0:
         return inst
-    depth = ndi.distance_transform_cdt(~(_edges(inst) | (inst == 0)), metric="chessboard")
+    depth = ndi.distance_transform_cdt(~(inner_boundaries(inst) | (inst == 0)), metric="chessboard")
     inside = _label_medians(h, np.where(depth >= core_depth, inst, 0), n)
     inside = np.where(np.isnan(inside), _label_medians(h, inst, n), inside)
     dist, (iy, ix) = ndi.distance_transform_edt(inst == 0, return_indices=True)
@@ -77,7 +71,7 @@ def peel_pale_rims(
     half = np.where(peelable, half, -np.inf)  # an edge is never below -inf: those objects keep every pixel
     floor = np.bincount(inst.ravel(), minlength=n + 1) / 2.0
     for _ in range(int(width)):
-        cand = _edges(inst) & (h < half[inst])
+        cand = inner_boundaries(inst) & (h < half[inst])
         if not cand.any():
             break
         left = np.bincount(inst.ravel(), minlength=n + 1) - np.bincount(inst[cand], minlength=n + 1)
