@@ -4,33 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelfree.core.boundaries import inner_boundaries
 from labelfree.core.imageio import as_rgb_uint8
 
-__all__ = ["contour_overlay", "error_overlay", "inner_boundaries"]
-
-
-def inner_boundaries(labels: np.ndarray) -> np.ndarray:
-    """Pixels of a label map's regions that have a 4-neighbour with another label.
-
-    ``skimage.segmentation.find_boundaries(labels, mode="inner")`` by four shifted comparisons instead of a grey
-    dilation and erosion (about seven times faster on a 1000² map; the same pixels, pixels outside the image counting as
-    the same label).
-
-    Args:
-        labels: ``(H, W)`` integer labels, 0 = background.
-
-    Returns:
-        ``(H, W)`` bool.
-    """
-    lab = np.asarray(labels)
-    edge = np.zeros(lab.shape, dtype=bool)
-    vertical = lab[1:] != lab[:-1]
-    horizontal = lab[:, 1:] != lab[:, :-1]
-    edge[1:] |= vertical
-    edge[:-1] |= vertical
-    edge[:, 1:] |= horizontal
-    edge[:, :-1] |= horizontal
-    return edge & (lab != 0)
+__all__ = ["contour_overlay", "error_overlay"]
 
 
 def contour_overlay(image: np.ndarray, instances: np.ndarray, color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:

@@ -12,7 +12,8 @@ from scipy import ndimage as ndi
 
 from bundle_runner import REPO
 from labelfree.bundle_paths import SHARED_CONFIG, check_bundle_root, shared_parameters
-from labelfree.core.overlay import contour_overlay, error_overlay, inner_boundaries
+from labelfree.core.boundaries import inner_boundaries, thick_boundaries
+from labelfree.core.overlay import contour_overlay, error_overlay
 from labelfree.core.writer import output_paths, write_segmentation
 from labelfree.engines.handlers import EvaluationReport, latest_checkpoint
 from labelfree.transforms.instances import ProbabilityToInstancesd
@@ -64,7 +65,7 @@ def test_save_segmentation_writes_the_contract_from_the_network_input(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_inner_boundaries_are_skimage_inner_boundaries(seed):
+def test_boundaries_are_skimage_boundaries(seed):
     from skimage.segmentation import find_boundaries
 
     rng = np.random.default_rng(seed)
@@ -72,6 +73,7 @@ def test_inner_boundaries_are_skimage_inner_boundaries(seed):
     labels[labels % 3 == 0] = 0  # background between some regions, regions touching others
     labels[:5, :5] = 7  # a region on the image border
     assert np.array_equal(inner_boundaries(labels), find_boundaries(labels, mode="inner"))
+    assert np.array_equal(thick_boundaries(labels), find_boundaries(labels, mode="thick"))
 
 
 def test_writer_widens_to_uint32_and_keeps_metadata(tmp_path):

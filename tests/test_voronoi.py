@@ -60,3 +60,36 @@ def test_instance_map_input_and_wrappers():
     assert out.shape == (1, 40, 40) and (out[0, :, 14:16] == 0).any()
     d = VoronoiTriLabeld("m")({"m": inst})
     assert np.array_equal(d["m_voronoi"], out)
+
+
+def _reference_trilabel(inst, point_radius, edge_mode):
+    """The tri-label by scipy's centre of mass, skimage's boundaries and a binary dilation of the centres."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk
+    from skimage.segmentation import find_boundaries
+
+    out = np.full(inst.shape, 2, dtype=np.uint8)
+    ids = np.unique(inst)
+    ids = ids[ids > 0]
+    cents = np.rint(np.array(ndi.center_of_mass(np.ones_like(inst), inst, ids))).astype(np.int64)
+    assert (inst[cents[:, 0], cents[:, 1]] == ids).all()  # convex enough: the centroids are the centres
+    seeds = np.zeros(inst.shape, dtype=np.int64)
+    seeds[cents[:, 0], cents[:, 1]] = np.arange(1, len(cents) + 1)
+    _, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    out[find_boundaries(seeds[iy, ix], mode=edge_mode)] = 0
+    out[ndi.binary_dilation(seeds > 0, structure=disk(point_radius)) if point_radius else seeds > 0] = 1
+    return out
+
+
+@pytest.mark.parametrize("point_radius", [0, 2, 3])
+@pytest.mark.parametrize("edge_mode", ["thick", "inner"])
+def test_same_trilabel_as_scipy_and_skimage(point_radius, edge_mode):
+    # discs of random sizes, some cut by the image's edge (their disks are clipped), ids with gaps
+    rng = np.random.default_rng(point_radius)
+    inst = np.zeros((90, 110), dtype=np.int32)
+    yy, xx = np.mgrid[:90, :110]
+    for k, (cy, cx, r) in enumerate(zip(rng.integers(0, 90, 25), rng.integers(0, 110, 25), rng.integers(2, 7, 25))):
+        inst[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 3 * k + 2
+    inst[0, 0] = 500  # a one-pixel nucleus in the corner
+    got = voronoi_trilabel(inst, point_radius, edge_mode)
+    assert np.array_equal(got, _reference_trilabel(inst, point_radius, edge_mode))

@@ -19,7 +19,7 @@ from monai.transforms import MapTransform
 from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
-from labelfree.core.overlay import inner_boundaries
+from labelfree.core.boundaries import inner_boundaries
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import tile_stain_concentrations
 

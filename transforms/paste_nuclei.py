@@ -23,6 +23,8 @@ from monai.transforms import MapTransform, Randomizable
 from monai.utils import TransformBackends
 from scipy import ndimage as ndi
 
+from labelfree.core.centroids import instance_centroids
+
 __all__ = [
     "paste_touching_nuclei",
     "PasteTouchingNuclei",
@@ -73,8 +75,7 @@ def paste_touching_nuclei(
     if donors.size == 0:
         return out_rgb, out_inst
     boxes = ndi.find_objects(out_inst)
-    centres = np.asarray(ndi.center_of_mass(np.ones_like(out_inst), out_inst, ids))
-    centre_of = {int(i): c for i, c in zip(ids, centres)}
+    centre_of = dict(zip(ids.tolist(), instance_centroids(out_inst, ids)))
     blocked = out_inst > 0
     if ignore is not None:
         blocked |= np.asarray(ignore, dtype=bool)
@@ -82,25 +83,26 @@ def paste_touching_nuclei(
     target = int(round(fraction * ids.size))
     next_id = int(out_inst.max()) + 1
     placed = 0
+    # most draws on a crowded tile find no free spot, so a donor is posed (turned, flipped, measured, its halo grown)
+    # once per pose, not once per draw; a host that loses pixels to a paste is posed afresh when next drawn as a donor
+    poses: dict[int, dict[tuple[int, bool], _Pose]] = {}
     for _ in range(20 * target):
         if placed >= target:
             break
         donor, host = int(rng.choice(donors)), int(rng.choice(ids))
         if donor == host:
             continue
-        box = boxes[donor - 1]
-        mask = out_inst[box] == donor
-        pixels = rgb[box]
         turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-        mask, pixels = np.rot90(mask, turns), np.rot90(pixels, turns)
-        if flip:
-            mask, pixels = mask[:, ::-1], pixels[:, ::-1]
-        offset = np.argwhere(mask).mean(axis=0)
+        pose = poses.setdefault(donor, {}).get((turns, flip))
+        if pose is None:
+            pose = poses[donor][(turns, flip)] = _pose(out_inst, rgb, boxes[donor - 1], donor, turns, flip)
         angle = rng.uniform(0.0, 2.0 * np.pi)
         step = np.array([np.sin(angle), np.cos(angle)])
-        radius = np.sqrt(mask.sum() / np.pi)
-        overlap = rng.uniform(0.0, max_overlap) * radius
-        spot = _touching_spot(out_inst, host, mask, centre_of[host] - offset, step, overlap)
+        overlap = rng.uniform(0.0, max_overlap) * pose.radius
+        mask = pose.mask
+        spot = _touching_spot(
+            out_inst, host, boxes[host - 1], mask, centre_of[host] - pose.offset, step, overlap, pose.probe
+        )
         if spot is None:
             continue
         y, x = spot
@@ -109,34 +111,86 @@ def paste_touching_nuclei(
             continue
         region = (slice(y, y + h), slice(x, x + w))
         # a one-pixel halo keeps the donor off every nucleus but its host and off ignored pixels
-        halo = ndi.binary_dilation(mask, iterations=1, border_value=0)
         under = out_inst[region]
+        halo = pose.halo()
         if (blocked[region] & halo & (under != host)).any():
             continue
         depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
         alpha = np.clip(depth / 2.0, 0.0, 1.0)[..., None]  # 0.5 on the rim, 1 inside
         dest = out_rgb[region]
-        blended = alpha * pixels + (1.0 - alpha) * dest
+        blended = alpha * pose.pixels + (1.0 - alpha) * dest
         dest[mask] = np.round(blended[mask]).astype(np.uint8)
         under[mask] = next_id
         blocked[region] |= halo
+        poses.pop(host, None)
         next_id += 1
         placed += 1
     return out_rgb, out_inst
 
 
+class _Pose:
+    """A donor turned and flipped: its mask and pixels, the mask's mean pixel and equivalent radius, and its one-pixel
+    halo, grown when first asked for (most draws never get that far)."""
+
+    def __init__(self, mask: np.ndarray, pixels: np.ndarray):
+        self.mask, self.pixels = mask, pixels
+        self.offset = np.argwhere(mask).mean(axis=0)
+        self.radius = np.sqrt(mask.sum() / np.pi)
+        r, c = np.round(self.offset).astype(int).tolist()
+        self.probe = (r, c) if mask[r, c] else None  # a pixel of the donor near its middle
+        self._halo: np.ndarray | None = None
+
+    def halo(self) -> np.ndarray:
+        if self._halo is None:
+            self._halo = ndi.binary_dilation(self.mask, iterations=1, border_value=0)
+        return self._halo
+
+
+def _pose(inst: np.ndarray, rgb: np.ndarray, box: tuple[slice, slice], donor: int, turns: int, flip: bool) -> _Pose:
+    """The donor ``donor`` (its bounding box ``box``) turned ``turns`` quarter turns, then mirrored when ``flip``."""
+    mask, pixels = np.rot90(inst[box] == donor, turns), np.rot90(rgb[box], turns)
+    if flip:
+        mask, pixels = mask[:, ::-1], pixels[:, ::-1]
+    return _Pose(mask, pixels)
+
+
 def _touching_spot(
-    inst: np.ndarray, host: int, mask: np.ndarray, start: np.ndarray, step: np.ndarray, overlap: float
+    inst: np.ndarray,
+    host: int,
+    host_box: tuple[slice, slice],
+    mask: np.ndarray,
+    start: np.ndarray,
+    step: np.ndarray,
+    overlap: float,
+    probe: tuple[int, int] | None = None,
 ) -> tuple[int, int] | None:
     """Top-left corner where ``mask``, moved from ``start`` along ``step``, first clears the host, moved back by
-    ``overlap`` pixels; ``None`` when it leaves the tile first."""
+    ``overlap`` pixels; ``None`` when it leaves the tile first.
+
+    The host's pixels all lie in its bounding box ``host_box`` (pastes only take pixels from a host), so each step
+    compares the donor with the host only where the donor's window meets that box, and a window beside the box clears
+    the host without comparing anything. ``probe``, a pixel of ``mask``: while it lies on the host, the two overlap,
+    and the step needs no comparison either (the first steps, the donor's middle on the host's)."""
     height, width = inst.shape
     h, w = mask.shape
-    for t in range(0, 4 * max(h, w) + 4):
-        y, x = np.round(start + t * step).astype(int)
+    y0, y1, x0, x1 = host_box[0].start, host_box[0].stop, host_box[1].start, host_box[1].stop
+    own = inst[host_box] == host
+    corners = np.round(start + np.arange(4 * max(h, w) + 4)[:, None] * step).astype(int).tolist()
+    for t, (y, x) in enumerate(corners):
         if y < 0 or x < 0 or y + h > height or x + w > width:
             return None
-        if not (mask & (inst[y : y + h, x : x + w] == host)).any():
+        if probe is not None:
+            pr, pc = y + probe[0] - y0, x + probe[1] - x0
+            if 0 <= pr < y1 - y0 and 0 <= pc < x1 - x0 and own[pr, pc]:
+                continue
+        top, bottom, left, right = max(y, y0), min(y + h, y1), max(x, x0), min(x + w, x1)
+        if (
+            top >= bottom
+            or left >= right
+            or not (
+                mask[top - y : bottom - y, left - x : right - x] & own[top - y0 : bottom - y0, left - x0 : right - x0]
+            ).any()
+        ):
             y, x = np.round(start + max(t - 1 - overlap, 0.0) * step).astype(int)
             return int(y), int(x)
     return None

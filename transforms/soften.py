@@ -51,16 +51,17 @@ def soften_mask(mask: np.ndarray, stop: float = 0.975) -> np.ndarray:
     labels, n = ndi.label(fg, structure=np.ones((3, 3)))
     depth = ndi.distance_transform_cdt(np.pad(fg, 1), metric="chessboard")[1:-1, 1:-1]
     max_depth = int(depth.max())
-    hist = np.zeros((n + 1, max_depth + 2), dtype=np.int64)  # hist[c, d] = pixels of component c at depth d
-    np.add.at(hist, (labels[fg], depth[fg]), 1)
+    # hist[c, d] = pixels of component c at depth d
+    which, level = labels[fg].astype(np.int64), depth[fg]
+    hist = np.bincount(which * (max_depth + 2) + level, minlength=(n + 1) * (max_depth + 2)).reshape(n + 1, -1)
     remaining = hist[:, ::-1].cumsum(axis=1)[:, ::-1]  # remaining[c, d] = |S_{d-1}| = pixels at depth >= d
     area = np.maximum(remaining[:, 1:2], 1)
     value = 1.0 - remaining[:, 1:] / (2.0 * area)  # value[c, k] for the ring peeled at erosion k (depth k + 1)
     # from the first ring above `stop` on, every deeper pixel takes that ring's value
     above = value > stop
     first = np.where(above.any(axis=1), above.argmax(axis=1), value.shape[1] - 1)
-    k = np.minimum(depth[fg] - 1, first[labels[fg]])
-    out[fg] = value[labels[fg], k]
+    k = np.minimum(level - 1, first[which])
+    out[fg] = value[which, k]
     return out
 
 
@@ -77,7 +78,9 @@ def contact_lines(inst: np.ndarray, width: int = 1) -> np.ndarray:
     if int(width) != width or width < 1:
         raise ValueError(f"the contact line width must be a positive whole number of pixels, got {width}")
     size = 2 * int(width) + 1
-    lab = np.asarray(inst).astype(np.int64)
+    lab = np.asarray(inst)
+    # the filters' running min and max are cheaper on 32-bit labels; the ids (and max + 1 below) must fit
+    lab = lab.astype(np.int32 if lab.size == 0 or int(lab.max()) < np.iinfo(np.int32).max else np.int64)
     fg = lab > 0
     larger = ndi.maximum_filter(lab, size=size) > lab
     smaller = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=size) < lab

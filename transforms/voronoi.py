@@ -19,6 +19,8 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
 
+from labelfree.core.boundaries import thick_boundaries
+from labelfree.core.centroids import instance_centroids, present_labels
 from labelfree.core.distance import distance_to_background
 
 __all__ = [
@@ -47,11 +49,10 @@ def component_centres(mask: np.ndarray) -> np.ndarray:
     inst = (
         m.astype(np.int64) if m.dtype.kind in "ui" and m.max() > 1 else ndi.label(m > 0, structure=np.ones((3, 3)))[0]
     )
-    ids = np.unique(inst)
-    ids = ids[ids > 0]
+    ids = present_labels(inst)
     if ids.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    cents = np.rint(np.array(ndi.center_of_mass(np.ones_like(inst), inst, ids))).astype(np.int64).reshape(-1, 2)
+    cents = np.rint(instance_centroids(inst, ids)).astype(np.int64).reshape(-1, 2)
     inside = inst[cents[:, 0], cents[:, 1]] == ids
     if not inside.all():
         depth = distance_to_background(inst > 0)
@@ -89,9 +90,13 @@ def voronoi_trilabel(
     if len(cents) > 1:
         _, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
         cells = seeds[iy, ix]
-        out[find_boundaries(cells, mode=edge_mode)] = 0
-    points = ndi.binary_dilation(seeds > 0, structure=disk(point_radius)) if point_radius > 0 else seeds > 0
-    out[points] = 1
+        edges = thick_boundaries(cells) if edge_mode == "thick" else find_boundaries(cells, mode=edge_mode)
+        out[edges] = 0
+    # a disk around every centre, clipped to the image: the dilation of the centres by the (symmetric) disk
+    dy, dx = (np.argwhere(disk(point_radius)) - point_radius).T
+    ys, xs = (cents[:, :1] + dy).ravel(), (cents[:, 1:] + dx).ravel()
+    keep = (ys >= 0) & (ys < m.shape[0]) & (xs >= 0) & (xs < m.shape[1])
+    out[ys[keep], xs[keep]] = 1
     return out
 
 
