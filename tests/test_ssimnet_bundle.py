@@ -122,13 +122,31 @@ def self_trained(trained, tmp_path_factory):
 def test_self_training_round_labels_with_the_teacher_and_reports_agreement(trained, self_trained):
     out = self_trained["out"]
     assert "teacher labels" in self_trained["log"] and "round agreement" in self_trained["log"]
-    assert len(list((out / "teacher_cache").glob("*.npz"))) == 3
+    assert len(list((out / "teacher_cache").glob("*.npz"))) == 6  # the teacher's maps and the student's
     agreement = json.loads((out / "round_agreement.json").read_text())
     assert 0.0 <= agreement["round_agreement"] <= 1.0 and agreement["tiles"] == 3
     student = torch.load(out / "model.pt", weights_only=True)
     teacher = torch.load(trained["model"], weights_only=True)
     assert student.keys() == teacher.keys()
     assert any(not torch.equal(student[k], teacher[k]) for k in student)  # it started there and moved
+
+
+def test_the_agreement_caches_the_students_maps_as_a_next_teachers(trained, self_trained):
+    """The round agreement segments the tiles with the student; cached under the student's digest, those maps are what
+    a next round with this student as its teacher would compute (in another process), so it reads them instead."""
+    from bundle_runner import import_bundle_module
+    from labelfree.core.imageio import load_rgb
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    student = self_trained["out"] / "model.pt"
+    rule = st.teacher_rule()
+    segment = st._segmenter(REPO / "bundles" / BUNDLE, student, "cpu", rule)
+    tiles = sorted(Path(trained["images"]).glob("*.png"))
+    assert tiles
+    for tile in tiles:
+        cached = st._teacher_file(self_trained["out"] / "teacher_cache", tile, st._digest(student), rule)
+        with np.load(cached) as z:
+            assert np.array_equal(z["teacher"], segment(load_rgb(tile), tile.name))
 
 
 @pytest.mark.slow

@@ -50,6 +50,10 @@ def test_rounds_follow_the_last_checkpoint_and_stop_at_the_agreement(recipe, tmp
     assert r1_cmd[r1_cmd.index("--teacher_path") + 1] == str(tmp_path / "out" / "base" / "model.pt")
     assert r2_cmd[r2_cmd.index("--teacher_path") + 1] == str(tmp_path / "out" / "round1" / "model.pt")
     assert r2_cmd[r2_cmd.index("--seed") + 1] == "3"
+    # the rounds share one teacher cache (a round's agreement leaves the next round's labels there); the base has none
+    shared = str(tmp_path / "out" / "teacher_cache")
+    assert r1_cmd[r1_cmd.index("--cache_dir") + 1] == shared == r2_cmd[r2_cmd.index("--cache_dir") + 1]
+    assert "--cache_dir" not in base_cmd
     assert all(c[1][c[1].index("--cpu_bf16") + 1] == "False" for c in fake.calls)  # float32 unless asked
     assert record["stopped"].startswith("agreement 0.9720") and record["final"].endswith("round2/model.pt")
     assert torch.load(tmp_path / "m.pt")["w"].item() == 3  # the final stage's weights, copied

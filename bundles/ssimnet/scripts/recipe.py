@@ -9,7 +9,9 @@ agreement (:func:`scripts.self_training.round_agreement`: how much the last roun
 Every stage runs in ``output_dir/<stage>`` with its log beside it (``<stage>.log``) and leaves ``stage.json`` when it
 has finished; a rerun of the same command skips finished stages and the unfinished one resumes from its last
 checkpoint (``train.json``'s ``resume``), so a long run can be interrupted. ``output_dir/recipe.json`` records each
-stage's seconds and agreement, and the final checkpoint is copied to ``model_path``.
+stage's seconds and agreement, and the final checkpoint is copied to ``model_path``. The rounds share one teacher cache,
+``output_dir/teacher_cache``: a round's agreement segments the tiles with its student, the next round's teacher, and
+leaves those maps there, so the next round does not segment them again.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ def run_recipe(
     stopped = f"max_rounds ({max_rounds})"
     for r in range(1, max_rounds + 1):
         teacher = stages[-1]["model"]
-        stages.append(stage(f"round{r}", ROUND_CONFIGS, {**(round_overrides or {}), "teacher_path": teacher}))
+        # one teacher cache for all rounds: a round's agreement leaves its student's maps there, the next round's labels
+        shared = {"cache_dir": str(out / "teacher_cache")}
+        stages.append(stage(f"round{r}", ROUND_CONFIGS, {**shared, **(round_overrides or {}), "teacher_path": teacher}))
         if stages[-1].get("agreement", float("nan")) >= stop_agreement:
             stopped = f"agreement {stages[-1]['agreement']:.4f} >= {stop_agreement}"
             break

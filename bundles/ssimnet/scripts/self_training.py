@@ -145,6 +145,12 @@ def _digest(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _save_teacher_map(npz: Path, inst: np.ndarray) -> None:
+    with atomic_path(npz) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, teacher=inst)
+
+
 def teacher_rule(stain_view: bool = False, auto_scale: bool = False) -> dict:
     """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
     view of inference 0.10.0 when ``stain_view`` and inference's ``auto_scale`` (tiles whose nuclei look small
@@ -275,9 +281,7 @@ def teacher_datalist(
                 segment = _segmenter(bundle_root, teacher_path, device, rule)
             inst = segment(rgb, path.name)
             if npz is not None:
-                with atomic_path(npz) as tmp:
-                    with open(tmp, "wb") as fh:
-                        np.savez_compressed(fh, teacher=inst)
+                _save_teacher_map(npz, inst)
         if purify:
             kept, ignore = purify_instances(
                 rgb,
@@ -370,9 +374,10 @@ def round_agreement(
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
     (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``: as :func:`teacher_datalist`'s, so both are
-    segmented alike."""
+    segmented alike. The student's maps are cached in ``cache_dir`` too, as a teacher's: a next round reading the same
+    cache (``scripts.recipe.run_recipe`` gives its rounds one) starts from them."""
     rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
-    teacher_digest = _digest(teacher_path)
+    teacher_digest, student_digest = _digest(teacher_path), _digest(student_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
     for item in image_datalist(dataset_dir):
@@ -382,7 +387,11 @@ def round_agreement(
             continue
         with np.load(npz) as z:
             teacher = z["teacher"] > 0
-        scores.append(pixel_scores(teacher, segment(load_rgb(path), path.name) > 0)["dice"])
+        mine = segment(load_rgb(path), path.name)
+        # the student is the next round's teacher, segmenting by the same rule: cached under its own digest, its maps
+        # are that round's labels when it shares this cache (the recipe's rounds do), not segmented a second time
+        _save_teacher_map(_teacher_file(Path(cache_dir), path, student_digest, rule), mine)
+        scores.append(pixel_scores(teacher, mine > 0)["dice"])
     agreement = float(np.mean(scores)) if scores else float("nan")
     print(f"round agreement (mean mask Dice, teacher vs student, {len(scores)} tiles): {agreement:.4f}")
     if out_file is not None:
