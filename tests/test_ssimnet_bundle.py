@@ -157,6 +157,30 @@ def test_self_training_same_seed_same_bytes(trained, self_trained, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_teacher_labels_leave_torchs_generator_alike_whether_cached_or_not(trained, tmp_path):
+    """Building the teacher draws from torch's generator (its network's first weights), and the round's shuffling
+    continues from there: a warm teacher cache (a rerun, or the recipe's next round reading what the last round's
+    agreement cached) must leave the generator where a cold one does, or the same seed trains differently."""
+    from bundle_runner import import_bundle_module
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    states = []
+    for _ in range(2):  # cold cache, then warm
+        torch.manual_seed(0)
+        st.teacher_datalist(
+            trained["images"],
+            tmp_path / "cache",
+            bundle_root=REPO / "bundles" / BUNDLE,
+            teacher_path=trained["model"],
+            device="cpu",
+            patch_size=FAST["patch_size"],
+            progress=False,
+        )
+        states.append(torch.get_rng_state())
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    assert torch.equal(states[0], states[1])
+
+
 def test_self_training_targets_mark_ignored_pixels_in_both_channels():
     from bundle_runner import import_bundle_module
 

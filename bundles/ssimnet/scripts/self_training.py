@@ -260,7 +260,9 @@ def teacher_datalist(
     rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
-    segment = None
+    # built even when every tile is cached: building the network draws its first weights from torch's generator, which
+    # the training's shuffling then continues, so a warm cache must draw them too or the round trains differently
+    segment = _segmenter(bundle_root, teacher_path, device, rule)
     items: list[dict] = []
     skipped: list[str] = []
     iterator = files
@@ -277,8 +279,6 @@ def teacher_datalist(
             with np.load(npz) as z:
                 inst = z["teacher"]
         else:
-            if segment is None:
-                segment = _segmenter(bundle_root, teacher_path, device, rule)
             inst = segment(rgb, path.name)
             if npz is not None:
                 _save_teacher_map(npz, inst)
