@@ -467,12 +467,17 @@ def test_the_network_leaves_the_cores_to_post_processing_by_default():
 
 
 def _tile_with_cached_teacher(st, tmp_path, rgb: np.ndarray, inst: np.ndarray) -> tuple[Path, Path, Path]:
-    """A folder holding ``rgb`` as its one tile, a stand-in teacher file and a cache holding ``inst`` as that
-    teacher's prediction of the tile, so ``teacher_datalist`` reads it back and no network runs."""
+    """A folder holding ``rgb`` as its one tile, an untrained teacher checkpoint and a cache holding ``inst`` as that
+    teacher's prediction of the tile, so ``teacher_datalist`` reads it back and no network runs (the teacher is built,
+    as it always is, but never called)."""
+    from monai.networks.nets import UNet
+
     (tmp_path / "tiles").mkdir()
     Image.fromarray(rgb).save(tmp_path / "tiles" / "t.png")
     teacher = tmp_path / "teacher.pt"
-    teacher.write_bytes(b"weights")
+    torch.manual_seed(0)
+    net = UNet(2, 3, 2, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=0)
+    torch.save(net.state_dict(), teacher)
     cache = tmp_path / "cache"
     cache.mkdir()
     with open(st._teacher_file(cache, tmp_path / "tiles" / "t.png", st._digest(teacher)), "wb") as fh:
