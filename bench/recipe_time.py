@@ -19,7 +19,7 @@ from pathlib import Path
 
 import fire
 
-from labelfree.core.imageio import save_text
+from bench.report_files import print_and_save
 
 #: ignite's per-epoch line, "Epoch[12] Complete. Time taken: 00:00:08.123"
 _EPOCH = re.compile(r"Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
@@ -104,12 +104,7 @@ def run(a: str, b: str, out: str | None = None) -> str:
         )
     total = rows[-1]
     lines += ["", f"Whole recipe: {total['seconds_a'] / 60:.1f} min (a), {total['seconds_b'] / 60:.1f} min (b)."]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        save_text(out, text)
-    return text
+    return print_and_save("\n".join(lines) + "\n", out)
 
 
 if __name__ == "__main__":

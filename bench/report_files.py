@@ -1,4 +1,4 @@
-"""The two files every benchmark leaves behind: its record as JSON and its table as Markdown, printed as well."""
+"""The files every benchmark leaves behind: its record as JSON and its table as Markdown, printed as well."""
 
 from __future__ import annotations
 
@@ -15,3 +15,13 @@ def save_report(out: str | Path, stem: str, result: dict, markdown: str, indent:
     save_text(out / f"{stem}.json", json.dumps(result, indent=indent) + "\n")
     save_text(out / f"{stem}.md", markdown)
     print(markdown)
+
+
+def print_and_save(markdown: str, out: str | Path | None = None) -> str:
+    """Print a benchmark's Markdown and, when ``out`` is given, write it there atomically (the folder is made if
+    missing); for checks whose whole result is their table."""
+    print(markdown, end="")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        save_text(out, markdown)
+    return markdown

@@ -14,7 +14,8 @@ from pathlib import Path
 import fire
 import numpy as np
 
-from labelfree.core.imageio import load_instance_map, save_text
+from bench.report_files import print_and_save
+from labelfree.core.imageio import load_instance_map
 
 
 def _instance_maps(folder: str) -> dict[str, Path]:
@@ -60,12 +61,7 @@ def run(a: str, b: str, out: str | None = None) -> str:
         lines += [
             f"| {r['tile']} | {r['mask_pixels_changed']} | {r['instances_a']} / {r['instances_b']} |" for r in differing
         ]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        save_text(out, text)
-    return text
+    return print_and_save("\n".join(lines) + "\n", out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from scipy import ndimage as ndi
 
 from labelfree.core.boundaries import inner_boundaries
+from labelfree.core.centroids import present_labels
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import tile_stain_concentrations
 
@@ -29,7 +30,7 @@ __all__ = ["peel_pale_rims", "PeelPaleRimsd"]
 def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """``(n + 1,)`` median of ``values`` per label ``1..n`` (index 0 and labels without pixels: NaN)."""
     out = np.full(n + 1, np.nan)
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n + 1)[1:]) + 1
+    present = present_labels(labels)
     if present.size:
         out[present] = ndi.median(values, labels=labels, index=present)
     return out
