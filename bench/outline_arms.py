@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from scipy.stats import wilcoxon
 from skimage.filters import threshold_otsu
 from skimage.segmentation import expand_labels
 
+from bench.report_files import save_report
 from labelfree.core.imageio import find_label, load_instance_map
 from labelfree.core.metrics import instance_scores
 from labelfree.transforms.stain import tile_stain_concentrations
@@ -130,9 +130,10 @@ def snap(inst: np.ndarray, grad: np.ndarray, per_object: bool) -> np.ndarray:
     sel = owner > 0
     key = owner[sel].astype(np.int64) * nb + lv[sel]
     sums = np.bincount(key, weights=grad[sel], minlength=n * nb).reshape(n, nb)[:, 1:-1]
-    counts = np.bincount(key, minlength=n * nb).reshape(n, nb)[:, 1:-1]
+    per_level = np.bincount(key, minlength=n * nb).reshape(n, nb)
+    counts = per_level[:, 1:-1]
     # area an object keeps at offset d: its pixels of level <= d (deep interior included)
-    cum = np.cumsum(np.bincount(key, minlength=n * nb).reshape(n, nb), axis=1)[:, 1:-1]
+    cum = np.cumsum(per_level, axis=1)[:, 1:-1]
     area = np.bincount(inst.ravel(), minlength=n)
     order = np.argsort(np.abs(OFFSETS), kind="stable")  # ties go to the offset nearest 0
     if per_object:
@@ -147,8 +148,7 @@ def snap(inst: np.ndarray, grad: np.ndarray, per_object: bool) -> np.ndarray:
     best = np.maximum(best, first_ok)
     d = OFFSETS[best]
     keep = sel & (level <= d[owner])
-    out = np.where(keep, owner, 0).astype(inst.dtype)
-    return out
+    return np.where(keep, owner, 0).astype(inst.dtype)
 
 
 ARMS = ("tile", "object", "dark_core")
@@ -156,20 +156,19 @@ ARMS = ("tile", "object", "dark_core")
 
 def score(pred_root: Path, seeds: list[int], arms: list[str]) -> dict:
     rows: dict = {}
-    views: dict = {}
+    tiles: dict = {}  # per tile, read and separated once for all seeds: labels, haematoxylin, its gradient
     for ds, root in DATASETS.items():
         root = Path(root)
         for s in seeds:
             folder = pred_root / f"s{s}" / ds
             for f in sorted(folder.glob("*_inst.tif")):
                 stem = f.name[: -len("_inst.tif")]
-                rgb = np.asarray(Image.open(root / "images" / f"{stem}.png").convert("RGB"))
-                gt = load_instance_map(find_label(root / "labels", stem))
-                inst = tifffile.imread(f)
-                if (ds, stem) not in views:
+                if (ds, stem) not in tiles:
+                    rgb = np.asarray(Image.open(root / "images" / f"{stem}.png").convert("RGB"))
                     h = smooth_haematoxylin(rgb)
-                    views[ds, stem] = (h, edge_gradient(h))
-                h, grad = views[ds, stem]
+                    tiles[ds, stem] = (load_instance_map(find_label(root / "labels", stem)), h, edge_gradient(h))
+                gt, h, grad = tiles[ds, stem]
+                inst = tifffile.imread(f)
                 for arm in ("none", *arms):
                     changed = True
                     if arm == "none":
@@ -229,11 +228,7 @@ def main() -> None:
     if unknown := set(arms) - set(ARMS):
         ap.error(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)}")
     rows = score(a.pred, [int(s) for s in a.seeds.split(",")], arms)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "scores.json").write_text(json.dumps(rows, indent=1))
-    text = table(rows)
-    (a.out / "table.md").write_text(text + "\n")
-    print(text)
+    save_report(a.out, "table", rows, table(rows) + "\n", indent=1)
 
 
 if __name__ == "__main__":
