@@ -14,6 +14,7 @@ from labelfree.transforms.scale import (
     MatchSpatialSized,
     ToModelScale,
     ToModelScaled,
+    double_labelled_tile,
     halve_labelled_tile,
     resample_rgb,
     zoom_factor,
@@ -115,3 +116,26 @@ def test_stated_resolution_bench_reads_magnifications(tmp_path):
 
     (tmp_path / "per_image.csv").write_text("name,width,magnification\nimage01,5,20x\nimage08,5,40X\nimage09,5,40\n")
     assert magnifications(tmp_path / "per_image.csv") == {"image01": 20.0, "image08": 40.0, "image09": 40.0}
+
+
+def test_double_labelled_tile_shows_each_nucleus_at_twice_the_size_and_keeps_what_was_ignored():
+    """Two touching squares of 4 x 4 become two touching 8 x 8 squares with their ids; an ignored pixel becomes an
+    ignored 2 x 2 block; halving the doubled tile gives the tile back."""
+    inst = np.zeros((11, 15), dtype=np.int32)
+    inst[2:6, 2:6], inst[2:6, 6:10] = 3, 7
+    rgb = np.full((11, 15, 3), 230, dtype=np.uint8)
+    rgb[inst > 0] = (60, 40, 120)
+    ignore = np.zeros(inst.shape, dtype=bool)
+    ignore[9, 13] = True
+    big_rgb, big_inst, big_ignore = double_labelled_tile(rgb, inst, ignore)
+    assert big_rgb.shape == (22, 30, 3) and big_rgb.dtype == np.uint8
+    assert big_inst.shape == (22, 30) and big_inst.dtype == np.int32 and big_ignore.dtype == bool
+    assert (big_inst == 3).sum() == 64 and (big_inst == 7).sum() == 64  # four times the area each
+    assert np.array_equal(np.unique(big_inst[4:12, 4:20]), [3, 7]) and big_inst[4:12, 4:20].all()
+    assert np.argwhere(big_ignore).tolist() == [[18, 26], [18, 27], [19, 26], [19, 27]]
+    # the colours follow the nuclei: dark well inside, pale well outside
+    assert big_rgb[7, 7].tolist() == [60, 40, 120] and big_rgb[18, 4].tolist() == [230, 230, 230]
+    back_rgb, back_inst, back_ignore = halve_labelled_tile(big_rgb, big_inst, big_ignore)
+    assert np.array_equal(back_inst, inst) and np.array_equal(back_ignore, ignore)
+    with pytest.raises(ValueError, match="differ"):
+        double_labelled_tile(rgb, inst[:10], ignore)

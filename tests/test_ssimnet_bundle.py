@@ -557,6 +557,34 @@ def test_teacher_datalist_adds_half_scale_copies_of_the_tile_and_its_targets(tmp
     assert all(item["image"].shape[1:] == inst.shape for item in too_small)
 
 
+def test_teacher_datalist_adds_double_scale_copies_after_the_half_scale_ones(tmp_path):
+    """``double_scale_share`` of a tile's items show the tile and its teacher targets at twice the size, taken from the
+    plain copies after the half-scale ones: the same nuclei, as many of them, each with four times its area. 0 leaves
+    the items as they were."""
+    from bundle_runner import import_bundle_module
+    from test_paste_nuclei import _discs
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst = _discs()
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, inst)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=4, progress=False)
+    half = st.teacher_datalist(tiles, cache, patch_size=64, half_scale_share=0.25, **common)
+    items = st.teacher_datalist(tiles, cache, patch_size=64, half_scale_share=0.25, double_scale_share=0.25, **common)
+    h, w = inst.shape
+    assert [item["image"].shape[1:] for item in items] == [(h, w)] * 2 + [(h // 2, w // 2), (2 * h, 2 * w)]
+    assert all(np.array_equal(a["soft"], b["soft"]) for a, b in zip(items[:3], [half[0], half[1], half[3]]))
+    full, double = items[0], items[3]
+    # one Voronoi centre per nucleus at either scale; four times the labelled nucleus pixels
+    assert (double["voronoi"] == 1).sum() == (full["voronoi"] == 1).sum()
+    ratio = (double["soft"] > 0).sum() / (full["soft"] > 0).sum()
+    assert 3.6 < ratio < 4.4
+    # more doubles than plain copies left: only the plain ones are taken, the half-scale ones stay
+    capped = st.teacher_datalist(tiles, cache, patch_size=64, half_scale_share=0.5, double_scale_share=1.0, **common)
+    assert [item["image"].shape[1] for item in capped] == [h // 2] * 2 + [2 * h] * 2
+    off = st.teacher_datalist(tiles, cache, patch_size=64, half_scale_share=0.25, double_scale_share=0.0, **common)
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(off, half))
+
+
 def test_teacher_keeps_the_objects_inference_drops_and_its_cache_follows_that_rule(tmp_path, monkeypatch):
     """The teacher (and the round agreement's student) segment with every object kept: the objects 0.6.0's inference
     drops would otherwise become confident background in the targets. The cache key changes with that rule."""

@@ -25,6 +25,7 @@ __all__ = [
     "zoom_factor",
     "resample_rgb",
     "halve_labelled_tile",
+    "double_labelled_tile",
     "ToModelScale",
     "ToModelScaled",
     "MatchSpatialSize",
@@ -86,6 +87,34 @@ def halve_labelled_tile(
     half_inst = _resize(ids, (h, w), nearest=True)[0].numpy().astype(inst.dtype)
     half_ignore = np.asarray(ignore, dtype=bool).reshape(h, 2, w, 2).any(axis=(1, 3))
     return half_rgb, half_inst, half_ignore
+
+
+def double_labelled_tile(
+    rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A tile and its instance labels as a scan at twice the magnification would show them: the counterpart of
+    :func:`halve_labelled_tile` for large nuclei.
+
+    A network trained only on 40× tiles has rarely seen a nucleus of four times the usual area whole at its own input
+    scale, and cuts large pale nuclei into pieces; a copy of a 40× tile at twice the size shows the same nuclei, with
+    the same splits, at that size. The tile is resampled as the bundle resamples a tile of known resolution
+    (bilinear, :func:`resample_rgb`); each label pixel and each ignored pixel becomes a 2 × 2 block.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 tile.
+        inst: ``(H, W)`` int instance map (0 = background).
+        ignore: ``(H, W)`` bool, pixels left out of the loss.
+
+    Returns:
+        ``(rgb, inst, ignore)`` at ``(2H, 2W)``: uint8, the instance map's dtype (ids kept), bool.
+    """
+    if rgb.shape[:2] != inst.shape or inst.shape != ignore.shape:
+        raise ValueError(f"tile {rgb.shape[:2]}, instances {inst.shape} and ignore {ignore.shape} differ in size")
+    h, w = inst.shape
+    double_rgb = resample_rgb(np.ascontiguousarray(rgb), (2 * w, 2 * h))
+    double_inst = np.repeat(np.repeat(np.asarray(inst), 2, axis=0), 2, axis=1)
+    double_ignore = np.repeat(np.repeat(np.asarray(ignore, dtype=bool), 2, axis=0), 2, axis=1)
+    return double_rgb, double_inst, double_ignore
 
 
 def _resize(img: torch.Tensor, shape: Sequence[int], nearest: bool) -> torch.Tensor:

@@ -33,7 +33,7 @@ from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
 from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
 from labelfree.transforms.purify_objects import purify_instances, uncertain_background
-from labelfree.transforms.scale import halve_labelled_tile
+from labelfree.transforms.scale import double_labelled_tile, halve_labelled_tile
 from labelfree.transforms.soften import contact_lines, soften_instances
 from labelfree.transforms.voronoi import IGNORE_INDEX, voronoi_trilabel
 
@@ -203,6 +203,7 @@ def teacher_datalist(
     paste_share: float = 0.0,
     paste_fraction: float = 0.15,
     half_scale_share: float = 0.0,
+    double_scale_share: float = 0.0,
     seed: int = 0,
     distance_head: bool = False,
     ignore_dark_background: bool = False,
@@ -241,6 +242,10 @@ def teacher_datalist(
             tile and its targets at half the scale (:func:`labelfree.transforms.scale.halve_labelled_tile`), as a scan
             at half the magnification would: small touching nuclei to learn at the network's own input scale. A tile
             whose half is smaller than ``patch_size`` keeps plain copies. 0: none.
+        double_scale_share: the share of a tile's ``repeats`` items (rounded, taken from its plain copies after the
+            half-scale ones) that show the tile and its targets at twice the scale
+            (:func:`labelfree.transforms.scale.double_labelled_tile`), as a scan at twice the magnification would:
+            nuclei of four times the usual area, whole, to learn at the network's own input scale. 0: none.
         seed: the copies' random draws (one generator per tile and copy, so the order of the tiles does not matter).
         distance_head: add ``"dist"``, the target of the student's distance output (:func:`distance_target`).
         ignore_dark_background: leave out of the loss, too, the background pixels as dark as the confident nuclei
@@ -301,10 +306,14 @@ def teacher_datalist(
         halves = min(int(round(half_scale_share * repeats)), repeats - copies)
         if min(rgb.shape[:2]) // 2 < patch_size:
             halves = 0
-        items.extend(dict(item) for _ in range(repeats - copies - halves))
+        doubles = min(int(round(double_scale_share * repeats)), repeats - copies - halves)
+        items.extend(dict(item) for _ in range(repeats - copies - halves - doubles))
         if halves:
             half = _item(*halve_labelled_tile(rgb, kept, ignore), contact, distance_head, path.name)
             items.extend(dict(half) for _ in range(halves))
+        if doubles:
+            double = _item(*double_labelled_tile(rgb, kept, ignore), contact, distance_head, path.name)
+            items.extend(dict(double) for _ in range(doubles))
         for copy in range(copies):
             rng = np.random.default_rng([seed, zlib.crc32(path.name.encode()), copy])
             pasted_rgb, pasted = paste_touching_nuclei(rgb, kept, ignore, fraction=paste_fraction, rng=rng)
