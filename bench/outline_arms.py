@@ -17,15 +17,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import tifffile
-from PIL import Image
 from scipy import ndimage as ndi
 from scipy.stats import wilcoxon
 from skimage.filters import threshold_otsu
 from skimage.segmentation import expand_labels
 
 from bench.report_files import save_report
-from labelfree.core.imageio import find_label, load_instance_map
+from labelfree.core.imageio import find_label, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
 from labelfree.transforms.stain import tile_stain_concentrations
 
@@ -164,11 +162,10 @@ def score(pred_root: Path, seeds: list[int], arms: list[str]) -> dict:
             for f in sorted(folder.glob("*_inst.tif")):
                 stem = f.name[: -len("_inst.tif")]
                 if (ds, stem) not in tiles:
-                    rgb = np.asarray(Image.open(root / "images" / f"{stem}.png").convert("RGB"))
-                    h = smooth_haematoxylin(rgb)
+                    h = smooth_haematoxylin(load_rgb(root / "images" / f"{stem}.png"))
                     tiles[ds, stem] = (load_instance_map(find_label(root / "labels", stem)), h, edge_gradient(h))
                 gt, h, grad = tiles[ds, stem]
-                inst = tifffile.imread(f)
+                inst = load_instance_map(f)
                 for arm in ("none", *arms):
                     changed = True
                     if arm == "none":

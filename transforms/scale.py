@@ -76,8 +76,7 @@ def halve_labelled_tile(
         ``(rgb, inst, ignore)`` at ``(H // 2, W // 2)``: uint8, the instance map's dtype (ids kept, an object too small
         to survive the halving is gone), bool.
     """
-    if rgb.shape[:2] != inst.shape or inst.shape != ignore.shape:
-        raise ValueError(f"tile {rgb.shape[:2]}, instances {inst.shape} and ignore {ignore.shape} differ in size")
+    _check_labelled_tile(rgb, inst, ignore)
     h, w = inst.shape[0] // 2, inst.shape[1] // 2
     if h == 0 or w == 0:
         raise ValueError(f"a tile of {inst.shape} has no half")
@@ -108,13 +107,18 @@ def double_labelled_tile(
     Returns:
         ``(rgb, inst, ignore)`` at ``(2H, 2W)``: uint8, the instance map's dtype (ids kept), bool.
     """
+    _check_labelled_tile(rgb, inst, ignore)
+    h, w = inst.shape
+
+    def blocks(a: np.ndarray) -> np.ndarray:  # each pixel a 2 × 2 block: nearest neighbour, exactly
+        return np.asarray(a).repeat(2, axis=0).repeat(2, axis=1)
+
+    return resample_rgb(rgb, (2 * w, 2 * h)), blocks(inst), blocks(np.asarray(ignore, dtype=bool))
+
+
+def _check_labelled_tile(rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray) -> None:
     if rgb.shape[:2] != inst.shape or inst.shape != ignore.shape:
         raise ValueError(f"tile {rgb.shape[:2]}, instances {inst.shape} and ignore {ignore.shape} differ in size")
-    h, w = inst.shape
-    double_rgb = resample_rgb(np.ascontiguousarray(rgb), (2 * w, 2 * h))
-    double_inst = np.repeat(np.repeat(np.asarray(inst), 2, axis=0), 2, axis=1)
-    double_ignore = np.repeat(np.repeat(np.asarray(ignore, dtype=bool), 2, axis=0), 2, axis=1)
-    return double_rgb, double_inst, double_ignore
 
 
 def _resize(img: torch.Tensor, shape: Sequence[int], nearest: bool) -> torch.Tensor:

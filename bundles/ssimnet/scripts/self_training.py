@@ -306,8 +306,9 @@ def teacher_datalist(
         halves = min(int(round(half_scale_share * repeats)), repeats - copies)
         if min(rgb.shape[:2]) // 2 < patch_size:
             halves = 0
-        doubles = min(int(round(double_scale_share * repeats)), repeats - copies - halves)
-        items.extend(dict(item) for _ in range(repeats - copies - halves - doubles))
+        plain = repeats - copies - halves
+        doubles = min(int(round(double_scale_share * repeats)), plain)
+        items.extend(dict(item) for _ in range(plain - doubles))
         if halves:
             half = _item(*halve_labelled_tile(rgb, kept, ignore), contact, distance_head, path.name)
             items.extend(dict(half) for _ in range(halves))
