@@ -26,16 +26,18 @@ def run(reports: str, out: str | None = None) -> dict[str, float]:
     if not files:
         raise FileNotFoundError(f"no error analysis matches {reports}")
     runs = {str(Path(f).parent): json.loads(Path(f).read_text(encoding="utf-8"))["mean"] for f in files}
-    mean = {c: float(np.mean([r[c] for r in runs.values()])) for c in ERROR_COLUMNS}
+    # analyses written before a column existed lack it: the table keeps the columns every run has
+    columns = [c for c in ERROR_COLUMNS if all(c in r for r in runs.values())]
+    mean = {c: float(np.mean([r[c] for r in runs.values()])) for c in columns}
     lines = [
         f"# Error analyses averaged over {len(runs)} run(s): `{reports}`",
         "",
-        "| run | " + " | ".join(ERROR_COLUMNS) + " |",
-        "|---|" + "---|" * len(ERROR_COLUMNS),
+        "| run | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for name, r in runs.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in ERROR_COLUMNS) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{mean[c]:.3f}**" for c in ERROR_COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in columns) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{mean[c]:.3f}**" for c in columns) + " |")
     report = "\n".join(lines) + "\n"
     print(report)
     if out is not None:

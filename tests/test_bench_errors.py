@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from bench.harness.errors import edge_offset, fp_in_false_objects, merged_fraction, split_by_true_markers, tile_errors
+from bench.harness.errors import (
+    drop_off_nucleus_objects,
+    edge_offset,
+    fp_in_false_objects,
+    join_fragments_by_labels,
+    merged_fraction,
+    split_by_true_markers,
+    split_merges_by_labels,
+    tile_errors,
+)
 
 
 def disc(m, cy, cx, r, value):
@@ -44,6 +53,33 @@ def test_merged_nuclei_are_counted_and_true_markers_split_them():
     assert len(np.unique(split)) == 3 and (split[gt == 1] == split[30, 25]).mean() > 0.95
     e = tile_errors(gt, pred)
     assert e["aji_true_markers"] > e["aji"]
+
+
+def test_each_kind_of_error_is_repaired_alone_by_the_labels():
+    from labelfree.core.metrics import aji
+
+    gt = np.zeros((60, 120), np.int32)
+    disc(gt, 30, 25, 10, 1)
+    disc(gt, 30, 44, 10, 2)  # overlaps nucleus 1: the labels give the shared pixels to nucleus 2
+    disc(gt, 30, 90, 12, 3)
+    pred = np.zeros_like(gt)
+    pred[(gt == 1) | (gt == 2)] = 1  # nuclei 1 and 2 merged
+    pred[(gt == 3) & (np.arange(120)[None, :] < 90)] = 2  # nucleus 3 in two fragments
+    pred[(gt == 3) & (np.arange(120)[None, :] >= 90)] = 3
+    disc(pred, 8, 110, 5, 4)  # an object on no nucleus
+    split = split_merges_by_labels(gt, pred)
+    assert (split[gt == 1] == split[30, 25]).all() and (split[gt == 2] == split[30, 44]).all()
+    assert split[30, 25] != split[30, 44] and (split[gt == 3] == pred[gt == 3]).all()  # the rest as predicted
+    joined = join_fragments_by_labels(gt, pred)
+    assert len(np.unique(joined[gt == 3])) == 1 and (joined[gt == 1] == joined[30, 25]).all()
+    dropped = drop_off_nucleus_objects(gt, pred)
+    assert not (dropped == 4).any() and (dropped[pred != 4] == pred[pred != 4]).all()
+    e = tile_errors(gt, pred)
+    assert e["aji"] < min(e["aji_merges_split"], e["aji_fragments_joined"], e["aji_off_nucleus_dropped"])
+    repaired = drop_off_nucleus_objects(gt, join_fragments_by_labels(gt, split_merges_by_labels(gt, pred)))
+    assert aji(gt, repaired) == pytest.approx(1.0)
+    for fix in (split_merges_by_labels, join_fragments_by_labels, drop_off_nucleus_objects):
+        assert (fix(gt, gt) == gt).all()  # nothing to repair in a perfect prediction
 
 
 def test_edge_offset_is_the_outline_shift_of_matched_nuclei():

@@ -14,11 +14,14 @@ from labelfree.transforms.instances import instances_from_map
 
 __all__ = [
     "ERROR_COLUMNS",
+    "drop_off_nucleus_objects",
     "edge_offset",
     "flood_from_markers",
     "fp_in_false_objects",
+    "join_fragments_by_labels",
     "merged_fraction",
     "split_by_true_markers",
+    "split_merges_by_labels",
     "tile_errors",
 ]
 
@@ -34,7 +37,18 @@ ERROR_COLUMNS = (
     "aji_true_markers",
     "edge_offset",
     "fp_in_false_objects",
+    "aji_merges_split",
+    "aji_fragments_joined",
+    "aji_off_nucleus_dropped",
 )
+
+#: a predicted object holding at least this share of each of two or more labelled nuclei is a merge
+MERGE_SHARE = 0.3
+#: predicted objects lying by at least this share of their area in one labelled nucleus, two or more of them, are its
+#: fragments
+FRAGMENT_SHARE = 0.5
+#: a predicted object with less than this share of its area on labelled nuclei is off every nucleus
+OFF_NUCLEUS_SHARE = 0.2
 
 
 def _pair_counts(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,6 +104,62 @@ def merged_fraction(gt: np.ndarray, pred: np.ndarray) -> float:
     return float(shared.any(axis=1)[present].mean()) if present.any() else 0.0
 
 
+def split_merges_by_labels(gt: np.ndarray, pred: np.ndarray, share: float = MERGE_SHARE) -> np.ndarray:
+    """The prediction with every merge split as the labels split it: a predicted object holding at least ``share`` of
+    each of two or more labelled nuclei gives each of its pixels to the nearest of those nuclei (its pixels on one of
+    them to that one). Only the merges change; what AJI gains is the part of its gap owed to under-splitting."""
+    g, p = np.asarray(gt).astype(np.int64), np.asarray(pred).astype(np.int64)
+    out = p.copy()
+    if g.max() < 1 or p.max() < 1:
+        return out
+    inter, area, _ = _pair_counts(g, p)
+    holds = inter >= share * np.maximum(area, 1)[:, None]  # [nucleus, object]
+    next_id = int(p.max()) + 1
+    boxes = ndi.find_objects(p)
+    for obj in np.flatnonzero(holds.sum(axis=0) >= 2):
+        nuclei = np.flatnonzero(holds[:, obj]) + 1
+        box = boxes[obj]
+        mine = p[box] == obj + 1
+        theirs = np.where(np.isin(g[box], nuclei), g[box], 0)
+        # nearest labelled pixel of those nuclei, for every pixel of the object's box
+        _, (iy, ix) = ndi.distance_transform_edt(theirs == 0, return_indices=True)
+        nearest = theirs[iy, ix]
+        crop = out[box]
+        for k, nucleus in enumerate(nuclei.tolist()):
+            if k:  # the first nucleus keeps the object's id
+                crop[mine & (nearest == nucleus)] = next_id
+                next_id += 1
+    return out
+
+
+def join_fragments_by_labels(gt: np.ndarray, pred: np.ndarray, share: float = FRAGMENT_SHARE) -> np.ndarray:
+    """The prediction with every nucleus's fragments joined: predicted objects lying by at least ``share`` of their
+    area in one labelled nucleus, two or more for one nucleus, become one object (their pixels unchanged)."""
+    g, p = np.asarray(gt).astype(np.int64), np.asarray(pred).astype(np.int64)
+    if g.max() < 1 or p.max() < 1:
+        return p
+    inter, _, parea = _pair_counts(g, p)
+    home = np.full(parea.size, -1)
+    mostly = inter >= share * np.maximum(parea, 1)[None, :]
+    objs = np.flatnonzero(mostly.any(axis=0))
+    home[objs] = mostly[:, objs].argmax(axis=0)
+    lut = np.arange(parea.size + 1)
+    for nucleus in np.unique(home[home >= 0]):
+        parts = np.flatnonzero(home == nucleus) + 1
+        lut[parts] = parts[0]
+    return lut[p]
+
+
+def drop_off_nucleus_objects(gt: np.ndarray, pred: np.ndarray, share: float = OFF_NUCLEUS_SHARE) -> np.ndarray:
+    """The prediction without the objects that have less than ``share`` of their area on labelled nuclei."""
+    g, p = np.asarray(gt) > 0, np.asarray(pred).astype(np.int64)
+    area = np.bincount(p.ravel())
+    on = np.bincount(p[g], minlength=area.size)
+    off = on < share * area
+    off[0] = True
+    return np.where(off[p], 0, p)
+
+
 def flood_from_markers(fg: np.ndarray, markers: np.ndarray) -> np.ndarray:
     """Split the foreground ``fg`` by ``markers`` (``(H, W)`` int, 0 = none), flooded over the distance to the
     background; a foreground component without a marker stays one object."""
@@ -124,7 +194,9 @@ def tile_errors(gt: np.ndarray, pred: np.ndarray, border: float = 2.0) -> dict[s
         mask is perfect; ``merged_fraction`` (:func:`merged_fraction`); ``aji_true_markers``, the AJI of the run's own
         mask split by markers from the labels (:func:`split_by_true_markers`), i.e. what the run reaches when the
         splitting is perfect; ``edge_offset`` (:func:`edge_offset`, pixels) and ``fp_in_false_objects``
-        (:func:`fp_in_false_objects`).
+        (:func:`fp_in_false_objects`); the AJI with one kind of error repaired by the labels and the rest as predicted:
+        ``aji_merges_split`` (:func:`split_merges_by_labels`), ``aji_fragments_joined``
+        (:func:`join_fragments_by_labels`), ``aji_off_nucleus_dropped`` (:func:`drop_off_nucleus_objects`).
     """
     g, p = np.asarray(gt) > 0, np.asarray(pred) > 0
     if g.shape != p.shape or g.ndim != 2:
@@ -144,4 +216,7 @@ def tile_errors(gt: np.ndarray, pred: np.ndarray, border: float = 2.0) -> dict[s
         "aji_true_markers": aji(gt, split_by_true_markers(gt, pred)),
         "edge_offset": edge_offset(gt, pred),
         "fp_in_false_objects": fp_in_false_objects(gt, pred),
+        "aji_merges_split": aji(gt, split_merges_by_labels(gt, pred)),
+        "aji_fragments_joined": aji(gt, join_fragments_by_labels(gt, pred)),
+        "aji_off_nucleus_dropped": aji(gt, drop_off_nucleus_objects(gt, pred)),
     }
