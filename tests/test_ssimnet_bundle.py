@@ -643,6 +643,30 @@ def test_teacher_datalist_adds_the_distance_target_of_the_confident_nuclei(tmp_p
         assert np.array_equal(item["soft"], twin["soft"]) and np.array_equal(item["voronoi"], twin["voronoi"])
 
 
+def test_teacher_datalist_adds_the_border_weight_of_the_confident_nuclei(tmp_path):
+    """``border_weight``: every item, pasted copies included, gets ``weight``, the U-Net separation weight of its own
+    confident nuclei (pasted ones included), and the segmentation targets stay as they were."""
+    from bundle_runner import import_bundle_module
+    from test_paste_nuclei import _discs
+
+    from labelfree.transforms.border_weight import border_weight
+
+    st = import_bundle_module(BUNDLE, "self_training")
+    rgb, inst = _discs()
+    tiles, cache, teacher = _tile_with_cached_teacher(st, tmp_path, rgb, inst)
+    common = dict(bundle_root=REPO / "bundles" / BUNDLE, teacher_path=teacher, repeats=2, patch_size=64, progress=False)
+    items = st.teacher_datalist(tiles, cache, border_weight=True, paste_share=0.5, **common)
+    plain = st.teacher_datalist(tiles, cache, paste_share=0.5, **common)
+    assert all("weight" not in item for item in plain) and len(items) == len(plain) == 2
+    for item, twin in zip(items, plain):
+        assert item["weight"].shape == (1, *inst.shape) and item["weight"].dtype == np.float32
+        assert np.array_equal(item["soft"], twin["soft"]) and np.array_equal(item["voronoi"], twin["voronoi"])
+    kept, _ = st.purify_instances(rgb, inst)
+    np.testing.assert_array_equal(items[0]["weight"][0], border_weight(kept))
+    # the pasted copy's weight follows its own nuclei: heavier somewhere than the plain tile's
+    assert items[1]["weight"].max() >= 1.0 and not np.array_equal(items[1]["weight"], items[0]["weight"])
+
+
 def test_a_student_with_a_distance_output_starts_from_its_teachers_segmentation(tmp_path):
     from bundle_runner import import_bundle_module
     from monai.networks.nets import UNet
@@ -690,6 +714,29 @@ def test_self_training_round_with_a_distance_output_and_its_inference(trained, t
     run_inference_ok(BUNDLE, {**trained, "model": out / "model.pt"}, tmp_path, pred, **FAST)
     inst = tifffile.imread(pred / "tile0_inst.tif")
     assert inst.shape == (256, 256)
+
+
+@pytest.mark.slow
+def test_self_training_round_with_the_border_weight(trained, tmp_path):
+    """A round with ``border_weight``: the weight reaches the loss as the target's last channel and the round trains
+    a two-output student."""
+    out = tmp_path / "round"
+    run_bundle_ok(
+        BUNDLE,
+        ("train", "self_train"),
+        cwd=tmp_path,
+        dataset_dir=trained["images"],
+        output_dir=out,
+        teacher_path=trained["model"],
+        border_weight=True,
+        max_epochs=1,
+        tile_repeats=4,
+        batch_size=2,
+        **FAST,
+    )
+    student = torch.load(out / "model.pt", weights_only=True)
+    assert student["model.2.conv.bias"].shape == (2,)
+    assert json.loads((out / "round_agreement.json").read_text())["tiles"] == 3
 
 
 def test_the_distance_relief_follows_the_option_and_the_network_follows_the_checkpoint(tmp_path):

@@ -93,3 +93,27 @@ def test_a_third_output_regresses_the_distance_target_where_it_is_known():
     assert torch.allclose(out, SSimNetLoss(0.9)(logits[:, :2], seg))
     with pytest.raises(ValueError, match="no more target channels"):
         SSimNetLoss()(logits[:, :2], torch.cat([seg, dist], dim=1))
+
+
+def test_a_weight_channel_scales_each_pixels_loss():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 2, 6, 6, generator=g)
+    soft = torch.rand(2, 6, 6, generator=g)
+    soft[:, 0] = -1.0  # left out of the BCE
+    tri = torch.randint(0, 3, (2, 6, 6), generator=g)
+    t = target(soft, tri)
+    ones = torch.cat([t, torch.ones(2, 1, 6, 6)], dim=1)
+    plain = SSimNetLoss(0.9)(logits, t)
+    assert torch.allclose(SSimNetLoss(0.9, weighted=True)(logits, ones), plain)
+    # twice the weight on every pixel: twice the loss; a weight on the left-out pixels changes nothing
+    assert torch.allclose(SSimNetLoss(0.9, weighted=True)(logits, torch.cat([t, 2 * ones[:, 2:]], 1)), 2 * plain)
+    heavy = ones.clone()
+    heavy[:, 2][(soft < 0) & (tri == 2)] = 50.0  # pixels neither term covers
+    assert bool(((soft < 0) & (tri == 2)).any())
+    assert torch.allclose(SSimNetLoss(0.9, weighted=True)(logits, heavy), plain)
+    # a heavier pixel pulls the loss towards its own
+    one = ones.clone()
+    one[0, 2, 3, 3] = 100.0
+    assert not torch.allclose(SSimNetLoss(1.0, weighted=True)(logits, one), SSimNetLoss(1.0)(logits, t))
+    with pytest.raises(ValueError):
+        SSimNetLoss(weighted=True)(logits, t[:, :1])

@@ -1,5 +1,6 @@
 """SSimNet loss (eq. 5): ``λ · BCE(p, soft label) + (1 − λ) · CE(logits, Voronoi tri-label, ignore)``, plus, for a
-network with a third output, the squared error of its distance to each nucleus's edge."""
+network with a third output, the squared error of its distance to each nucleus's edge; optionally every pixel weighted by a given map (the U-Net's
+separation weight, :func:`labelfree.transforms.border_weight.border_weight`)."""
 
 from __future__ import annotations
 
@@ -26,24 +27,38 @@ class SSimNetLoss(nn.Module):
     ``distance_weight``. A target without that channel (test-time fine-tuning's pseudo labels) trains the first two
     outputs only.
 
+    With ``weighted``, the target's last channel is a per-pixel weight (self-training's ``border_weight``): each
+    pixel's BCE and CE are multiplied by it, and each term is still averaged over the pixels it covers (as the U-Net
+    paper's weighted loss), so a weight of 1 everywhere gives the unweighted loss. The distance term is not weighted.
+
     Args:
         lam: weight λ of the soft-label BCE (0.9 in the paper).
         ignore_index: tri-label value that the CE ignores.
         distance_weight: weight of the distance term (1: the terms weigh alike; not tuned).
+        weighted: the target's last channel is a per-pixel weight of the two segmentation terms.
     """
 
-    def __init__(self, lam: float = 0.9, ignore_index: int = 2, distance_weight: float = 1.0):
+    def __init__(self, lam: float = 0.9, ignore_index: int = 2, distance_weight: float = 1.0, weighted: bool = False):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must be in [0, 1], got {lam}")
         self.lam, self.ignore_index, self.distance_weight = lam, ignore_index, distance_weight
+        self.weighted = bool(weighted)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
         Args:
             logits: ``(B, 2, H, W)``, or ``(B, 3, H, W)`` with the distance output last.
-            target: ``(B, 2, H, W)``: soft label, tri-label; or ``(B, 3, H, W)`` with the distance target last.
+            target: ``(B, 2, H, W)``: soft label, tri-label; or ``(B, 3, H, W)`` with the distance target last; with
+                ``weighted``, one channel more: the weight, last.
         """
+        weight = None
+        if self.weighted:
+            if target.ndim != 4 or target.shape[1] < 3:
+                raise ValueError(
+                    f"a weighted loss expects the weight as the target's last channel, got {tuple(target.shape)}"
+                )
+            weight, target = target[:, -1].float(), target[:, :-1]
         ok = logits.ndim == 4 and target.ndim == 4 and target.shape[0] == logits.shape[0]
         ok = ok and target.shape[2:] == logits.shape[2:] and 2 <= target.shape[1] <= logits.shape[1] <= 3
         if not ok:
@@ -51,7 +66,7 @@ class SSimNetLoss(nn.Module):
                 f"expected (B, 2 or 3, H, W) logits and target (no more target channels than outputs), got "
                 f"{tuple(logits.shape)}, {tuple(target.shape)}"
             )
-        loss = self._segmentation(logits[:, :2], target[:, :2])
+        loss = self._segmentation(logits[:, :2], target[:, :2], weight)
         if target.shape[1] == 3:
             loss = loss + self.distance_weight * self._distance(logits[:, 2], target[:, 2])
         return loss
@@ -63,11 +78,15 @@ class SSimNetLoss(nn.Module):
             return out.sum() * 0.0
         return F.mse_loss(out.float()[known], dist.float()[known])
 
-    def _segmentation(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _segmentation(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         soft = target[:, 0].float()
         tri = target[:, 1].round().long()
         margin = (logits[:, 1] - logits[:, 0]).float()
         known = soft >= 0
+        if weight is not None:
+            return self._weighted(logits, margin, soft, tri, known, weight)
         if bool(known.all()):  # the paper's labels: no masked copy, the same reduction as before
             bce = F.binary_cross_entropy_with_logits(margin, soft)
         elif bool(known.any()):
@@ -76,6 +95,29 @@ class SSimNetLoss(nn.Module):
             bce = logits.sum() * 0.0
         if (tri != self.ignore_index).any():
             ce = F.cross_entropy(logits.float(), tri, ignore_index=self.ignore_index)
+        else:
+            ce = logits.sum() * 0.0
+        return self.lam * bce + (1.0 - self.lam) * ce
+
+    def _weighted(
+        self,
+        logits: torch.Tensor,
+        margin: torch.Tensor,
+        soft: torch.Tensor,
+        tri: torch.Tensor,
+        known: torch.Tensor,
+        weight: torch.Tensor,
+    ) -> torch.Tensor:
+        """Both terms with each pixel's loss times its weight, averaged over the pixels the term covers."""
+        if bool(known.any()):
+            bce_px = F.binary_cross_entropy_with_logits(margin[known], soft[known], reduction="none")
+            bce = (bce_px * weight[known]).mean()
+        else:
+            bce = logits.sum() * 0.0
+        valid = tri != self.ignore_index
+        if bool(valid.any()):
+            ce_px = F.cross_entropy(logits.float(), tri, ignore_index=self.ignore_index, reduction="none")
+            ce = (ce_px[valid] * weight[valid]).mean()
         else:
             ce = logits.sum() * 0.0
         return self.lam * bce + (1.0 - self.lam) * ce

@@ -29,6 +29,7 @@ import torch
 from labelfree.core.imageio import atomic_path, load_rgb, save_text
 from labelfree.core.metrics import pixel_scores
 from labelfree.engines.runs import image_datalist
+from labelfree.transforms.border_weight import border_weight
 from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
 from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
@@ -206,13 +207,14 @@ def teacher_datalist(
     double_scale_share: float = 0.0,
     seed: int = 0,
     distance_head: bool = False,
+    border_weight: bool = False,
     ignore_dark_background: bool = False,
     teacher_stain_view: bool = False,
     teacher_auto_scale: bool = False,
     progress: bool = True,
 ) -> list[dict]:
-    """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``) of whole tiles, labelled by the
-    teacher.
+    """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``, ``"weight"``) of whole tiles,
+    labelled by the teacher.
 
     Every tile appears ``repeats`` times, so that an epoch draws that many random crops of it. The teacher's instance
     maps are cached in ``cache_dir`` (one ``.npz`` per tile, keyed by the tile's content and the teacher checkpoint):
@@ -248,6 +250,8 @@ def teacher_datalist(
             nuclei of four times the usual area, whole, to learn at the network's own input scale. 0: none.
         seed: the copies' random draws (one generator per tile and copy, so the order of the tiles does not matter).
         distance_head: add ``"dist"``, the target of the student's distance output (:func:`distance_target`).
+        border_weight: add ``"weight"``, each pixel's loss weight: the U-Net's separation weight of the confident
+            nuclei (:func:`labelfree.transforms.border_weight.border_weight`, its paper's w0 = 10 and σ = 5 px).
         ignore_dark_background: leave out of the loss, too, the background pixels as dark as the confident nuclei
             (:func:`labelfree.transforms.purify_objects.uncertain_background`), where the teacher may have missed one.
         teacher_stain_view: the teacher's second pass sees the tile stain-normalised (inference 0.10.0's default);
@@ -301,7 +305,8 @@ def teacher_datalist(
         if ignore_dark_background:
             ignore = ignore | uncertain_background(rgb, inst, kept, ignore)
         contact = (contact_value, contact_width, contact_ignore_width)
-        item = _item(rgb, kept, ignore, contact, distance_head, path.name)
+        outputs = (distance_head, border_weight)
+        item = _item(rgb, kept, ignore, contact, outputs, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
         halves = min(int(round(half_scale_share * repeats)), repeats - copies)
         if min(rgb.shape[:2]) // 2 < patch_size:
@@ -310,15 +315,15 @@ def teacher_datalist(
         doubles = min(int(round(double_scale_share * repeats)), plain)
         items.extend(dict(item) for _ in range(plain - doubles))
         if halves:
-            half = _item(*halve_labelled_tile(rgb, kept, ignore), contact, distance_head, path.name)
+            half = _item(*halve_labelled_tile(rgb, kept, ignore), contact, outputs, path.name)
             items.extend(dict(half) for _ in range(halves))
         if doubles:
-            double = _item(*double_labelled_tile(rgb, kept, ignore), contact, distance_head, path.name)
+            double = _item(*double_labelled_tile(rgb, kept, ignore), contact, outputs, path.name)
             items.extend(dict(double) for _ in range(doubles))
         for copy in range(copies):
             rng = np.random.default_rng([seed, zlib.crc32(path.name.encode()), copy])
             pasted_rgb, pasted = paste_touching_nuclei(rgb, kept, ignore, fraction=paste_fraction, rng=rng)
-            items.append(_item(pasted_rgb, pasted, ignore, contact, distance_head, path.name))
+            items.append(_item(pasted_rgb, pasted, ignore, contact, outputs, path.name))
     if not items:
         raise RuntimeError(
             f"no self-training label from the {len(files)} tiles in {dataset_dir}"
@@ -328,14 +333,23 @@ def teacher_datalist(
 
 
 def _item(
-    rgb: np.ndarray, inst: np.ndarray, ignore: np.ndarray, contact: tuple[float, int, int], distance: bool, source: str
+    rgb: np.ndarray,
+    inst: np.ndarray,
+    ignore: np.ndarray,
+    contact: tuple[float, int, int],
+    outputs: tuple[bool, bool],
+    source: str,
 ):
-    """One training item; ``contact``: the contact lines' soft value and half-width, and the ignored ring's reach."""
+    """One training item; ``contact``: the contact lines' soft value and half-width, and the ignored ring's reach;
+    ``outputs``: whether the item has a distance target and a loss weight."""
     ignore = ignore | contact_ring(inst, contact[1], contact[2])  # the distance target leaves the ring out too
     soft, tri = self_training_targets(inst, ignore, contact[0], contact[1])
     item = {"image": np.ascontiguousarray(rgb.transpose(2, 0, 1)), "soft": soft, "voronoi": tri, "source": source}
+    distance, weight = outputs
     if distance:
         item["dist"] = distance_target(inst, ignore)
+    if weight:
+        item["weight"] = border_weight(inst)[None]
     return item
 
 
