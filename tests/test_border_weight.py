@@ -61,3 +61,17 @@ def test_the_array_transform_keeps_the_type_and_the_dictionary_twin_writes_its_k
     assert isinstance(d["label_weight"], np.ndarray) and np.array_equal(d["label_weight"][0], ref)
     with pytest.raises(ValueError):
         BorderWeight()(inst[0])
+
+
+def test_on_nuclei_weights_both_sides_of_a_gap_alike():
+    inst = _two_discs(gap=2)
+    plain, both = border_weight(inst), border_weight(inst, on_nuclei=True)
+    gap = inst == 0
+    np.testing.assert_array_equal(both[gap], plain[gap])  # the background is weighted as before
+    # the rim pixel of disc 1 facing disc 2 (3 px away: d1 = 0, d2 = 3) against the background pixel beside it
+    np.testing.assert_allclose(both[20, 30], 1 + 10 * np.exp(-9 / 50), rtol=1e-5)
+    assert plain[20, 30] == 1.0
+    # the centre of disc 1, 13 px from disc 2, weighs less than its rim; the far side of disc 1 hardly more than 1
+    np.testing.assert_allclose(both[20, 20], 1 + 10 * np.exp(-169 / 50), rtol=1e-5)
+    assert both[20, 10] == pytest.approx(1.0, abs=1e-3)
+    assert BorderWeight(on_nuclei=True)(inst[None])[0, 20, 30] == both[20, 30]

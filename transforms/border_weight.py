@@ -5,7 +5,10 @@ few pixels of the gap between two touching nuclei, which decide whether they com
 count. The U-Net paper weights each background pixel by how close it lies to two objects at once:
 ``w = 1 + w0 · exp(−(d1 + d2)² / (2 σ²))``, ``d1`` and ``d2`` the distances to the nearest and the second-nearest
 object. Here the pixels of a contact line between two touching nuclei (:func:`labelfree.transforms.soften.contact_lines`,
-which self-training's targets mark as background) weigh the same way, so the line itself is the heaviest.
+which self-training's targets mark as background) weigh the same way, so the line itself is the heaviest. Weighting
+the background alone pulls every rim next to a neighbour inward (a self-training round then teaches the smaller masks
+to the next); ``on_nuclei`` weights the nucleus pixels by the same rule too (``d1 = 0``, their own nucleus), so both
+sides of a gap count alike.
 
 Each object's distance is computed in its own window, ``3σ`` beyond its bounding box: a pixel farther than that from
 its second object gets no separation weight, where the formula would give at most ``w0 · e^{−4.5}`` (0.11 at
@@ -34,14 +37,15 @@ __all__ = [
 ]
 
 
-def border_weight(inst: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
-    """Per-pixel loss weight: 1 on nuclei, ``1 + w0 · exp(−(d1 + d2)² / (2 σ²))`` on the background and the contact
-    lines between touching nuclei.
+def border_weight(inst: np.ndarray, w0: float = 10.0, sigma: float = 5.0, on_nuclei: bool = False) -> np.ndarray:
+    """Per-pixel loss weight: ``1 + w0 · exp(−(d1 + d2)² / (2 σ²))`` on the background and the contact lines between
+    touching nuclei, 1 on the other nucleus pixels (or the same rule there too, with ``on_nuclei``).
 
     Args:
         inst: ``(H, W)`` instance map, 0 = background.
         w0: the separation weight's height (10 in the U-Net paper).
         sigma: its reach in pixels (5 in the U-Net paper).
+        on_nuclei: weight the nucleus pixels by their distance to the nearest other nucleus too.
 
     Returns:
         ``(H, W)`` float32, at least 1.
@@ -71,8 +75,9 @@ def border_weight(inst: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.
         a, b = d1[win], d2[win]
         np.minimum(b, np.maximum(a, d), out=b)
         np.minimum(a, d, out=a)
-    gap = (lab == 0) | contact_lines(lab)
-    two = gap & np.isfinite(d2)
+    two = np.isfinite(d2)
+    if not on_nuclei:
+        two &= (lab == 0) | contact_lines(lab)
     s = d1[two] + d2[two]
     out[two] += np.float32(w0) * np.exp(-(s * s) / np.float32(2 * sigma * sigma))
     return out
@@ -84,19 +89,20 @@ class BorderWeight(Transform):
     Args:
         w0: the separation weight's height.
         sigma: its reach in pixels.
+        on_nuclei: weight the nucleus pixels too.
     """
 
     backend = [TransformBackends.NUMPY, TransformBackends.TORCH]
 
-    def __init__(self, w0: float = 10.0, sigma: float = 5.0):
-        self.w0, self.sigma = w0, sigma
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0, on_nuclei: bool = False):
+        self.w0, self.sigma, self.on_nuclei = w0, sigma, on_nuclei
 
     def __call__(self, inst: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """``(1, H, W)`` instance map → ``(1, H, W)`` float32, of the input's type (tensor in, tensor out)."""
         lab = np.asarray(inst.detach().cpu() if isinstance(inst, torch.Tensor) else inst)
         if lab.ndim != 3 or lab.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) instance map, got shape {lab.shape}")
-        out = border_weight(lab[0], self.w0, self.sigma)[None]
+        out = border_weight(lab[0], self.w0, self.sigma, self.on_nuclei)[None]
         return convert_to_dst_type(out, dst=inst, dtype=out.dtype)[0]
 
 
@@ -111,11 +117,12 @@ class BorderWeightd(MapTransform):
         output_key: str | None = None,
         w0: float = 10.0,
         sigma: float = 5.0,
+        on_nuclei: bool = False,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
-        self.op = BorderWeight(w0, sigma)
+        self.op = BorderWeight(w0, sigma, on_nuclei)
 
     def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
         d = dict(data)

@@ -29,7 +29,7 @@ import torch
 from labelfree.core.imageio import atomic_path, load_rgb, save_text
 from labelfree.core.metrics import pixel_scores
 from labelfree.engines.runs import image_datalist
-from labelfree.transforms.border_weight import border_weight
+from labelfree.transforms.border_weight import border_weight as separation_weight
 from labelfree.transforms.edge_distance import DISTANCE_UNIT, edge_distance
 from labelfree.transforms.instances import MIN_REL_AREA
 from labelfree.transforms.paste_nuclei import paste_touching_nuclei
@@ -208,6 +208,7 @@ def teacher_datalist(
     seed: int = 0,
     distance_head: bool = False,
     border_weight: bool = False,
+    border_weight_on_nuclei: bool = False,
     ignore_dark_background: bool = False,
     teacher_stain_view: bool = False,
     teacher_auto_scale: bool = False,
@@ -252,6 +253,8 @@ def teacher_datalist(
         distance_head: add ``"dist"``, the target of the student's distance output (:func:`distance_target`).
         border_weight: add ``"weight"``, each pixel's loss weight: the U-Net's separation weight of the confident
             nuclei (:func:`labelfree.transforms.border_weight.border_weight`, its paper's w0 = 10 and σ = 5 px).
+        border_weight_on_nuclei: that weight on the nucleus pixels near another nucleus too, not on the background
+            alone (its ``on_nuclei``).
         ignore_dark_background: leave out of the loss, too, the background pixels as dark as the confident nuclei
             (:func:`labelfree.transforms.purify_objects.uncertain_background`), where the teacher may have missed one.
         teacher_stain_view: the teacher's second pass sees the tile stain-normalised (inference 0.10.0's default);
@@ -305,7 +308,7 @@ def teacher_datalist(
         if ignore_dark_background:
             ignore = ignore | uncertain_background(rgb, inst, kept, ignore)
         contact = (contact_value, contact_width, contact_ignore_width)
-        outputs = (distance_head, border_weight)
+        outputs = (distance_head, border_weight, border_weight_on_nuclei)
         item = _item(rgb, kept, ignore, contact, outputs, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
         halves = min(int(round(half_scale_share * repeats)), repeats - copies)
@@ -337,19 +340,20 @@ def _item(
     inst: np.ndarray,
     ignore: np.ndarray,
     contact: tuple[float, int, int],
-    outputs: tuple[bool, bool],
+    outputs: tuple[bool, bool, bool],
     source: str,
 ):
     """One training item; ``contact``: the contact lines' soft value and half-width, and the ignored ring's reach;
-    ``outputs``: whether the item has a distance target and a loss weight."""
+    ``outputs``: whether the item has a distance target and a loss weight, and whether that weight falls on the nuclei
+    too."""
     ignore = ignore | contact_ring(inst, contact[1], contact[2])  # the distance target leaves the ring out too
     soft, tri = self_training_targets(inst, ignore, contact[0], contact[1])
     item = {"image": np.ascontiguousarray(rgb.transpose(2, 0, 1)), "soft": soft, "voronoi": tri, "source": source}
-    distance, weight = outputs
+    distance, weight, on_nuclei = outputs
     if distance:
         item["dist"] = distance_target(inst, ignore)
     if weight:
-        item["weight"] = border_weight(inst)[None]
+        item["weight"] = separation_weight(inst, on_nuclei=on_nuclei)[None]
     return item
 
 
