@@ -690,9 +690,9 @@ def test_a_student_with_a_distance_output_starts_from_its_teachers_segmentation(
         st.student(UNet(out_channels=4, **config), tmp_path / "teacher.pt")
 
 
-def test_self_training_round_with_a_distance_output_and_its_inference(trained, tmp_path):
-    """A round with ``distance_head``: the student has a third output, and inference.json, given that checkpoint,
-    builds the matching network by itself and writes instances."""
+def _one_epoch_round(trained: dict, tmp_path: Path, **options) -> dict:
+    """One self-training round of one epoch over the ``trained`` fixture's tiles and checkpoint, with ``options``
+    (``self_train.json`` overrides); returns the student's state dict, after checking the round agreement ran."""
     out = tmp_path / "round"
     run_bundle_ok(
         BUNDLE,
@@ -701,15 +701,22 @@ def test_self_training_round_with_a_distance_output_and_its_inference(trained, t
         dataset_dir=trained["images"],
         output_dir=out,
         teacher_path=trained["model"],
-        distance_head=True,
         max_epochs=1,
         tile_repeats=4,  # the recipe's shares of pasted (2) and half-scale (1) copies round to whole items
         batch_size=2,
+        **options,
         **FAST,
     )
-    student = torch.load(out / "model.pt", weights_only=True)
-    assert student["model.2.conv.bias"].shape == (3,)
     assert json.loads((out / "round_agreement.json").read_text())["tiles"] == 3
+    return torch.load(out / "model.pt", weights_only=True)
+
+
+def test_self_training_round_with_a_distance_output_and_its_inference(trained, tmp_path):
+    """A round with ``distance_head``: the student has a third output, and inference.json, given that checkpoint,
+    builds the matching network by itself and writes instances."""
+    student = _one_epoch_round(trained, tmp_path, distance_head=True)
+    assert student["model.2.conv.bias"].shape == (3,)
+    out = tmp_path / "round"
     pred = tmp_path / "pred"
     run_inference_ok(BUNDLE, {**trained, "model": out / "model.pt"}, tmp_path, pred, **FAST)
     inst = tifffile.imread(pred / "tile0_inst.tif")
@@ -718,25 +725,10 @@ def test_self_training_round_with_a_distance_output_and_its_inference(trained, t
 
 @pytest.mark.slow
 def test_self_training_round_with_the_border_weight(trained, tmp_path):
-    """A round with ``border_weight``: the weight reaches the loss as the target's last channel and the round trains
-    a two-output student."""
-    out = tmp_path / "round"
-    run_bundle_ok(
-        BUNDLE,
-        ("train", "self_train"),
-        cwd=tmp_path,
-        dataset_dir=trained["images"],
-        output_dir=out,
-        teacher_path=trained["model"],
-        border_weight=True,
-        max_epochs=1,
-        tile_repeats=4,
-        batch_size=2,
-        **FAST,
-    )
-    student = torch.load(out / "model.pt", weights_only=True)
+    """A round with ``border_weight`` on both sides of a gap: the weight reaches the loss as the target's last channel
+    and the round trains a two-output student."""
+    student = _one_epoch_round(trained, tmp_path, border_weight=True, border_weight_on_nuclei=True)
     assert student["model.2.conv.bias"].shape == (2,)
-    assert json.loads((out / "round_agreement.json").read_text())["tiles"] == 3
 
 
 def test_the_distance_relief_follows_the_option_and_the_network_follows_the_checkpoint(tmp_path):
