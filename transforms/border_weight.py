@@ -1,14 +1,14 @@
 """Separation weight map of an instance map (Ronneberger et al., U-Net, MICCAI 2015, eq. 2).
 
-A loss that counts every pixel alike spends almost all of its weight on open background and nucleus interiors; the
-few pixels of the gap between two touching nuclei, which decide whether they come out as one object or two, hardly
-count. The U-Net paper weights each background pixel by how close it lies to two objects at once:
+A loss that counts every pixel alike spends almost all of its weight on open background and nucleus interiors; the few
+pixels of the gap between two touching nuclei, which decide whether they come out as one object or two, hardly count.
+The U-Net paper weights each background pixel by how close it lies to two objects at once,
 ``w = 1 + w0 · exp(−(d1 + d2)² / (2 σ²))``, ``d1`` and ``d2`` the distances to the nearest and the second-nearest
-object. Here the pixels of a contact line between two touching nuclei (:func:`labelfree.transforms.soften.contact_lines`,
-which self-training's targets mark as background) weigh the same way, so the line itself is the heaviest. Weighting
-the background alone pulls every rim next to a neighbour inward (a self-training round then teaches the smaller masks
-to the next); ``on_nuclei`` weights the nucleus pixels by the same rule too (``d1 = 0``, their own nucleus), so both
-sides of a gap count alike.
+object. Here the pixels of a contact line between two touching nuclei
+(:func:`labelfree.transforms.soften.contact_lines`, which self-training's targets mark as background) weigh the same
+way, so the line itself is the heaviest. Weighting the background alone pulls every rim next to a neighbour inward (a
+self-training round then teaches the smaller masks to the next); ``on_nuclei`` weights the nucleus pixels by the same
+rule too (``d1 = 0``, their own nucleus), so both sides of a gap count alike.
 
 Each object's distance is computed in its own window, ``3σ`` beyond its bounding box: a pixel farther than that from
 its second object gets no separation weight, where the formula would give at most ``w0 · e^{−4.5}`` (0.11 at
@@ -38,8 +38,8 @@ __all__ = [
 
 
 def border_weight(inst: np.ndarray, w0: float = 10.0, sigma: float = 5.0, on_nuclei: bool = False) -> np.ndarray:
-    """Per-pixel loss weight: ``1 + w0 · exp(−(d1 + d2)² / (2 σ²))`` on the background and the contact lines between
-    touching nuclei, 1 on the other nucleus pixels (or the same rule there too, with ``on_nuclei``).
+    """Per-pixel loss weight: ``1 + w0 · exp(−(d1 + d2)² / (2 σ²))`` on the background and the contact lines
+    between touching nuclei, 1 on the other nucleus pixels (or the same rule there too, with ``on_nuclei``).
 
     Args:
         inst: ``(H, W)`` instance map, 0 = background.

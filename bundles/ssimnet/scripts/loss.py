@@ -1,6 +1,6 @@
 """SSimNet loss (eq. 5): ``λ · BCE(p, soft label) + (1 − λ) · CE(logits, Voronoi tri-label, ignore)``, plus, for a
-network with a third output, the squared error of its distance to each nucleus's edge; optionally every pixel weighted by a given map (the U-Net's
-separation weight, :func:`labelfree.transforms.border_weight.border_weight`)."""
+network with a third output, the squared error of its distance to each nucleus's edge; optionally every pixel weighted
+by a given map (the U-Net's separation weight, :func:`labelfree.transforms.border_weight.border_weight`)."""
 
 from __future__ import annotations
 

@@ -276,6 +276,9 @@ def teacher_datalist(
     # the training's shuffling then continues, so a warm cache must draw them too or the round trains differently
     segment = _segmenter(bundle_root, teacher_path, device, rule)
     items: list[dict] = []
+    # what every item of every tile is built with (:func:`_item`)
+    contact = (contact_value, contact_width, contact_ignore_width)
+    outputs = (distance_head, border_weight, border_weight_on_nuclei)
     skipped: list[str] = []
     iterator = files
     if progress:
@@ -307,8 +310,6 @@ def teacher_datalist(
             kept, ignore = inst, np.zeros(inst.shape, dtype=bool)
         if ignore_dark_background:
             ignore = ignore | uncertain_background(rgb, inst, kept, ignore)
-        contact = (contact_value, contact_width, contact_ignore_width)
-        outputs = (distance_head, border_weight, border_weight_on_nuclei)
         item = _item(rgb, kept, ignore, contact, outputs, path.name)
         copies = min(int(round(paste_share * repeats)), repeats)
         halves = min(int(round(half_scale_share * repeats)), repeats - copies)
