@@ -447,6 +447,10 @@ def test_the_second_view_is_the_tile_stain_normalised_to_the_training_colours_an
     assert st.teacher_rule(False, True) == {**st.TEACHER_OVERRIDES, "auto_scale": True}
     scaled = st._teacher_file(Path("c"), first, "d", st.teacher_rule(False, True)).name
     assert scaled not in keys
+    # the teacher's own marker depth: in the rule (and its cache key) only when set
+    assert st.teacher_rule(marker_depth=1) == {**st.TEACHER_OVERRIDES, "marker_depth": 1.0}
+    shallow = st._teacher_file(Path("c"), first, "d", st.teacher_rule(marker_depth=1.0)).name
+    assert shallow not in keys | {scaled}
     four = ConfigParser()
     four.read_config(str(root / "configs" / "inference.json"))
     four.update({"flips": [[], [-1], [-2], [-2, -1]]})

@@ -152,12 +152,14 @@ def _save_teacher_map(npz: Path, inst: np.ndarray) -> None:
             np.savez_compressed(fh, teacher=inst)
 
 
-def teacher_rule(stain_view: bool = False, auto_scale: bool = False) -> dict:
+def teacher_rule(stain_view: bool = False, auto_scale: bool = False, marker_depth: float | None = None) -> dict:
     """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
-    view of inference 0.10.0 when ``stain_view`` and inference's ``auto_scale`` (tiles whose nuclei look small
-    segmented again at 2x) when ``auto_scale``; both options of the rounds, off in the shipped recipe. ``auto_scale``
-    enters the rule (and so the cache key) only when on, so the default rounds keep their cached teacher labels."""
-    return {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)} | ({"auto_scale": True} if auto_scale else {})
+    view of inference 0.10.0 when ``stain_view``, inference's ``auto_scale`` (tiles whose nuclei look small segmented
+    again at 2x) when ``auto_scale`` and its own watershed marker depth when ``marker_depth`` is given; all options of
+    the rounds, off in the shipped recipe. ``auto_scale`` and ``marker_depth`` enter the rule (and so the cache key)
+    only when set, so the default rounds keep their cached teacher labels."""
+    rule = {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)} | ({"auto_scale": True} if auto_scale else {})
+    return rule | ({"marker_depth": float(marker_depth)} if marker_depth is not None else {})
 
 
 def _teacher_file(cache: Path, tile: Path, teacher_digest: str, rule: dict | None = None) -> Path:
@@ -212,6 +214,7 @@ def teacher_datalist(
     ignore_dark_background: bool = False,
     teacher_stain_view: bool = False,
     teacher_auto_scale: bool = False,
+    teacher_marker_depth: float | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``, ``"weight"``) of whole tiles,
@@ -262,6 +265,8 @@ def teacher_datalist(
         teacher_auto_scale: the teacher segments a tile whose median object is under half the training tiles' median
             again at 2x (inference's ``auto_scale``), so small crowded nuclei reach the student split; off: at the
             tile's own scale.
+        teacher_marker_depth: the teacher's watershed marker depth in pixels (inference's ``marker_depth``); ``None``:
+            inference's own. A shallower one splits more of the teacher's objects, so more contact lines are taught.
         progress: show a progress bar.
 
     Raises:
@@ -269,7 +274,7 @@ def teacher_datalist(
         RuntimeError: no tile gave a usable label.
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
-    rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
+    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth)
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
     # built even when every tile is cached: building the network draws its first weights from torch's generator, which
@@ -398,14 +403,16 @@ def round_agreement(
     out_file: str | os.PathLike | None = None,
     teacher_stain_view: bool = False,
     teacher_auto_scale: bool = False,
+    teacher_marker_depth: float | None = None,
 ) -> float:
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``: as :func:`teacher_datalist`'s, so both are
-    segmented alike. The student's maps are cached in ``cache_dir`` too, as a teacher's: a next round reading the same
-    cache (``scripts.recipe.run_recipe`` gives its rounds one) starts from them."""
-    rule = teacher_rule(teacher_stain_view, teacher_auto_scale)
+    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``, ``teacher_marker_depth``: as
+    :func:`teacher_datalist`'s, so both are segmented alike. The student's maps are cached in ``cache_dir`` too, as a
+    teacher's: a next round reading the same cache (``scripts.recipe.run_recipe`` gives its rounds one) starts from
+    them."""
+    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth)
     teacher_digest, student_digest = _digest(teacher_path), _digest(student_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
