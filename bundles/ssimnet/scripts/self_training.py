@@ -364,7 +364,9 @@ def _item(
 
 
 def student(network: torch.nn.Module, teacher_path: str | os.PathLike) -> torch.nn.Module:
-    """``network`` with the teacher's weights: each round continues from the last instead of starting afresh.
+    """``network`` with the weights of ``teacher_path``: each round continues from the last instead of starting afresh
+    (``configs/self_train.json``'s ``student_init_path``, the teacher by default; another checkpoint, the base stage's,
+    gives a student that learns the teacher's labels without its weights).
 
     A student with one output more than its teacher (the distance output, ``distance_head``) takes the teacher's
     weights for the outputs they share; the new output's weights start at 0 (it first predicts a distance of 0
