@@ -694,6 +694,31 @@ def test_a_student_with_a_distance_output_starts_from_its_teachers_segmentation(
         st.student(UNet(out_channels=4, **config), tmp_path / "teacher.pt")
 
 
+def test_a_rounds_student_starts_from_the_teacher_or_from_student_init_path(tmp_path):
+    from monai.bundle import ConfigParser
+
+    from labelfree.engines.slides import use_bundle_scripts
+
+    torch.manual_seed(0)
+    root = REPO / "bundles" / BUNDLE
+    use_bundle_scripts(root)  # the config's student is scripts.self_training.student
+    weights = {}
+    for name in ("teacher", "base"):
+        parser = ConfigParser()
+        parser.read_config([str(root / "configs" / "train.json"), str(root / "configs" / "self_train.json")])
+        net = parser.get_parsed_content("network_def")
+        for p in net.parameters():
+            torch.nn.init.normal_(p)
+        weights[name] = {k: v.clone() for k, v in net.state_dict().items()}
+        torch.save(net.state_dict(), tmp_path / f"{name}.pt")
+    for overrides, expected in (({}, "teacher"), ({"student_init_path": str(tmp_path / "base.pt")}, "base")):
+        parser = ConfigParser()
+        parser.read_config([str(root / "configs" / "train.json"), str(root / "configs" / "self_train.json")])
+        parser.update({"bundle_root": str(root), "teacher_path": str(tmp_path / "teacher.pt"), **overrides})
+        state = parser.get_parsed_content("student").state_dict()
+        assert all(torch.equal(state[k], weights[expected][k]) for k in state)
+
+
 def _one_epoch_round(trained: dict, tmp_path: Path, **options) -> dict:
     """One self-training round of one epoch over the ``trained`` fixture's tiles and checkpoint, with ``options``
     (``self_train.json`` overrides); returns the student's state dict, after checking the round agreement ran."""
