@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -152,14 +153,21 @@ def _save_teacher_map(npz: Path, inst: np.ndarray) -> None:
             np.savez_compressed(fh, teacher=inst)
 
 
-def teacher_rule(stain_view: bool = False, auto_scale: bool = False, marker_depth: float | None = None) -> dict:
+def teacher_rule(
+    stain_view: bool = False,
+    auto_scale: bool = False,
+    marker_depth: float | None = None,
+    flips: Sequence[Sequence[int]] | None = None,
+) -> dict:
     """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
     view of inference 0.10.0 when ``stain_view``, inference's ``auto_scale`` (tiles whose nuclei look small segmented
-    again at 2x) when ``auto_scale`` and its own watershed marker depth when ``marker_depth`` is given; all options of
-    the rounds, off in the shipped recipe. ``auto_scale`` and ``marker_depth`` enter the rule (and so the cache key)
-    only when set, so the default rounds keep their cached teacher labels."""
+    again at 2x) when ``auto_scale``, its own watershed marker depth when ``marker_depth`` is given and its own views
+    (inference's ``flips``, the spatial axes each pass flips) when ``flips`` is given; all options of the rounds, off in
+    the shipped recipe. ``auto_scale``, ``marker_depth`` and ``flips`` enter the rule (and so the cache key) only when
+    set, so the default rounds keep their cached teacher labels."""
     rule = {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)} | ({"auto_scale": True} if auto_scale else {})
-    return rule | ({"marker_depth": float(marker_depth)} if marker_depth is not None else {})
+    rule |= {"marker_depth": float(marker_depth)} if marker_depth is not None else {}
+    return rule | ({"flips": [[int(a) for a in axes] for axes in flips]} if flips is not None else {})
 
 
 def _teacher_file(cache: Path, tile: Path, teacher_digest: str, rule: dict | None = None) -> Path:
@@ -215,6 +223,7 @@ def teacher_datalist(
     teacher_stain_view: bool = False,
     teacher_auto_scale: bool = False,
     teacher_marker_depth: float | None = None,
+    teacher_flips: Sequence[Sequence[int]] | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``, ``"weight"``) of whole tiles,
@@ -267,6 +276,8 @@ def teacher_datalist(
             tile's own scale.
         teacher_marker_depth: the teacher's watershed marker depth in pixels (inference's ``marker_depth``); ``None``:
             inference's own. A shallower one splits more of the teacher's objects, so more contact lines are taught.
+        teacher_flips: the teacher's views (inference's ``flips``: the spatial axes each pass flips, the passes'
+            probabilities averaged); ``None``: inference's own (the tile and its 180° rotation).
         progress: show a progress bar.
 
     Raises:
@@ -274,7 +285,7 @@ def teacher_datalist(
         RuntimeError: no tile gave a usable label.
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
-    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth)
+    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips)
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
     # built even when every tile is cached: building the network draws its first weights from torch's generator, which
@@ -406,15 +417,16 @@ def round_agreement(
     teacher_stain_view: bool = False,
     teacher_auto_scale: bool = False,
     teacher_marker_depth: float | None = None,
+    teacher_flips: Sequence[Sequence[int]] | None = None,
 ) -> float:
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``, ``teacher_marker_depth``: as
-    :func:`teacher_datalist`'s, so both are segmented alike. The student's maps are cached in ``cache_dir`` too, as a
+    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``, ``teacher_marker_depth``, ``teacher_flips``:
+    as :func:`teacher_datalist`'s, so both are segmented alike. The student's maps are cached in ``cache_dir`` too, as a
     teacher's: a next round reading the same cache (``scripts.recipe.run_recipe`` gives its rounds one) starts from
     them."""
-    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth)
+    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips)
     teacher_digest, student_digest = _digest(teacher_path), _digest(student_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
