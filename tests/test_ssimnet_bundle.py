@@ -454,6 +454,7 @@ def test_the_second_view_is_the_tile_stain_normalised_to_the_training_colours_an
     four = [[], [-1], [-2], [-2, -1]]  # the teacher's own views likewise
     assert st.teacher_rule(flips=four) == {**st.TEACHER_OVERRIDES, "flips": four}
     assert st._teacher_file(Path("c"), first, "d", st.teacher_rule(flips=four)).name not in keys | {scaled, shallow}
+    assert st.teacher_rule(resplit_irregular=False) == {**st.TEACHER_OVERRIDES, "resplit_irregular": False}
     four = ConfigParser()
     four.read_config(str(root / "configs" / "inference.json"))
     four.update({"flips": [[], [-1], [-2], [-2, -1]]})

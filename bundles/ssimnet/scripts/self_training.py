@@ -158,16 +158,18 @@ def teacher_rule(
     auto_scale: bool = False,
     marker_depth: float | None = None,
     flips: Sequence[Sequence[int]] | None = None,
+    resplit_irregular: bool | None = None,
 ) -> dict:
     """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
     view of inference 0.10.0 when ``stain_view``, inference's ``auto_scale`` (tiles whose nuclei look small segmented
-    again at 2x) when ``auto_scale``, its own watershed marker depth when ``marker_depth`` is given and its own views
-    (inference's ``flips``, the spatial axes each pass flips) when ``flips`` is given; all options of the rounds, off in
-    the shipped recipe. ``auto_scale``, ``marker_depth`` and ``flips`` enter the rule (and so the cache key) only when
-    set, so the default rounds keep their cached teacher labels."""
+    again at 2x) when ``auto_scale``, and, when given, its own watershed marker depth (``marker_depth``), views
+    (``flips``, the spatial axes each pass flips) and re-split of irregular objects (``resplit_irregular``); all options
+    of the rounds, off in the shipped recipe. ``auto_scale`` and the last three enter the rule (and so the cache key)
+    only when set, so the default rounds keep their cached teacher labels."""
     rule = {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)} | ({"auto_scale": True} if auto_scale else {})
     rule |= {"marker_depth": float(marker_depth)} if marker_depth is not None else {}
-    return rule | ({"flips": [[int(a) for a in axes] for axes in flips]} if flips is not None else {})
+    rule |= {"flips": [[int(a) for a in axes] for axes in flips]} if flips is not None else {}
+    return rule | ({"resplit_irregular": bool(resplit_irregular)} if resplit_irregular is not None else {})
 
 
 def _teacher_file(cache: Path, tile: Path, teacher_digest: str, rule: dict | None = None) -> Path:
@@ -224,6 +226,7 @@ def teacher_datalist(
     teacher_auto_scale: bool = False,
     teacher_marker_depth: float | None = None,
     teacher_flips: Sequence[Sequence[int]] | None = None,
+    teacher_resplit_irregular: bool | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``, ``"weight"``) of whole tiles,
@@ -278,6 +281,8 @@ def teacher_datalist(
             inference's own. A shallower one splits more of the teacher's objects, so more contact lines are taught.
         teacher_flips: the teacher's views (inference's ``flips``: the spatial axes each pass flips, the passes'
             probabilities averaged); ``None``: inference's own (the tile and its 180° rotation).
+        teacher_resplit_irregular: whether the teacher splits its irregular objects again at halved marker depths
+            (inference's ``resplit_irregular``); ``None``: inference's own (on).
         progress: show a progress bar.
 
     Raises:
@@ -285,7 +290,9 @@ def teacher_datalist(
         RuntimeError: no tile gave a usable label.
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
-    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips)
+    rule = teacher_rule(
+        teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips, teacher_resplit_irregular
+    )
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
     # built even when every tile is cached: building the network draws its first weights from torch's generator, which
@@ -418,15 +425,17 @@ def round_agreement(
     teacher_auto_scale: bool = False,
     teacher_marker_depth: float | None = None,
     teacher_flips: Sequence[Sequence[int]] | None = None,
+    teacher_resplit_irregular: bool | None = None,
 ) -> float:
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically). ``teacher_stain_view``, ``teacher_auto_scale``, ``teacher_marker_depth``, ``teacher_flips``:
-    as :func:`teacher_datalist`'s, so both are segmented alike. The student's maps are cached in ``cache_dir`` too, as a
+    (written atomically). The ``teacher_*`` options: as :func:`teacher_datalist`'s, so both are segmented alike. The student's maps are cached in ``cache_dir`` too, as a
     teacher's: a next round reading the same cache (``scripts.recipe.run_recipe`` gives its rounds one) starts from
     them."""
-    rule = teacher_rule(teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips)
+    rule = teacher_rule(
+        teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips, teacher_resplit_irregular
+    )
     teacher_digest, student_digest = _digest(teacher_path), _digest(student_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
