@@ -160,12 +160,28 @@ def teacher_rule(
     flips: Sequence[Sequence[int]] | None = None,
     resplit_irregular: bool | None = None,
 ) -> dict:
-    """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES`, with the stain
-    view of inference 0.10.0 when ``stain_view``, inference's ``auto_scale`` (tiles whose nuclei look small segmented
-    again at 2x) when ``auto_scale``, and, when given, its own watershed marker depth (``marker_depth``), views
-    (``flips``, the spatial axes each pass flips) and re-split of irregular objects (``resplit_irregular``); all options
-    of the rounds, off in the shipped recipe. ``auto_scale`` and the last three enter the rule (and so the cache key)
-    only when set, so the default rounds keep their cached teacher labels."""
+    """How the teacher's inference differs from ``configs/inference.json``: :data:`TEACHER_OVERRIDES` and the rounds'
+    teacher options (``configs/self_train.json``'s ``teacher_*``, all off in the shipped recipe). The rule keys the
+    teacher cache; ``auto_scale`` and the last three enter it only when set, so the default rounds keep their cached
+    teacher labels. :func:`teacher_datalist` and :func:`round_agreement` take it, so teacher and student are segmented
+    alike.
+
+    Args:
+        stain_view: the teacher's second pass sees the tile stain-normalised (inference 0.10.0's default); off: the
+            tile and its 180° rotation as they are.
+        auto_scale: the teacher segments a tile whose median object is under half the training tiles' median again at
+            2x (inference's ``auto_scale``), so small crowded nuclei reach the student split; off: at the tile's own
+            scale.
+        marker_depth: the teacher's watershed marker depth in pixels (inference's ``marker_depth``); ``None``:
+            inference's own. A shallower one splits more of the teacher's objects, so more contact lines are taught.
+        flips: the teacher's views (inference's ``flips``: the spatial axes each pass flips, the passes' probabilities
+            averaged); ``None``: inference's own (the tile and its 180° rotation).
+        resplit_irregular: whether the teacher splits its irregular objects again at halved marker depths (inference's
+            ``resplit_irregular``); ``None``: inference's own (on).
+
+    Returns:
+        inference config overrides.
+    """
     rule = {**TEACHER_OVERRIDES, "stain_view": bool(stain_view)} | ({"auto_scale": True} if auto_scale else {})
     rule |= {"marker_depth": float(marker_depth)} if marker_depth is not None else {}
     rule |= {"flips": [[int(a) for a in axes] for axes in flips]} if flips is not None else {}
@@ -222,11 +238,7 @@ def teacher_datalist(
     border_weight: bool = False,
     border_weight_on_nuclei: bool = False,
     ignore_dark_background: bool = False,
-    teacher_stain_view: bool = False,
-    teacher_auto_scale: bool = False,
-    teacher_marker_depth: float | None = None,
-    teacher_flips: Sequence[Sequence[int]] | None = None,
-    teacher_resplit_irregular: bool | None = None,
+    rule: dict | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Training items ``{"image", "soft", "voronoi", "source"}`` (and ``"dist"``, ``"weight"``) of whole tiles,
@@ -272,17 +284,9 @@ def teacher_datalist(
             alone (its ``on_nuclei``).
         ignore_dark_background: leave out of the loss, too, the background pixels as dark as the confident nuclei
             (:func:`labelfree.transforms.purify_objects.uncertain_background`), where the teacher may have missed one.
-        teacher_stain_view: the teacher's second pass sees the tile stain-normalised (inference 0.10.0's default);
-            off: the tile and its 180° rotation as they are (:data:`TEACHER_OVERRIDES`).
-        teacher_auto_scale: the teacher segments a tile whose median object is under half the training tiles' median
-            again at 2x (inference's ``auto_scale``), so small crowded nuclei reach the student split; off: at the
-            tile's own scale.
-        teacher_marker_depth: the teacher's watershed marker depth in pixels (inference's ``marker_depth``); ``None``:
-            inference's own. A shallower one splits more of the teacher's objects, so more contact lines are taught.
-        teacher_flips: the teacher's views (inference's ``flips``: the spatial axes each pass flips, the passes'
-            probabilities averaged); ``None``: inference's own (the tile and its 180° rotation).
-        teacher_resplit_irregular: whether the teacher splits its irregular objects again at halved marker depths
-            (inference's ``resplit_irregular``); ``None``: inference's own (on).
+        rule: how the teacher's inference differs from ``configs/inference.json`` (:func:`teacher_rule`, which lists
+            the rounds' teacher options: its stain view, auto-scale, marker depth, views and re-split); ``None``:
+            ``teacher_rule()``, the shipped recipe's teacher. It keys the teacher cache.
         progress: show a progress bar.
 
     Raises:
@@ -290,9 +294,7 @@ def teacher_datalist(
         RuntimeError: no tile gave a usable label.
     """
     files = [Path(item["image"]) for item in image_datalist(dataset_dir)]
-    rule = teacher_rule(
-        teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips, teacher_resplit_irregular
-    )
+    rule = teacher_rule() if rule is None else rule
     teacher_digest = _digest(teacher_path)
     cache = Path(cache_dir) if cache_dir else None
     # built even when every tile is cached: building the network draws its first weights from torch's generator, which
@@ -421,21 +423,15 @@ def round_agreement(
     student_path: str | os.PathLike,
     device: str | torch.device | None = None,
     out_file: str | os.PathLike | None = None,
-    teacher_stain_view: bool = False,
-    teacher_auto_scale: bool = False,
-    teacher_marker_depth: float | None = None,
-    teacher_flips: Sequence[Sequence[int]] | None = None,
-    teacher_resplit_irregular: bool | None = None,
+    rule: dict | None = None,
 ) -> float:
     """Mean Dice between the teacher's masks (cached by :func:`teacher_datalist`) and the student's on the training
     tiles: how much a round still changed the masks. Close to 1, another round would learn what it already predicts.
     Tiles without a cached teacher prediction are left out; ``out_file``, when given, receives the figure as JSON
-    (written atomically). The ``teacher_*`` options: as :func:`teacher_datalist`'s, so both are segmented alike. The student's maps are cached in ``cache_dir`` too, as a
-    teacher's: a next round reading the same cache (``scripts.recipe.run_recipe`` gives its rounds one) starts from
-    them."""
-    rule = teacher_rule(
-        teacher_stain_view, teacher_auto_scale, teacher_marker_depth, teacher_flips, teacher_resplit_irregular
-    )
+    (written atomically). ``rule``: the teacher's, as :func:`teacher_datalist`'s, so both are segmented alike. The
+    student's maps are cached in ``cache_dir`` too, as a teacher's: a next round reading the same cache
+    (``scripts.recipe.run_recipe`` gives its rounds one) starts from them."""
+    rule = teacher_rule() if rule is None else rule
     teacher_digest, student_digest = _digest(teacher_path), _digest(student_path)
     segment = _segmenter(bundle_root, student_path, device, rule)
     scores = []
