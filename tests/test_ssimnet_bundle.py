@@ -706,20 +706,22 @@ def test_a_rounds_student_starts_from_the_teacher_or_from_student_init_path(tmp_
     torch.manual_seed(0)
     root = REPO / "bundles" / BUNDLE
     use_bundle_scripts(root)  # the config's student is scripts.self_training.student
-    weights = {}
-    for name in ("teacher", "base"):
+
+    def round_config(**overrides) -> ConfigParser:
         parser = ConfigParser()
         parser.read_config([str(root / "configs" / "train.json"), str(root / "configs" / "self_train.json")])
-        net = parser.get_parsed_content("network_def")
+        parser.update({"bundle_root": str(root), "teacher_path": str(tmp_path / "teacher.pt"), **overrides})
+        return parser
+
+    weights = {}
+    for name in ("teacher", "base"):
+        net = round_config().get_parsed_content("network_def")
         for p in net.parameters():
             torch.nn.init.normal_(p)
         weights[name] = {k: v.clone() for k, v in net.state_dict().items()}
         torch.save(net.state_dict(), tmp_path / f"{name}.pt")
     for overrides, expected in (({}, "teacher"), ({"student_init_path": str(tmp_path / "base.pt")}, "base")):
-        parser = ConfigParser()
-        parser.read_config([str(root / "configs" / "train.json"), str(root / "configs" / "self_train.json")])
-        parser.update({"bundle_root": str(root), "teacher_path": str(tmp_path / "teacher.pt"), **overrides})
-        state = parser.get_parsed_content("student").state_dict()
+        state = round_config(**overrides).get_parsed_content("student").state_dict()
         assert all(torch.equal(state[k], weights[expected][k]) for k in state)
 
 
