@@ -746,6 +746,15 @@ def _one_epoch_round(trained: dict, tmp_path: Path, **options) -> dict:
     return torch.load(out / "model.pt", weights_only=True)
 
 
+def test_a_round_with_ema_epochs_keeps_the_average_of_its_weights(trained, tmp_path):
+    """With ``ema_epochs`` the round's model is the moving average of the student's weights, which the checkpoint keeps
+    beside the last weights (so a resumed round goes on averaging)."""
+    student = _one_epoch_round(trained, tmp_path, ema_epochs=1, checkpoint_interval=1)
+    ckpt = torch.load(next((tmp_path / "round" / "checkpoints").glob("*.pt")), weights_only=True)
+    assert all(torch.equal(student[k], ckpt["ema_model"][k]) for k in student)
+    assert any(not torch.equal(student[k], ckpt["model"][k]) for k in student)  # the average lags the last step
+
+
 def test_self_training_round_with_a_distance_output_and_its_inference(trained, tmp_path):
     """A round with ``distance_head``: the student has a third output, and inference.json, given that checkpoint,
     builds the matching network by itself and writes instances."""
