@@ -11,10 +11,13 @@ Each checkpoint's network runs once per tile (the bundle's preprocessing, networ
 * ``softmax_relief``: the default's nuclei mask, split on a relief that weighs the distance to the background by the
   network's softmax for the nuclei class instead of by the near-binary mixture posterior;
 * ``softmax_and``: a pixel is nuclei only where the mixture posterior is above 0.5 *and* the network's own softmax for
-  the nuclei class is at least 0.5, the pixel-level counterpart of 0.6.0's half-seen objects (same split and drops).
+  the nuclei class is at least 0.5, the pixel-level counterpart of 0.6.0's half-seen objects (same split and drops);
+* ``haem_relief``: the default's nuclei mask and drops, split on a relief that weighs the distance to the background
+  by the tile's haematoxylin (smoothed, over its median on the mask, at most 1) instead of by the posterior, so that
+  the paler line where two nuclei touch deepens the saddle between them.
 
 The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``,
-``bench/results/dcgn_softmax_and/rule.txt``); labels are read only to score. ``--variants`` scores a subset (the
+``bench/results/dcgn_softmax_and/rule.txt``, ``bench/results/dcgn_haem_relief/rule.txt``); labels are read only to score. ``--variants`` scores a subset (the
 default is always scored).
 
     python -m bench.dcgn_posterior_variants --images ../shared/data/monuseg/train/images \\
@@ -41,10 +44,12 @@ from labelfree.transforms.instances import drop_small_objects, drop_uncertain_ob
 from labelfree.transforms.io import tensor_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and")
+VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and", "haem_relief")
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: blur scale of ``local_excess`` in units of the tile's median nucleus radius (set with the rule, not fitted)
 EXCESS_SIGMA_RADII = 2.0
+#: smoothing (pixels) of the haematoxylin that weighs ``haem_relief``'s distance (set with the rule, not fitted)
+HAEM_SIGMA = 1.0
 
 
 def local_excess(features: np.ndarray, nuclei: np.ndarray, min_size: int) -> np.ndarray:
@@ -68,6 +73,35 @@ def softmax_and(posterior: np.ndarray, softmax: np.ndarray, min_mean_softmax: fl
     """
     min_rel_area = kwargs.pop("min_rel_area", 0.0)
     inst = instances_from_map(np.where(softmax >= 0.5, posterior, 0.0), threshold=0.5, **kwargs)
+    if min_mean_softmax > 0:
+        inst = drop_uncertain_objects(inst, softmax, -np.inf, min_mean_softmax)
+    return drop_small_objects(inst, min_rel_area) if min_rel_area > 0 else inst
+
+
+def haem_relief(
+    posterior: np.ndarray, softmax: np.ndarray, haematoxylin: np.ndarray, min_mean_softmax: float, **kwargs
+) -> np.ndarray:
+    """The default's nuclei (posterior above 0.5) split on the distance weighted by the haematoxylin, then dropped.
+
+    Args:
+        posterior, softmax: ``(H, W)`` the nuclei class's mixture posterior and network softmax.
+        haematoxylin: ``(H, W)`` the tile's haematoxylin concentration (the mixture's feature 0).
+        min_mean_softmax: the half-seen rule's constant (0 = off).
+        kwargs: ``instances_from_map``'s, ``min_rel_area`` included (applied after the half-seen rule).
+
+    Returns:
+        ``(H, W)`` int32 instances.
+    """
+    min_rel_area = kwargs.pop("min_rel_area", 0.0)
+    mask = posterior > 0.5
+    filled = fill_mask_holes(mask)
+    smooth = ndi.gaussian_filter(np.asarray(haematoxylin, np.float64), HAEM_SIGMA)
+    level = float(np.median(smooth[mask])) if mask.any() else 1.0
+    weight = np.clip(smooth / max(level, 1e-6), 0.0, 1.0)
+    # filled holes weigh 1, as in the default's relief: the pale inside of a nucleus is not a boundary
+    weight = np.where(mask, weight, 1.0)
+    # a boolean mask: the relief is the given distance alone, not weighted again by a probability
+    inst = instances_from_map(mask, distance=distance_to_background(filled) * weight, **kwargs)
     if min_mean_softmax > 0:
         inst = drop_uncertain_objects(inst, softmax, -np.inf, min_mean_softmax)
     return drop_small_objects(inst, min_rel_area) if min_rel_area > 0 else inst
@@ -118,6 +152,8 @@ def run(
             elif variant == "softmax_relief":
                 relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
                 inst = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
+            elif variant == "haem_relief":
+                inst = haem_relief(post[nuclei], prob[nuclei], feats[0], half_seen, **kwargs)
             else:
                 inst = softmax_and(post[nuclei], prob[nuclei], half_seen, **kwargs)
             s = instance_scores(gt, inst)
