@@ -13,7 +13,7 @@ Each checkpoint's network runs once per tile (the bundle's preprocessing, networ
 * ``softmax_and``: a pixel is nuclei only where the mixture posterior is above 0.5 *and* the network's own softmax for
   the nuclei class is at least 0.5, the pixel-level counterpart of 0.6.0's half-seen objects (same split and drops);
 * ``haem_relief``: the default's nuclei mask and drops, split on a relief that weighs the distance to the background
-  by the tile's haematoxylin (smoothed, over its median on the mask, at most 1) instead of by the posterior, so that
+  by the tile's haematoxylin (``bench.haem_relief.haematoxylin_weight``) instead of by the posterior, so that
   the paler line where two nuclei touch deepens the saddle between them.
 
 The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``,
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from bench.haem_relief import haematoxylin_weight
 from bench.report_files import save_report
 from bench.variant_stats import checkpoint_list, checkpoint_tiles, summarise_variants, variants_markdown
 from labelfree.core.distance import distance_to_background
@@ -48,8 +49,6 @@ VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and", "haem_re
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: blur scale of ``local_excess`` in units of the tile's median nucleus radius (set with the rule, not fitted)
 EXCESS_SIGMA_RADII = 2.0
-#: smoothing (pixels) of the haematoxylin that weighs ``haem_relief``'s distance (set with the rule, not fitted)
-HAEM_SIGMA = 1.0
 
 
 def local_excess(features: np.ndarray, nuclei: np.ndarray, min_size: int) -> np.ndarray:
@@ -94,14 +93,9 @@ def haem_relief(
     """
     min_rel_area = kwargs.pop("min_rel_area", 0.0)
     mask = posterior > 0.5
-    filled = fill_mask_holes(mask)
-    smooth = ndi.gaussian_filter(np.asarray(haematoxylin, np.float64), HAEM_SIGMA)
-    level = float(np.median(smooth[mask])) if mask.any() else 1.0
-    weight = np.clip(smooth / max(level, 1e-6), 0.0, 1.0)
-    # filled holes weigh 1, as in the default's relief: the pale inside of a nucleus is not a boundary
-    weight = np.where(mask, weight, 1.0)
+    weight = haematoxylin_weight(haematoxylin, mask)
     # a boolean mask: the relief is the given distance alone, not weighted again by a probability
-    inst = instances_from_map(mask, distance=distance_to_background(filled) * weight, **kwargs)
+    inst = instances_from_map(mask, distance=distance_to_background(fill_mask_holes(mask)) * weight, **kwargs)
     if min_mean_softmax > 0:
         inst = drop_uncertain_objects(inst, softmax, -np.inf, min_mean_softmax)
     return drop_small_objects(inst, min_rel_area) if min_rel_area > 0 else inst
