@@ -14,7 +14,9 @@ Each checkpoint's network runs once per tile (the bundle's preprocessing, networ
   the nuclei class is at least 0.5, the pixel-level counterpart of 0.6.0's half-seen objects (same split and drops);
 * ``haem_relief``: the default's nuclei mask and drops, split on a relief that weighs the distance to the background
   by the tile's haematoxylin (``bench.haem_relief.haematoxylin_weight``) instead of by the posterior, so that
-  the paler line where two nuclei touch deepens the saddle between them.
+  the paler line where two nuclei touch deepens the saddle between them;
+* ``haem_resplit``: the default's first split, and only the irregular objects' re-split
+  (``resplit_irregular_objects``) on the default's relief times the same haematoxylin weight.
 
 The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``,
 ``bench/results/dcgn_softmax_and/rule.txt``, ``bench/results/dcgn_haem_relief/rule.txt``); labels are read only to score. ``--variants`` scores a subset (the
@@ -41,11 +43,17 @@ from labelfree.core.distance import distance_to_background
 from labelfree.core.metrics import instance_scores
 from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.contour import fill_mask_holes
-from labelfree.transforms.instances import drop_small_objects, drop_uncertain_objects, instances_from_map
+from labelfree.transforms.instances import (
+    drop_small_objects,
+    drop_uncertain_objects,
+    foreground_relief,
+    instances_from_map,
+    resplit_irregular_objects,
+)
 from labelfree.transforms.io import tensor_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and", "haem_relief")
+VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and", "haem_relief", "haem_resplit")
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: blur scale of ``local_excess`` in units of the tile's median nucleus radius (set with the rule, not fitted)
 EXCESS_SIGMA_RADII = 2.0
@@ -78,7 +86,12 @@ def softmax_and(posterior: np.ndarray, softmax: np.ndarray, min_mean_softmax: fl
 
 
 def haem_relief(
-    posterior: np.ndarray, softmax: np.ndarray, haematoxylin: np.ndarray, min_mean_softmax: float, **kwargs
+    posterior: np.ndarray,
+    softmax: np.ndarray,
+    haematoxylin: np.ndarray,
+    min_mean_softmax: float,
+    resplit_only: bool = False,
+    **kwargs,
 ) -> np.ndarray:
     """The default's nuclei (posterior above 0.5) split on the distance weighted by the haematoxylin, then dropped.
 
@@ -86,6 +99,8 @@ def haem_relief(
         posterior, softmax: ``(H, W)`` the nuclei class's mixture posterior and network softmax.
         haematoxylin: ``(H, W)`` the tile's haematoxylin concentration (the mixture's feature 0).
         min_mean_softmax: the half-seen rule's constant (0 = off).
+        resplit_only: split first as the default does and weigh only the re-split of irregular objects
+            (``haem_resplit``); ``False``: the weighted distance replaces the relief of both (``haem_relief``).
         kwargs: ``instances_from_map``'s, ``min_rel_area`` included (applied after the half-seen rule).
 
     Returns:
@@ -94,8 +109,15 @@ def haem_relief(
     min_rel_area = kwargs.pop("min_rel_area", 0.0)
     mask = posterior > 0.5
     weight = haematoxylin_weight(haematoxylin, mask)
-    # a boolean mask: the relief is the given distance alone, not weighted again by a probability
-    inst = instances_from_map(mask, distance=distance_to_background(fill_mask_holes(mask)) * weight, **kwargs)
+    if resplit_only:
+        resplit = kwargs.pop("resplit_irregular", False)
+        inst = instances_from_map(posterior, threshold=0.5, **kwargs)
+        if resplit:
+            _, relief = foreground_relief(posterior, 0.5, kwargs["min_size"])
+            inst = resplit_irregular_objects(inst, relief * weight, kwargs["h"], kwargs["min_size"])
+    else:
+        # a boolean mask: the relief is the given distance alone, not weighted again by a probability
+        inst = instances_from_map(mask, distance=distance_to_background(fill_mask_holes(mask)) * weight, **kwargs)
     if min_mean_softmax > 0:
         inst = drop_uncertain_objects(inst, softmax, -np.inf, min_mean_softmax)
     return drop_small_objects(inst, min_rel_area) if min_rel_area > 0 else inst
@@ -146,8 +168,9 @@ def run(
             elif variant == "softmax_relief":
                 relief = distance_to_background(fill_mask_holes(mask)) * prob[nuclei]
                 inst = instances_from_map(post[nuclei], threshold=0.5, distance=relief, **kwargs)
-            elif variant == "haem_relief":
-                inst = haem_relief(post[nuclei], prob[nuclei], feats[0], half_seen, **kwargs)
+            elif variant in ("haem_relief", "haem_resplit"):
+                resplit_only = variant == "haem_resplit"
+                inst = haem_relief(post[nuclei], prob[nuclei], feats[0], half_seen, resplit_only, **kwargs)
             else:
                 inst = softmax_and(post[nuclei], prob[nuclei], half_seen, **kwargs)
             s = instance_scores(gt, inst)
