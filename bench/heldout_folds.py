@@ -7,8 +7,13 @@ issue 17 measures it again on tiles it never saw. Two models trained the same wa
 reads the comparison harness's per-tile ``results.csv`` of each model on the whole folder and prints the paired table
 (labels were read by the harness only to score).
 
-    python -m bench.heldout_folds --folds A=DIR_A,B=DIR_B --results A=RUN_A/results.csv,B=RUN_B/results.csv \\
+    python -m bench.heldout_folds pairs --folds A=DIR_A,B=DIR_B --results A=RUN_A/results.csv,B=RUN_B/results.csv \\
         --out bench/results/v6/heldout_folds/monuseg
+
+``halves`` prints any models' mean scores on each fold's tiles side by side (e.g. a fold model against the checkpoint
+trained on every tile):
+
+    python -m bench.heldout_folds halves --folds A=DIR_A,B=DIR_B --results "NAME=CSV,NAME=CSV,..." --out OUT
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ from labelfree.core.imageio import list_images
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 
 
-def _pairs(spec: str | tuple) -> dict[str, str]:
-    """``"A=x,B=y"`` (or fire's tuple of such items) → ``{"A": "x", "B": "y"}``."""
+def _pairs(spec: str | tuple, n: int | None = 2) -> dict[str, str]:
+    """``"A=x,B=y"`` (or fire's tuple of such items) → ``{"A": "x", "B": "y"}``; ``n`` items required (``None``: any)."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out = dict(item.split("=", 1) for item in items if item)
-    if len(out) != 2:
-        raise ValueError(f"two folds are needed, got {sorted(out)}")
+    if n is not None and len(out) != n:
+        raise ValueError(f"{n} folds are needed, got {sorted(out)}")
     return out
 
 
@@ -79,13 +84,50 @@ def run(folds: str | tuple, results: str | tuple, out: str) -> dict:
     return summary
 
 
+def halves(folds: str | tuple, results: str | tuple, out: str) -> dict:
+    """Every model's mean scores on each fold's tiles; write ``halves.{json,md}`` under ``out``.
+
+    Args:
+        folds: ``NAME=DIR,NAME=DIR``: each fold's training images.
+        results: ``MODEL=CSV,...``: harness per-tile results over every tile of both folds, one per model.
+        out: output folder.
+    """
+    fold_dirs, csvs = _pairs(folds), _pairs(results, None)
+    member = {p.stem: name for name, d in fold_dirs.items() for p in list_images(d)}
+    table = {}
+    for model, path in csvs.items():
+        scores = _scores(path)
+        missing = set(member) - set(scores)
+        if missing:
+            raise ValueError(f"{model}: {len(missing)} tile(s) missing from {path}")
+        table[model] = {
+            fold: {m: float(np.mean([scores[t][m] for t, f in member.items() if f == fold])) for m in METRICS}
+            for fold in fold_dirs
+        }
+    lines = [
+        "# Mean scores on each fold's tiles",
+        "",
+        f"`python -m bench.heldout_folds halves --folds {','.join(f'{k}={v}' for k, v in fold_dirs.items())} "
+        f"--results {','.join(f'{k}={v}' for k, v in csvs.items())} --out {out}`",
+        "",
+        "| model | " + " | ".join(f"fold {f}'s tiles: dice / aji / pq / precision / recall" for f in fold_dirs) + " |",
+        "|---|" + "---|" * len(fold_dirs),
+    ]
+    for model, by_fold in table.items():
+        cells = [" / ".join(f"{by_fold[f][m]:.3f}" for m in METRICS) for f in fold_dirs]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    result = {"table": table, "folds": fold_dirs, "results": csvs, "date": date.today().isoformat()}
+    save_report(out, "halves", result, "\n".join(lines) + "\n")
+    return table
+
+
 def markdown(summary: dict, n: int, folds: dict, csvs: dict, out: str) -> str:
     folds_arg = ",".join(f"{k}={v}" for k, v in folds.items())
     results_arg = ",".join(f"{k}={v}" for k, v in csvs.items())
     lines = [
         f"# Seen against unseen: every tile scored by the model that trained on its image and by the other ({n} tiles)",
         "",
-        f"`python -m bench.heldout_folds --folds {folds_arg} --results {results_arg} --out {out}`",
+        f"`python -m bench.heldout_folds pairs --folds {folds_arg} --results {results_arg} --out {out}`",
         "",
         "| metric | seen (mean) | unseen (mean) | unseen − seen | tiles higher unseen | Wilcoxon p |",
         "|---|---|---|---|---|---|",
@@ -99,4 +141,4 @@ def markdown(summary: dict, n: int, folds: dict, csvs: dict, out: str) -> str:
 
 
 if __name__ == "__main__":
-    fire.Fire(run, serialize=lambda _: None)
+    fire.Fire({"pairs": run, "halves": halves}, serialize=lambda _: None)

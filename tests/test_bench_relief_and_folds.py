@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from bench.haem_relief import haematoxylin_weight
+from bench.heldout_folds import halves as heldout_halves
 from bench.heldout_folds import run as heldout_folds
 
 
@@ -49,5 +50,24 @@ def test_each_tile_is_scored_by_its_own_folds_model_as_seen_and_by_the_other_as_
     assert summary["aji"]["higher_unseen"] == 0
     saved = json.loads((tmp_path / "out" / "heldout_folds.json").read_text())
     assert {r["image"]: r["fold"] for r in saved["rows"]}["t3"] == "B"
-    with pytest.raises(ValueError, match="two folds"):
+    with pytest.raises(ValueError, match="2 folds are needed"):
         heldout_folds(folds=f"A={tmp_path / 'A'}", results=f"A={tmp_path / 'a.csv'}", out=str(tmp_path / "o2"))
+
+
+def test_halves_gives_each_models_mean_on_each_folds_tiles(tmp_path):
+    for fold, tiles in (("A", ("t0", "t2")), ("B", ("t1", "t3"))):
+        (tmp_path / fold).mkdir()
+        for t in tiles:
+            (tmp_path / fold / f"{t}.png").write_bytes(b"")
+    _write(tmp_path / "m.csv", {"t0": 0.2, "t1": 0.6, "t2": 0.4, "t3": 0.8})
+    table = heldout_halves(
+        folds=f"A={tmp_path / 'A'},B={tmp_path / 'B'}", results=f"m={tmp_path / 'm.csv'}", out=str(tmp_path / "o")
+    )
+    assert table["m"]["A"]["aji"] == pytest.approx(0.3) and table["m"]["B"]["aji"] == pytest.approx(0.7)
+    _write(tmp_path / "short.csv", {"t0": 0.2})
+    with pytest.raises(ValueError, match="missing"):
+        heldout_halves(
+            folds=f"A={tmp_path / 'A'},B={tmp_path / 'B'}",
+            results=f"s={tmp_path / 'short.csv'}",
+            out=str(tmp_path / "p"),
+        )
