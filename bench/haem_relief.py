@@ -15,29 +15,18 @@ the same weight on its near-binary posterior. The rule was written before any sc
 
 from __future__ import annotations
 
-from datetime import date
-from pathlib import Path
-
 import fire
 import numpy as np
-import torch
 from scipy import ndimage as ndi
 
-from bench.report_files import save_report
-from bench.variant_stats import checkpoint_list, checkpoint_tiles, summarise_variants, variants_markdown
-from bench.view_agreement import view_probabilities
+from bench.view_agreement import score_ssimnet_variants
 from labelfree.core.distance import distance_to_background
-from labelfree.core.metrics import instance_scores
-from labelfree.engines.slides import bundle_parser
 from labelfree.transforms.contour import fill_mask_holes
-from labelfree.transforms.instances import drop_small_objects, instances_from_map
+from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
-from labelfree.transforms.scale import MatchSpatialSize
 from labelfree.transforms.stain import tile_stain_concentrations
 
-REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("default", "haem_relief")
-METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: smoothing (pixels) of the haematoxylin before it weighs the relief (set with the rule, not fitted)
 HAEM_SIGMA = 1.0
 
@@ -62,43 +51,22 @@ def haem_distance(prob: np.ndarray, haematoxylin: np.ndarray, threshold: float) 
     return distance_to_background(fill_mask_holes(mask)) * haematoxylin_weight(haematoxylin, mask)
 
 
+def _haem_variants(prob: np.ndarray, views: list, item: dict, kwargs: dict) -> dict[str, np.ndarray]:
+    """``default`` and ``haem_relief`` for one tile (``views`` unused: the relief weighs the views' average)."""
+    rgb = tensor_to_rgb(item["tile"])
+    if rgb.shape[:2] != prob.shape:
+        raise ValueError("the network saw the tile at another scale; score it at its own")
+    distance = haem_distance(prob, tile_stain_concentrations(rgb)[0][0], kwargs["threshold"])
+    return {
+        "default": instances_from_map(prob, **kwargs),
+        "haem_relief": instances_from_map(prob, distance=distance, **kwargs),
+    }
+
+
 def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
     """Score ``default`` and ``haem_relief`` for every checkpoint; write ``haem_relief.{json,md}`` under ``out``."""
-    torch.set_num_threads(threads)
-    names = checkpoint_list(ckpts)
-    parser = bundle_parser(REPO / "bundles" / "ssimnet", {"dataset_dir": str(images)})
-    preprocessing = parser.get_parsed_content("preprocessing")
-    network, flips = parser.get_parsed_content("network"), parser.get_parsed_content("flip_inferer")
-    threshold = parser["threshold"]
-    kwargs = {"threshold": threshold, "min_size": parser["min_size"], "h": parser["marker_depth"]}
-    kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_mean_prob": parser["min_mean_prob"]}
-    rows = []
-    shipped = REPO / "bundles" / "ssimnet" / "models" / "model.pt"
-    for i, path, gt, item in checkpoint_tiles(network, names, shipped, images, labels, preprocessing):
-        with torch.inference_mode():
-            prob, _ = view_probabilities(flips, torch.as_tensor(item["image"])[None].float(), network)
-        rgb = tensor_to_rgb(item["tile"])
-        if rgb.shape[:2] != prob.shape:
-            raise ValueError(f"{path.name}: the network saw the tile at another scale; score it at its own")
-        haematoxylin = tile_stain_concentrations(rgb)[0][0]
-        variants = {
-            "default": instances_from_map(prob, **kwargs),
-            "haem_relief": instances_from_map(prob, distance=haem_distance(prob, haematoxylin, threshold), **kwargs),
-        }
-        to_tile = MatchSpatialSize(tuple(item["tile"].shape[-2:]), True)
-        for variant, objects in variants.items():
-            objects = drop_small_objects(objects, parser["min_rel_area"])
-            objects = np.asarray(to_tile(torch.as_tensor(objects[None])))[0]
-            s = instance_scores(gt, objects)
-            rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
-    result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
-    result["summary"] = summarise_variants(rows, "variant", VARIANTS, METRICS)
-    command = f"python -m bench.haem_relief --images {images} --labels {labels} --ckpts ... --out {out}"
-    title = f"SSimNet: the watershed relief weighted by the haematoxylin, `{images}`"
-    report = variants_markdown(title, command, len(names), result["summary"], METRICS)
-    save_report(out, "haem_relief", result, report)
-    print(report)
-    return result["summary"]
+    title = "SSimNet: the watershed relief weighted by the haematoxylin"
+    return score_ssimnet_variants(images, labels, out, ckpts, threads, VARIANTS, _haem_variants, "haem_relief", title)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Each checkpoint's network runs once per view and tile, with the bundle's own pre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -89,43 +90,72 @@ def min_view_distance(prob: np.ndarray, views: list, threshold: float, fill_hole
     return distance_to_background(fg) * scale
 
 
-def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
-    """Score ``default`` and ``agreed`` for every checkpoint; write ``view_agreement.{json,md}`` under ``out``."""
+def score_ssimnet_variants(
+    images: str,
+    labels: str,
+    out: str,
+    ckpts: str | tuple,
+    threads: int,
+    variants: tuple[str, ...],
+    make_variants: Callable[[np.ndarray, list, dict, dict], dict[str, np.ndarray]],
+    stem: str,
+    title: str,
+) -> dict:
+    """Score instance-step variants of SSimNet's inference for every checkpoint and tile, as the bundle runs it.
+
+    Each checkpoint's network runs once per view and tile (:func:`view_probabilities`); ``make_variants(prob, views,
+    item, kwargs)`` returns each variant's instances from the averaged probability, the views' own, the preprocessed
+    item and the bundle's instance-step keyword arguments; the small-object rule runs on each, as in the bundle, and
+    the instances are brought back to the tile's size before scoring. Writes ``<stem>.{json,md}`` under ``out``.
+
+    Returns:
+        the per-variant summary (:func:`bench.variant_stats.summarise_variants`).
+    """
     torch.set_num_threads(threads)
     names = checkpoint_list(ckpts)
     parser = bundle_parser(REPO / "bundles" / "ssimnet", {"dataset_dir": str(images)})
     preprocessing = parser.get_parsed_content("preprocessing")
     network, flips = parser.get_parsed_content("network"), parser.get_parsed_content("flip_inferer")
-    threshold, min_mean_prob = parser["threshold"], parser["min_mean_prob"]
-    kwargs = {"threshold": threshold, "min_size": parser["min_size"], "h": parser["marker_depth"]}
-    kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_mean_prob": min_mean_prob}
+    kwargs = {"threshold": parser["threshold"], "min_size": parser["min_size"], "h": parser["marker_depth"]}
+    kwargs |= {"resplit_irregular": parser["resplit_irregular"], "min_mean_prob": parser["min_mean_prob"]}
     rows = []
     shipped = REPO / "bundles" / "ssimnet" / "models" / "model.pt"
     for i, path, gt, item in checkpoint_tiles(network, names, shipped, images, labels, preprocessing):
         with torch.inference_mode():
             prob, views = view_probabilities(flips, torch.as_tensor(item["image"])[None].float(), network)
-        # both drops after the split, the small-object rule last, as instances_from_map does them
-        inst = instances_from_map(prob, **kwargs)
-        cut = instances_from_map(prob, distance=min_view_distance(prob, views, threshold), **kwargs)
-        variants = {
-            "default": inst,
-            "agreed": agreed_objects(inst, prob, views, threshold, min_mean_prob),
-            "min_view_relief": cut,
-        }
         to_tile = MatchSpatialSize(tuple(item["tile"].shape[-2:]), True)
-        for variant, objects in variants.items():
+        for variant, objects in make_variants(prob, views, item, kwargs).items():
             objects = drop_small_objects(objects, parser["min_rel_area"])
             objects = np.asarray(to_tile(torch.as_tensor(objects[None])))[0]
             s = instance_scores(gt, objects)
             rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})
     result = {"rows": rows, "checkpoints": [str(c or "shipped") for c in names], "date": date.today().isoformat()}
-    result["summary"] = summarise_variants(rows, "variant", VARIANTS, METRICS)
-    command = f"python -m bench.view_agreement --images {images} --labels {labels} --ckpts ... --out {out}"
-    title = f"SSimNet: the two inference views kept apart, `{images}`"
-    report = variants_markdown(title, command, len(names), result["summary"], METRICS)
-    save_report(out, "view_agreement", result, report)
+    result["summary"] = summarise_variants(rows, "variant", variants, METRICS)
+    command = f"python -m bench.{stem} --images {images} --labels {labels} --ckpts ... --out {out}"
+    report = variants_markdown(f"{title}, `{images}`", command, len(names), result["summary"], METRICS)
+    save_report(out, stem, result, report)
     print(report)
     return result["summary"]
+
+
+def _view_variants(prob: np.ndarray, views: list, item: dict, kwargs: dict) -> dict[str, np.ndarray]:
+    """``default``, ``agreed`` and ``min_view_relief`` (both drops after the split, as ``instances_from_map`` does)."""
+    threshold, min_mean_prob = kwargs["threshold"], kwargs["min_mean_prob"]
+    inst = instances_from_map(prob, **kwargs)
+    return {
+        "default": inst,
+        "agreed": agreed_objects(inst, prob, views, threshold, min_mean_prob),
+        "min_view_relief": instances_from_map(prob, distance=min_view_distance(prob, views, threshold), **kwargs),
+    }
+
+
+def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
+    """Score ``default``, ``agreed`` and ``min_view_relief`` for every checkpoint; write ``view_agreement.{json,md}``
+    under ``out``."""
+    title = "SSimNet: the two inference views kept apart"
+    return score_ssimnet_variants(
+        images, labels, out, ckpts, threads, VARIANTS, _view_variants, "view_agreement", title
+    )
 
 
 if __name__ == "__main__":
