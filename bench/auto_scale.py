@@ -153,7 +153,6 @@ def run(
     report += "\nReference median object area per checkpoint (px): " + ", ".join(f"{r:.0f}" for r in refs) + "\n"
     report += "\nTiles segmented again at 2×, per checkpoint: " + json.dumps(result["switched"]) + "\n"
     save_report(out, "auto_scale", result, report)
-    print(report)
     return result["summary"]
 
 

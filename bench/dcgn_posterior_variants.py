@@ -179,7 +179,6 @@ def run(
     result["summary"] = summarise_variants(rows, "variant", tuple(chosen), METRICS)
     report = markdown(result, images, labels, out)
     save_report(out, "dcgn_posterior_variants", result, report)
-    print(report)
     return result["summary"]
 
 

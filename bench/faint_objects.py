@@ -74,7 +74,6 @@ def run(images: str, labels: str, out: str, ckpts: str | tuple = "") -> dict:
     result["summary"] = summarise(rows)
     report = markdown(result, images, labels, out)
     save_report(out, "faint_objects", result, report)
-    print(report)
     return result["summary"]
 
 

@@ -19,7 +19,7 @@ import fire
 import numpy as np
 from scipy import ndimage as ndi
 
-from bench.view_agreement import score_ssimnet_variants
+from bench.ssimnet_variants import score_ssimnet_variants
 from labelfree.core.distance import distance_to_background
 from labelfree.transforms.contour import fill_mask_holes
 from labelfree.transforms.instances import instances_from_map

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import fire
 import numpy as np
-from scipy.stats import wilcoxon
 
 from bench.report_files import save_report
+from bench.signed_rank import signed_rank_p
 from labelfree.core.imageio import list_images
 
 METRICS = ("dice", "aji", "pq", "precision", "recall")
@@ -39,6 +39,16 @@ def _pairs(spec: str | tuple, n: int | None = 2) -> dict[str, str]:
     if n is not None and len(out) != n:
         raise ValueError(f"{n} folds are needed, got {sorted(out)}")
     return out
+
+
+def _spec(pairs: dict[str, str]) -> str:
+    """``{"A": "x", "B": "y"}`` → ``"A=x,B=y"``, as the command line takes it."""
+    return ",".join(f"{k}={v}" for k, v in pairs.items())
+
+
+def _members(fold_dirs: dict[str, str]) -> dict[str, str]:
+    """Tile stem → the fold whose training images hold it."""
+    return {p.stem: name for name, d in fold_dirs.items() for p in list_images(d)}
 
 
 def _scores(path: str | Path) -> dict[str, dict[str, float]]:
@@ -59,7 +69,7 @@ def run(folds: str | tuple, results: str | tuple, out: str) -> dict:
     fold_dirs, csvs = _pairs(folds), _pairs(results)
     if set(fold_dirs) != set(csvs):
         raise ValueError(f"folds {sorted(fold_dirs)} and results {sorted(csvs)} name different models")
-    member = {p.stem: name for name, d in fold_dirs.items() for p in list_images(d)}
+    member = _members(fold_dirs)
     scores = {name: _scores(path) for name, path in csvs.items()}
     rows = []
     for tile, own in sorted(member.items()):
@@ -71,13 +81,11 @@ def run(folds: str | tuple, results: str | tuple, out: str) -> dict:
     for m in METRICS:
         seen = np.array([r["seen"][m] for r in rows])
         unseen = np.array([r["unseen"][m] for r in rows])
-        diff = unseen - seen
-        p = float(wilcoxon(unseen, seen).pvalue) if np.any(diff) else 1.0
         summary[m] = {
             "seen": float(seen.mean()),
             "unseen": float(unseen.mean()),
-            "higher_unseen": int((diff > 0).sum()),
-            "p": p,
+            "higher_unseen": int((unseen > seen).sum()),
+            "p": signed_rank_p(unseen, seen),
         }
     result = {"rows": rows, "summary": summary, "folds": fold_dirs, "results": csvs, "date": date.today().isoformat()}
     save_report(out, "heldout_folds", result, markdown(summary, len(rows), fold_dirs, csvs, out))
@@ -93,7 +101,7 @@ def halves(folds: str | tuple, results: str | tuple, out: str) -> dict:
         out: output folder.
     """
     fold_dirs, csvs = _pairs(folds), _pairs(results, None)
-    member = {p.stem: name for name, d in fold_dirs.items() for p in list_images(d)}
+    member = _members(fold_dirs)
     table = {}
     for model, path in csvs.items():
         scores = _scores(path)
@@ -107,8 +115,7 @@ def halves(folds: str | tuple, results: str | tuple, out: str) -> dict:
     lines = [
         "# Mean scores on each fold's tiles",
         "",
-        f"`python -m bench.heldout_folds halves --folds {','.join(f'{k}={v}' for k, v in fold_dirs.items())} "
-        f"--results {','.join(f'{k}={v}' for k, v in csvs.items())} --out {out}`",
+        f"`python -m bench.heldout_folds halves --folds {_spec(fold_dirs)} --results {_spec(csvs)} --out {out}`",
         "",
         "| model | " + " | ".join(f"fold {f}'s tiles: dice / aji / pq / precision / recall" for f in fold_dirs) + " |",
         "|---|" + "---|" * len(fold_dirs),
@@ -122,12 +129,10 @@ def halves(folds: str | tuple, results: str | tuple, out: str) -> dict:
 
 
 def markdown(summary: dict, n: int, folds: dict, csvs: dict, out: str) -> str:
-    folds_arg = ",".join(f"{k}={v}" for k, v in folds.items())
-    results_arg = ",".join(f"{k}={v}" for k, v in csvs.items())
     lines = [
         f"# Seen against unseen: every tile scored by the model that trained on its image and by the other ({n} tiles)",
         "",
-        f"`python -m bench.heldout_folds pairs --folds {folds_arg} --results {results_arg} --out {out}`",
+        f"`python -m bench.heldout_folds pairs --folds {_spec(folds)} --results {_spec(csvs)} --out {out}`",
         "",
         "| metric | seen (mean) | unseen (mean) | unseen − seen | tiles higher unseen | Wilcoxon p |",
         "|---|---|---|---|---|---|",

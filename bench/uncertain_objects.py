@@ -27,10 +27,10 @@ from datetime import date
 import fire
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.stats import wilcoxon
 
 from bench.marker_depth import nucleus_probabilities
 from bench.report_files import save_report
+from bench.signed_rank import signed_rank_p
 from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import aji, panoptic_quality, pixel_scores
 from labelfree.transforms.instances import drop_uncertain_objects, instances_from_map, sequential_labels
@@ -97,10 +97,7 @@ def markdown(result: dict, images: str, labels: str, out: str) -> str:
         if rule == ref:
             p = "–"
         else:
-            p = " / ".join(
-                f"{wilcoxon(a[:, k], base[:, k]).pvalue:.2g}" if np.any(a[:, k] != base[:, k]) else "1"
-                for k in range(3)
-            )
+            p = " / ".join(f"{signed_rank_p(a[:, k], base[:, k]):.2g}" for k in range(3))
         lines.append(
             f"| {rule} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.3f} | {a[:, 2].mean():.3f} | {p} | "
             f"{a[:, 3].mean():.2f} | {a[:, 3].max():.2f} | {a[:, 4].mean():.1f} |"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import wilcoxon
 from tqdm import tqdm
 
+from bench.signed_rank import signed_rank_p
 from labelfree.core.imageio import find_label, list_images, load_instance_map
 
 __all__ = ["checkpoint_list", "checkpoint_tiles", "metric_cells", "summarise_variants", "variants_markdown"]
@@ -76,7 +76,7 @@ def summarise_variants(
             continue
         for m in metrics:
             a, b = per_tile[reference][m], per_tile[variant][m]
-            out[variant][m]["p"] = float(wilcoxon(b, a).pvalue) if np.any(np.subtract(a, b)) else 1.0
+            out[variant][m]["p"] = signed_rank_p(b, a)
     return out
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from bench.view_agreement import agreed_objects, view_probabilities
+from bench.ssimnet_variants import view_probabilities
+from bench.view_agreement import agreed_objects
 
 
 def test_an_object_one_view_half_sees_is_dropped_and_filled_holes_weigh_one():
