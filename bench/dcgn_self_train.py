@@ -53,26 +53,39 @@ def purified(rgb: np.ndarray, inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return kept, ignore | uncertain_background(rgb, inst, kept, ignore)
 
 
-def round_targets(kept: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def round_targets(kept: np.ndarray, ignore: np.ndarray, rim_ignore: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The student's target and loss weight of one tile.
 
     Args:
         kept: ``(H, W)`` the confident nuclei (:func:`purified`).
         ignore: ``(H, W)`` bool, the pixels the loss leaves out.
+        rim_ignore: pixels within this distance of the nuclei's outer edge (inside or outside the union of the kept
+            nuclei; the contact lines between touching nuclei are inside it and stay taught) are left out too, so
+            the target says what is inside and between nuclei but not where their edge is; 0 teaches the edge.
 
     Returns:
         ``target``: ``(1, H, W)`` float32, 1 on the kept nuclei off their contact lines, else 0;
         ``weight``: ``(1, H, W)`` float32, 0 where the loss leaves the pixel out, else 1.
     """
+    from scipy import ndimage as ndi
+
     from labelfree.transforms.soften import contact_lines
 
-    target = (kept > 0) & ~contact_lines(kept, 1)
-    return target[None].astype(np.float32), (~np.asarray(ignore, bool))[None].astype(np.float32)
+    fg = kept > 0
+    target = fg & ~contact_lines(kept, 1)
+    ignore = np.asarray(ignore, bool)
+    if rim_ignore > 0:
+        rim = ndi.binary_dilation(fg, iterations=rim_ignore) & ~ndi.binary_erosion(fg, iterations=rim_ignore)
+        ignore = ignore | rim
+    return target[None].astype(np.float32), (~ignore)[None].astype(np.float32)
 
 
-def teacher_targets(images: list[Path], ckpt_path: Path, half_dir: Path | None = None) -> tuple[list, list]:
+def teacher_targets(
+    images: list[Path], ckpt_path: Path, half_dir: Path | None = None, rim_ignore: int = 0
+) -> tuple[list, list]:
     """Segment every image with the teacher; return the round's items (path and target arrays) at the tile's scale
-    and, when ``half_dir`` is given, at half its scale (the halved tile written there as a PNG)."""
+    and, when ``half_dir`` is given, at half its scale (the halved tile written there as a PNG); ``rim_ignore`` as in
+    :func:`round_targets`."""
     from tqdm import tqdm
 
     from labelfree.core.imageio import load_rgb, save_png
@@ -84,12 +97,12 @@ def teacher_targets(images: list[Path], ckpt_path: Path, half_dir: Path | None =
     for path in tqdm(images, desc="teacher", unit="tile"):
         rgb = load_rgb(path)
         kept, ignore = purified(rgb, segment(rgb, path.name))
-        target, weight = round_targets(kept, ignore)
+        target, weight = round_targets(kept, ignore, rim_ignore)
         items.append({"image": str(path), "target": target, "weight": weight})
         if half_dir is not None:
             half_rgb, half_kept, half_ignore = halve_labelled_tile(rgb, kept, ignore)
             half_path = save_png(half_dir / f"{path.stem}.png", half_rgb)
-            target, weight = round_targets(half_kept, half_ignore)
+            target, weight = round_targets(half_kept, half_ignore, rim_ignore)
             halves.append({"image": str(half_path), "target": target, "weight": weight})
     return items, halves
 
@@ -128,6 +141,7 @@ def run(
     learning_rate: float = 2e-4,
     num_threads: int = 2,
     half_scale_share: float = 0.0,
+    rim_ignore: int = 0,
 ) -> Path:
     """Run one round and write ``<out>/model.pt`` and ``<out>/round.json``; returns the checkpoint path.
 
@@ -143,6 +157,7 @@ def run(
         half_scale_share: the share of the items that show a tile and its targets at half the scale (0, 0.25, 0.5 or
             0.75): each tile is then 4 items, as it is and halved in that share, and ``max_epochs`` (a multiple of 4)
             counts passes over as many items as there are tiles, so the round takes the same steps.
+        rim_ignore: see :func:`round_targets` (0: the BCE teaches the nuclei's edge as well).
     """
     from monai.data import CacheDataset, DataLoader
     from monai.utils import set_determinism
@@ -164,7 +179,7 @@ def run(
         raise ValueError(f"half_scale_share must be 0, 0.25, 0.5 or 0.75, got {half_scale_share}")
     if halved and max_epochs % repeats:
         raise ValueError(f"with half-scale items max_epochs must be a multiple of {repeats}, got {max_epochs}")
-    tiles, halves = teacher_targets(paths, ckpt, out_dir / "half_tiles" if halved else None)
+    tiles, halves = teacher_targets(paths, ckpt, out_dir / "half_tiles" if halved else None, rim_ignore)
     items = tiles * (repeats - halved) + halves * halved if halved else tiles
     passes = max_epochs // repeats if halved else max_epochs
     teacher_s = time.perf_counter() - start
@@ -219,6 +234,7 @@ def run(
         "seed": seed,
         "max_epochs": max_epochs,
         "half_scale_share": half_scale_share,
+        "rim_ignore": rim_ignore,
         "steps": passes * len(loader),
         "learning_rate": learning_rate,
         "nuclei_channel": channel,

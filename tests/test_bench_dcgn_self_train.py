@@ -48,3 +48,15 @@ def test_masked_bce_counts_only_the_pixels_in_the_loss():
     assert float(masked_bce(prob, target, torch.zeros_like(weight))) == 0.0  # nothing in the loss
     wrong = masked_bce(prob, 1 - target, weight)
     assert float(wrong) > float(masked_bce(prob, target, weight))
+
+
+def test_rim_ignore_leaves_the_outer_edge_out_but_keeps_the_contact_line_taught():
+    _, inst = _tile_with_nuclei([(40, 30), (40, 47), (75, 75)], radius=9)
+    taught_edge = round_targets(inst, np.zeros(inst.shape, bool))[1][0]
+    target, weight = round_targets(inst, np.zeros(inst.shape, bool), rim_ignore=2)
+    assert taught_edge.all()  # without it every pixel is in the loss
+    assert weight[0, 75, 75] == 1 and target[0, 75, 75] == 1  # a nucleus's inside is taught
+    assert weight[0, 75, 75 + 9] == 0 and weight[0, 75, 75 + 10] == 0  # its edge, inside and out, is not
+    assert weight[0, 5, 5] == 1 and target[0, 5, 5] == 0  # far background is
+    # the line between the touching discs, away from their outer edge, is taught as background
+    assert weight[0, 40, 38] == 1 and target[0, 40, 38] == 0
