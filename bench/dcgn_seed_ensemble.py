@@ -1,0 +1,135 @@
+"""Benchmark: DCGN's inference on the mean of several checkpoints' class posteriors (a seed ensemble).
+
+Every lever that moves the masks' width trades MoNuSeg (tighter) against CPM-15 (wider); averaging independently
+trained checkpoints does not move the width on purpose, it lowers the spread between seeds. For each tile, every
+checkpoint runs the bundle's own preprocessing and inferer (:class:`labelfree.engines.slides.BundleTileSegmenter`);
+each one's softmax is put in named-class order by the bundle's label-free rule (classes sorted by the mean
+haematoxylin of their argmax pixels, ``scripts.classes.haematoxylin_order``), the named softmaxes are averaged, and
+the bundle's own post-processing (mixture posterior, naming, instances, drop rules) runs on the average. With one
+checkpoint this is the bundle's default inference, pixel for pixel.
+
+Rule written before the runs: ``bench/results/dcgn_seed_ensemble/rule.txt``. Labels are read only to score. Writes, per
+arm, ``<out>/<arm>/seed0/results.csv`` and ``summary.json`` in the comparison harness's layout, so that
+``python -m bench.arm_table`` tabulates them beside harness runs; ``<out>/timing.json`` has the seconds per tile.
+
+    python -m bench.dcgn_seed_ensemble --images ../shared/data/monuseg/train/images \\
+        --labels ../shared/data/monuseg/train/labels --ckpts CKPT0,CKPT1,CKPT2 --out bench/results/dcgn_seed_ensemble/monuseg
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "dcgn"
+FIELDS = ("method", "seed", "image", "dice", "aji", "aji_plus", "pq", "precision", "recall", "seconds")
+
+
+def named_softmax(pred: torch.Tensor, rgb: np.ndarray) -> torch.Tensor:
+    """``(K, H, W)`` softmax of the logits ``pred``, its classes in the bundle's named order (lowest mean haematoxylin
+    of their argmax pixels first), so that checkpoints whose raw classes come in different orders can be averaged."""
+    from labelfree.engines.slides import use_bundle_scripts
+
+    use_bundle_scripts(BUNDLE)
+    from scripts.classes import haematoxylin_order
+
+    prob = torch.softmax(pred.float(), dim=0)
+    order = haematoxylin_order(prob.argmax(0).numpy(), rgb, prob.shape[0])
+    return prob[torch.as_tensor(order)]
+
+
+def ensemble_instances(segmenters: Sequence, rgb: np.ndarray, name: str) -> np.ndarray:
+    """``(H, W)`` int32 instances of one tile from the mean of ``segmenters``' named softmaxes, finished by the first
+    one's post-processing."""
+    items = [s.network_pass(rgb, name) for s in segmenters]
+    if len(items) == 1:
+        return segmenters[0].postprocess(items[0])
+    mean = torch.stack([named_softmax(d["pred"], rgb) for d in items]).mean(0)
+    item = items[0]
+    item["pred"] = torch.log(mean.clamp_min(1e-12))  # the bundle's softmax activation gives the mean back
+    return segmenters[0].postprocess(item)
+
+
+def _write_arm(folder: Path, rows: list[dict]) -> None:
+    from labelfree.core.imageio import save_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(folder / "results.csv", buf.getvalue())
+    save_text(folder / "summary.json", json.dumps({"degeneration": {}}) + "\n")
+
+
+def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_threads: int = 2) -> None:
+    """Score each checkpoint alone (arms ``single<i>``) and their ensemble (arm ``ensemble``) on ``images``; the means
+    are printed and written to ``<out>/means.json``.
+
+    Args:
+        images: folder of tiles.
+        labels: folder of instance labels named like the tiles, read only to score.
+        ckpts: comma-separated checkpoint paths (bare state dicts, as ``models/model.pt``).
+        out: output folder.
+        num_threads: torch CPU threads.
+    """
+    from tqdm import tqdm
+
+    from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb, save_text
+    from labelfree.core.metrics import instance_scores
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    torch.set_num_threads(num_threads)
+    paths = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c]
+    segmenters = [BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": str(Path(c).resolve())}) for c in paths]
+    # one float32 network pass, as issue 15 counts a bundle's cost (no ONNX Runtime, no bfloat16)
+    first = str(Path(paths[0]).resolve())
+    float32 = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": first, "cpu_onnxruntime": False})
+    arms = {f"single{i}": [s] for i, s in enumerate(segmenters)} | {"ensemble": segmenters}
+    rows = {arm: [] for arm in arms}
+    seconds = {arm: 0.0 for arm in arms} | {"float32_network": 0.0}
+    tiles = list_images(images)
+    for path in tqdm(tiles, desc="tiles", unit="tile"):
+        rgb = load_rgb(path)
+        gt = load_instance_map(find_label(labels, path))
+        for arm, members in arms.items():
+            t0 = time.perf_counter()
+            inst = ensemble_instances(members, rgb, path.name)
+            dt = time.perf_counter() - t0
+            seconds[arm] += dt
+            rows[arm].append({"method": arm, "seed": 0, "image": path.stem, "seconds": dt, **instance_scores(gt, inst)})
+        t0 = time.perf_counter()
+        float32.network_pass(rgb, path.name)
+        seconds["float32_network"] += time.perf_counter() - t0
+    out_dir = Path(out)
+    means = {}
+    for arm, arm_rows in rows.items():
+        _write_arm(out_dir / arm / "seed0", arm_rows)
+        means[arm] = {m: float(np.mean([r[m] for r in arm_rows])) for m in ("dice", "aji", "pq", "precision", "recall")}
+    per_tile = {k: v / len(tiles) for k, v in seconds.items()}
+    timing = {
+        "checkpoints": [str(p) for p in paths],
+        "seconds_per_tile": per_tile,
+        "ensemble_over_float32_network": per_tile["ensemble"] / per_tile["float32_network"],
+        "single0_over_float32_network": per_tile["single0"] / per_tile["float32_network"],
+    }
+    save_text(out_dir / "timing.json", json.dumps(timing, indent=2) + "\n")
+    save_text(out_dir / "means.json", json.dumps(means, indent=2) + "\n")
+    for arm, m in means.items():
+        print(f"{arm}: " + " / ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    print(
+        f"seconds per tile: ensemble {per_tile['ensemble']:.2f}, single {per_tile['single0']:.2f}, one float32 network"
+        f" pass {per_tile['float32_network']:.2f} (ensemble {timing['ensemble_over_float32_network']:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(run)
