@@ -19,13 +19,15 @@ No label is read: the targets are the teacher's predictions, and the nuclei chan
 on the kept nuclei. The student's weights go to ``<out>/model.pt`` (a bare state dict, as the bundle ships), to be
 scored like any DCGN checkpoint through the comparison harness (``--options '{"dcgn_shipped": {"ckpt_path": ...}}'``).
 
-    python -m bench.dcgn_self_train --images ../shared/data/monuseg/train/images --out OUT --beta 1
+    python -m bench.dcgn_self_train run --images ../shared/data/monuseg/train/images --out OUT --beta 1
+    python -m bench.dcgn_self_train colours --images ../shared/data/cpm15/train/images --ckpts TEACHER,OUT/model.pt
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +250,41 @@ def run(
     return model_path
 
 
+def colours(images: str, ckpts: str | Sequence[str], num_threads: int = 2) -> None:
+    """Print, per checkpoint, the means over ``images`` of: the share of a tile's pixels whose softmax argmax is the
+    nuclei class (named as the bundle names it), the same share after the inference's mixture step, and the mean and
+    standard deviation of the nuclei class's first feature (haematoxylin concentration), weighted by its softmax.
+    Label-free: it describes which colours each checkpoint calls nuclei."""
+    from labelfree.core.imageio import list_images, load_rgb
+    from labelfree.engines.slides import BundleTileSegmenter
+
+    torch.set_num_threads(num_threads)
+    paths = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c]
+    for ckpt in paths:
+        segment = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": str(Path(ckpt).resolve())})
+        from scripts.classes import haematoxylin_order, tile_mixture_posterior
+
+        rows = []
+        for path in list_images(images):
+            rgb = load_rgb(path)
+            d = segment.network_pass(rgb, path.name)
+            prob = torch.softmax(d["pred"], 0).numpy()
+            nuclei = haematoxylin_order(prob.argmax(0), rgb, prob.shape[0])[-1]
+            post = tile_mixture_posterior(prob, d["features"]).argmax(0)
+            features = np.asarray(d["features"]).reshape(np.asarray(d["features"]).shape[0], -1)
+            w = prob[nuclei].ravel()
+            mean = float((features[0] * w).sum() / w.sum())
+            sd = float(np.sqrt(((features[0] - mean) ** 2 * w).sum() / w.sum()))
+            share_after = float((post == haematoxylin_order(post, rgb, prob.shape[0])[-1]).mean())
+            rows.append((float((prob.argmax(0) == nuclei).mean()), share_after, mean, sd))
+        m = np.mean(rows, axis=0)
+        print(
+            f"{ckpt}: nuclei share {m[0]:.3f} (softmax), {m[1]:.3f} (after the mixture step); "
+            f"nuclei haematoxylin mean {m[2]:.3f}, sd {m[3]:.3f} ({len(rows)} tiles)"
+        )
+
+
 if __name__ == "__main__":
     import fire
 
-    fire.Fire(run)
+    fire.Fire({"run": run, "colours": colours})
