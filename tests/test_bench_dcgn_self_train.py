@@ -60,3 +60,27 @@ def test_rim_ignore_leaves_the_outer_edge_out_but_keeps_the_contact_line_taught(
     assert weight[0, 5, 5] == 1 and target[0, 5, 5] == 0  # far background is
     # the line between the touching discs, away from their outer edge, is taught as background
     assert weight[0, 40, 38] == 1 and target[0, 40, 38] == 0
+
+
+def test_colours_describes_what_a_checkpoint_calls_nuclei(capsys, tmp_path):
+    from bench.dcgn_self_train import BUNDLE, colours
+    from labelfree.core.imageio import list_images, load_rgb, save_png
+    from labelfree.sample import sample_dir
+
+    tile = load_rgb(list_images(sample_dir() / "images")[0])[:256, :256]
+    save_png(tmp_path / "tile.png", tile)
+    colours(str(tmp_path), str(BUNDLE / "models" / "model.pt"))
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    numbers = [float(w) for w in line.replace(",", " ").replace(";", " ").replace("(", " ").split() if _is_number(w)]
+    share, share_after, mean, sd = numbers[:4]
+    assert line.endswith("(1 tiles)")
+    assert 0 < share < 1 and 0 < share_after < 1  # some, not all, of a tissue tile is nuclei
+    assert mean > 0 and sd > 0  # the nuclei class holds haematoxylin
+
+
+def _is_number(word):
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
