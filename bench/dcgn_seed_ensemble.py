@@ -18,8 +18,6 @@ arm, ``<out>/<arm>/seed0/results.csv`` and ``summary.json`` in the comparison ha
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -29,7 +27,7 @@ import numpy as np
 import torch
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "dcgn"
-FIELDS = ("method", "seed", "image", "dice", "aji", "aji_plus", "pq", "precision", "recall", "seconds")
+SHIPPED = BUNDLE / "models" / "model.pt"
 
 
 def named_softmax(pred: torch.Tensor, rgb: np.ndarray) -> torch.Tensor:
@@ -58,13 +56,10 @@ def ensemble_instances(segmenters: Sequence, rgb: np.ndarray, name: str) -> np.n
 
 
 def _write_arm(folder: Path, rows: list[dict]) -> None:
+    from bench.harness.compare import write_results_csv
     from labelfree.core.imageio import save_text
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(folder / "results.csv", buf.getvalue())
+    write_results_csv(rows, folder / "results.csv")
     save_text(folder / "summary.json", json.dumps({"degeneration": {}}) + "\n")
 
 
@@ -75,22 +70,23 @@ def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_thre
     Args:
         images: folder of tiles.
         labels: folder of instance labels named like the tiles, read only to score.
-        ckpts: comma-separated checkpoint paths (bare state dicts, as ``models/model.pt``).
+        ckpts: comma-separated checkpoint paths (bare state dicts, as ``models/model.pt``); an empty entry or nothing
+            names the bundle's shipped checkpoint (:func:`bench.variant_stats.checkpoint_list`).
         out: output folder.
         num_threads: torch CPU threads.
     """
     from tqdm import tqdm
 
+    from bench.variant_stats import checkpoint_list
     from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb, save_text
     from labelfree.core.metrics import instance_scores
     from labelfree.engines.slides import BundleTileSegmenter
 
     torch.set_num_threads(num_threads)
-    paths = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c]
-    segmenters = [BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": str(Path(c).resolve())}) for c in paths]
+    paths = [str(Path(c or SHIPPED).resolve()) for c in checkpoint_list(ckpts)]
+    segmenters = [BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": c}) for c in paths]
     # one float32 network pass, as issue 15 counts a bundle's cost (no ONNX Runtime, no bfloat16)
-    first = str(Path(paths[0]).resolve())
-    float32 = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": first, "cpu_onnxruntime": False})
+    float32 = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": paths[0], "cpu_onnxruntime": False})
     arms = {f"single{i}": [s] for i, s in enumerate(segmenters)} | {"ensemble": segmenters}
     rows = {arm: [] for arm in arms}
     seconds = {arm: 0.0 for arm in arms} | {"float32_network": 0.0}
@@ -114,7 +110,7 @@ def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_thre
         means[arm] = {m: float(np.mean([r[m] for r in arm_rows])) for m in ("dice", "aji", "pq", "precision", "recall")}
     per_tile = {k: v / len(tiles) for k, v in seconds.items()}
     timing = {
-        "checkpoints": [str(p) for p in paths],
+        "checkpoints": paths,
         "seconds_per_tile": per_tile,
         "ensemble_over_float32_network": per_tile["ensemble"] / per_tile["float32_network"],
         "single0_over_float32_network": per_tile["single0"] / per_tile["float32_network"],

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "dcgn"
+SHIPPED = BUNDLE / "models" / "model.pt"
 
 #: how the teacher's inference differs from ``inference.json``: every object is kept, so that purification, not the
 #: inference's drop rules, decides what the loss trusts (SSimNet's ``TEACHER_OVERRIDES`` for the same reason)
@@ -172,7 +173,7 @@ def run(
     torch.set_num_threads(num_threads)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = Path(teacher) if teacher else BUNDLE / "models" / "model.pt"
+    ckpt = Path(teacher) if teacher else SHIPPED
     paths = [Path(d["image"]) for d in readable_images(image_datalist(images))]
     start = time.perf_counter()
     repeats = 4
@@ -250,32 +251,36 @@ def run(
     return model_path
 
 
-def colours(images: str, ckpts: str | Sequence[str], num_threads: int = 2) -> None:
-    """Print, per checkpoint, the means over ``images`` of: the share of a tile's pixels whose softmax argmax is the
-    nuclei class (named as the bundle names it), the same share after the inference's mixture step, and the mean and
-    standard deviation of the nuclei class's first feature (haematoxylin concentration), weighted by its softmax.
-    Label-free: it describes which colours each checkpoint calls nuclei."""
+def colours(images: str, ckpts: str | Sequence[str] = "", num_threads: int = 2) -> None:
+    """Print, per checkpoint (comma-separated; an empty entry or nothing: the shipped one), the means over ``images``
+    of: the share of a tile's pixels whose softmax argmax is the nuclei class (named as the bundle names it), the same
+    share after the inference's mixture step, and the mean and standard deviation of the nuclei class's first feature
+    (haematoxylin concentration), weighted by its softmax. Label-free: it describes which colours each checkpoint
+    calls nuclei."""
+    from bench.variant_stats import checkpoint_list
     from labelfree.core.imageio import list_images, load_rgb
-    from labelfree.engines.slides import BundleTileSegmenter
+    from labelfree.engines.slides import BundleTileSegmenter, use_bundle_scripts
 
     torch.set_num_threads(num_threads)
-    paths = [c for c in (ckpts.split(",") if isinstance(ckpts, str) else ckpts) if c]
-    for ckpt in paths:
-        segment = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": str(Path(ckpt).resolve())})
-        from scripts.classes import haematoxylin_order, tile_mixture_posterior
+    use_bundle_scripts(BUNDLE)
+    from scripts.classes import haematoxylin_order, tile_mixture_posterior
 
+    for ckpt in checkpoint_list(ckpts):
+        ckpt = ckpt or SHIPPED
+        segment = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": str(Path(ckpt).resolve())})
         rows = []
         for path in list_images(images):
             rgb = load_rgb(path)
             d = segment.network_pass(rgb, path.name)
             prob = torch.softmax(d["pred"], 0).numpy()
-            nuclei = haematoxylin_order(prob.argmax(0), rgb, prob.shape[0])[-1]
+            k = prob.shape[0]
+            nuclei = haematoxylin_order(prob.argmax(0), rgb, k)[-1]
             post = tile_mixture_posterior(prob, d["features"]).argmax(0)
-            features = np.asarray(d["features"]).reshape(np.asarray(d["features"]).shape[0], -1)
+            haematoxylin = np.asarray(d["features"])[0].ravel()
             w = prob[nuclei].ravel()
-            mean = float((features[0] * w).sum() / w.sum())
-            sd = float(np.sqrt(((features[0] - mean) ** 2 * w).sum() / w.sum()))
-            share_after = float((post == haematoxylin_order(post, rgb, prob.shape[0])[-1]).mean())
+            mean = float((haematoxylin * w).sum() / w.sum())
+            sd = float(np.sqrt(((haematoxylin - mean) ** 2 * w).sum() / w.sum()))
+            share_after = float((post == haematoxylin_order(post, rgb, k)[-1]).mean())
             rows.append((float((prob.argmax(0) == nuclei).mean()), share_after, mean, sd))
         m = np.mean(rows, axis=0)
         print(

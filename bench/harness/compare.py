@@ -42,7 +42,7 @@ from bench.harness.tables import (
 )
 from labelfree.core.imageio import list_images, save_text
 
-__all__ = ["compare", "run_one", "parse_methods", "parse_seeds"]
+__all__ = ["compare", "run_one", "parse_methods", "parse_seeds", "write_results_csv"]
 
 CSV_COLUMNS = ("method", "seed", "image", *METRICS, "seconds", *ORACLE_METRICS, "oracle_class")
 
@@ -125,7 +125,8 @@ def _rows(method: str, seed: int, scores: dict, timings: dict) -> list[dict]:
     return [{"method": method, "seed": seed, "image": image, "seconds": secs, **s} for image, s in scores.items()]
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
+def write_results_csv(rows: list[dict], path: Path) -> None:
+    """Atomically write per-tile rows as the harness's ``results.csv`` (:data:`CSV_COLUMNS`; missing fields empty)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -200,7 +201,7 @@ def compare(
 
     failed_methods = {m: err for (m, _), err in failures.items() if m not in timings}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(rows, out_dir / "results.csv")
+    write_results_csv(rows, out_dir / "results.csv")
     n_classes = {m: METHODS[m].n_classes for m in names}
     table = results_table(rows, names, failed_methods)
     if failures:
