@@ -1,18 +1,23 @@
-"""Benchmark: DCGN's inference on the mean of several checkpoints' class posteriors (a seed ensemble).
+"""Benchmark: a bundle's inference on the mean of several checkpoints' class posteriors (a seed ensemble).
 
 Every lever that moves the masks' width trades MoNuSeg (tighter) against CPM-15 (wider); averaging independently
 trained checkpoints does not move the width on purpose, it lowers the spread between seeds. For each tile, every
 checkpoint runs the bundle's own preprocessing and inferer (:class:`labelfree.engines.slides.BundleTileSegmenter`);
-each one's softmax is put in named-class order by the bundle's label-free rule (classes sorted by the mean
-haematoxylin of their argmax pixels, ``scripts.classes.haematoxylin_order``), the named softmaxes are averaged, and
-the bundle's own post-processing (mixture posterior, naming, instances, drop rules) runs on the average. With one
-checkpoint this is the bundle's default inference, pixel for pixel.
+the softmaxes are averaged and the bundle's own post-processing runs on the average. With one checkpoint this is the
+bundle's default inference, pixel for pixel.
 
-Rule written before the runs: ``bench/results/dcgn_seed_ensemble/rule.txt``. Labels are read only to score. Writes, per
-arm, ``<out>/<arm>/seed0/results.csv`` and ``summary.json`` in the comparison harness's layout, so that
+* ``dcgn``: each checkpoint's softmax is first put in named-class order by the bundle's label-free rule (classes
+  sorted by the mean haematoxylin of their argmax pixels, ``scripts.classes.haematoxylin_order``), since two DCGN
+  checkpoints may hold their classes in different orders; the mixture posterior, naming, instances and drop rules
+  then run on the average.
+* ``ssimnet``: the two channels (background, nucleus) have fixed meanings, so the softmaxes are averaged as they are.
+
+Records: ``bench/results/dcgn_seed_ensemble/`` (rule written before the runs) and ``bench/results/v6/seed_ensemble/``
+(SSimNet, measured after an exploratory probe). Labels are read only to score. Writes, per arm,
+``<out>/<arm>/seed0/results.csv`` and ``summary.json`` in the comparison harness's layout, so that
 ``python -m bench.arm_table`` tabulates them beside harness runs; ``<out>/timing.json`` has the seconds per tile.
 
-    python -m bench.dcgn_seed_ensemble --images ../shared/data/monuseg/train/images \\
+    python -m bench.seed_ensemble --bundle dcgn --images ../shared/data/monuseg/train/images \\
         --labels ../shared/data/monuseg/train/labels --ckpts CKPT0,CKPT1,CKPT2 --out bench/results/dcgn_seed_ensemble/monuseg
 """
 
@@ -26,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "dcgn"
-SHIPPED = BUNDLE / "models" / "model.pt"
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+#: bundles whose posteriors this can average
+BUNDLE_NAMES = ("dcgn", "ssimnet")
 
 
 def named_softmax(pred: torch.Tensor, rgb: np.ndarray) -> torch.Tensor:
@@ -35,7 +41,7 @@ def named_softmax(pred: torch.Tensor, rgb: np.ndarray) -> torch.Tensor:
     of their argmax pixels first), so that checkpoints whose raw classes come in different orders can be averaged."""
     from labelfree.engines.slides import use_bundle_scripts
 
-    use_bundle_scripts(BUNDLE)
+    use_bundle_scripts(BUNDLES / "dcgn")
     from scripts.classes import haematoxylin_order
 
     prob = torch.softmax(pred.float(), dim=0)
@@ -43,13 +49,23 @@ def named_softmax(pred: torch.Tensor, rgb: np.ndarray) -> torch.Tensor:
     return prob[torch.as_tensor(order)]
 
 
-def ensemble_instances(segmenters: Sequence, rgb: np.ndarray, name: str) -> np.ndarray:
-    """``(H, W)`` int32 instances of one tile from the mean of ``segmenters``' named softmaxes, finished by the first
-    one's post-processing."""
+def posterior(pred: torch.Tensor, rgb: np.ndarray, bundle: str) -> torch.Tensor:
+    """``(C, H, W)`` class posterior of one checkpoint's logits ``pred`` in a fixed class order, so that several
+    checkpoints of ``bundle`` can be averaged: DCGN's named (:func:`named_softmax`), SSimNet's softmax as it is."""
+    if bundle == "dcgn":
+        return named_softmax(pred, rgb)
+    if pred.shape[0] != 2:
+        raise ValueError(f"an SSimNet checkpoint with {pred.shape[0]} outputs: only background / nucleus ones average")
+    return torch.softmax(pred.float(), dim=0)
+
+
+def ensemble_instances(segmenters: Sequence, rgb: np.ndarray, name: str, bundle: str = "dcgn") -> np.ndarray:
+    """``(H, W)`` int32 instances of one tile from the mean of ``segmenters``' posteriors (:func:`posterior`),
+    finished by the first one's post-processing."""
     items = [s.network_pass(rgb, name) for s in segmenters]
     if len(items) == 1:
         return segmenters[0].postprocess(items[0])
-    mean = torch.stack([named_softmax(d["pred"], rgb) for d in items]).mean(0)
+    mean = torch.stack([posterior(d["pred"], rgb, bundle) for d in items]).mean(0)
     item = items[0]
     item["pred"] = torch.log(mean.clamp_min(1e-12))  # the bundle's softmax activation gives the mean back
     return segmenters[0].postprocess(item)
@@ -63,7 +79,9 @@ def _write_arm(folder: Path, rows: list[dict]) -> None:
     save_text(folder / "summary.json", json.dumps({"degeneration": {}}) + "\n")
 
 
-def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_threads: int = 2) -> None:
+def run(
+    images: str, labels: str, ckpts: str | Sequence[str], out: str, bundle: str = "dcgn", num_threads: int = 2
+) -> None:
     """Score each checkpoint alone (arms ``single<i>``) and their ensemble (arm ``ensemble``) on ``images``; the means
     are printed and written to ``<out>/means.json``.
 
@@ -73,6 +91,7 @@ def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_thre
         ckpts: comma-separated checkpoint paths (bare state dicts, as ``models/model.pt``); an empty entry or nothing
             names the bundle's shipped checkpoint (:func:`bench.variant_stats.checkpoint_list`).
         out: output folder.
+        bundle: ``dcgn`` or ``ssimnet``.
         num_threads: torch CPU threads.
     """
     from tqdm import tqdm
@@ -82,11 +101,14 @@ def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_thre
     from labelfree.core.metrics import instance_scores
     from labelfree.engines.slides import BundleTileSegmenter
 
+    if bundle not in BUNDLE_NAMES:
+        raise ValueError(f"bundle must be one of {', '.join(BUNDLE_NAMES)}, not {bundle!r}")
     torch.set_num_threads(num_threads)
-    paths = [str(Path(c or SHIPPED).resolve()) for c in checkpoint_list(ckpts)]
-    segmenters = [BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": c}) for c in paths]
+    root = BUNDLES / bundle
+    paths = [str(Path(c or root / "models" / "model.pt").resolve()) for c in checkpoint_list(ckpts)]
+    segmenters = [BundleTileSegmenter(root, overrides={"ckpt_path": c}) for c in paths]
     # one float32 network pass, as issue 15 counts a bundle's cost (no ONNX Runtime, no bfloat16)
-    float32 = BundleTileSegmenter(BUNDLE, overrides={"ckpt_path": paths[0], "cpu_onnxruntime": False})
+    float32 = BundleTileSegmenter(root, overrides={"ckpt_path": paths[0], "cpu_onnxruntime": False})
     arms = {f"single{i}": [s] for i, s in enumerate(segmenters)} | {"ensemble": segmenters}
     rows = {arm: [] for arm in arms}
     seconds = {arm: 0.0 for arm in arms} | {"float32_network": 0.0}
@@ -96,7 +118,7 @@ def run(images: str, labels: str, ckpts: str | Sequence[str], out: str, num_thre
         gt = load_instance_map(find_label(labels, path))
         for arm, members in arms.items():
             t0 = time.perf_counter()
-            inst = ensemble_instances(members, rgb, path.name)
+            inst = ensemble_instances(members, rgb, path.name, bundle)
             dt = time.perf_counter() - t0
             seconds[arm] += dt
             rows[arm].append({"method": arm, "seed": 0, "image": path.stem, "seconds": dt, **instance_scores(gt, inst)})
