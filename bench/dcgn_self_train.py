@@ -252,7 +252,7 @@ def run(
 
 
 def colours(images: str, ckpts: str | Sequence[str] = "", num_threads: int = 2) -> None:
-    """Print, per checkpoint (comma-separated; an empty entry or nothing: the shipped one), the means over ``images``
+    """Print, per checkpoint (comma-separated paths; nothing at all: the shipped one), the means over ``images``
     of: the share of a tile's pixels whose softmax argmax is the nuclei class (named as the bundle names it), the same
     share after the inference's mixture step, and the mean and standard deviation of the nuclei class's first feature
     (haematoxylin concentration), weighted by its softmax. Label-free: it describes which colours each checkpoint

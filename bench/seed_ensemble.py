@@ -88,8 +88,9 @@ def run(
     Args:
         images: folder of tiles.
         labels: folder of instance labels named like the tiles, read only to score.
-        ckpts: comma-separated checkpoint paths (bare state dicts, as ``models/model.pt``); an empty entry or nothing
-            names the bundle's shipped checkpoint (:func:`bench.variant_stats.checkpoint_list`).
+        ckpts: comma-separated checkpoint paths (bare state dicts, as ``models/model.pt``); empty entries are skipped
+            and nothing at all names the bundle's shipped checkpoint (:func:`bench.variant_stats.checkpoint_list`), so
+            the shipped one among others is named by its path.
         out: output folder.
         bundle: ``dcgn`` or ``ssimnet``.
         num_threads: torch CPU threads.
