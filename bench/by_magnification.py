@@ -12,35 +12,44 @@ run. Nothing is run again; labels were read by the harness only to score.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import fire
 import numpy as np
 
 from bench.report_files import save_report
-from bench.stated_resolution import magnifications
 
 METRICS = ("dice", "aji", "pq")
 
 
-def group_means(rows: Sequence[dict], mags: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Mean of :data:`METRICS` over ``rows`` (harness ``results.csv`` rows of one method and seed) for each
-    magnification (keys ``"20x"``, ``"40x"``, ...) and for all of them (``"all"``), with the tile count ``"n"``.
+def magnifications(per_image: str | os.PathLike) -> dict[str, float]:
+    """``{tile stem: magnification}`` from a CSV with columns ``name`` and ``magnification`` (``20x``, ``40``)."""
+    with open(per_image, newline="") as fh:
+        return {row["name"]: float(row["magnification"].lower().rstrip("x")) for row in csv.DictReader(fh)}
+
+
+def tile_groups(stems: Iterable[str], mags: Mapping[str, float]) -> dict[str, list[str]]:
+    """``stems`` by magnification, lowest first (keys ``"20x"``, ``"40x"``, ...), then all of them (``"all"``);
+    each group's stems sorted.
 
     Raises:
         ValueError: a tile has no magnification in ``mags``.
     """
-    missing = sorted({r["image"] for r in rows} - set(mags))
+    stems = sorted(stems)
+    missing = [s for s in stems if s not in mags]
     if missing:
         raise ValueError(f"no magnification for {', '.join(missing)}")
-    groups: dict[str, list[dict]] = {"all": list(rows)}
-    for r in rows:
-        groups.setdefault(f"{mags[r['image']]:g}x", []).append(r)
-    return {
-        g: {"n": len(rs), **{m: float(np.mean([float(r[m]) for r in rs])) for m in METRICS}}
-        for g, rs in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))
-    }
+    groups = {f"{m:g}x": [s for s in stems if mags[s] == m] for m in sorted({mags[s] for s in stems})}
+    return groups | {"all": stems}
+
+
+def group_means(
+    scores: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, float]]:
+    """Mean of :data:`METRICS` over each group's tiles; ``scores`` maps a tile stem to its scores."""
+    return {g: {k: float(np.mean([scores[s][k] for s in stems])) for k in METRICS} for g, stems in groups.items()}
 
 
 def run(runs: str | Sequence[str], per_image: str, method: str, out: str | None = None, seed: int = 0) -> dict:
@@ -51,10 +60,16 @@ def run(runs: str | Sequence[str], per_image: str, method: str, out: str | None 
     result = {}
     for folder in folders:
         with open(folder / "results.csv") as fh:
-            rows = [r for r in csv.DictReader(fh) if r["method"] == method and int(r["seed"]) == seed]
-        if not rows:
+            scores = {
+                r["image"]: {k: float(r[k]) for k in METRICS}
+                for r in csv.DictReader(fh)
+                if r["method"] == method and int(r["seed"]) == seed
+            }
+        if not scores:
             raise ValueError(f"{folder / 'results.csv'} has no rows of {method}, seed {seed}")
-        result[str(folder)] = group_means(rows, mags)
+        groups = tile_groups(scores, mags)
+        means = group_means(scores, groups)
+        result[str(folder)] = {g: {"n": len(stems), **means[g]} for g, stems in groups.items()}
     groups = list(next(iter(result.values())))
     lines = [
         f"`{method}`, mean per tile, Dice / AJI / PQ, tiles grouped by `{per_image}` (labels only to score):",

@@ -16,22 +16,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import fire
-import numpy as np
 
+from bench.by_magnification import METRICS, group_means, magnifications, tile_groups
 from bench.harness.compare import compare
 from labelfree.core.imageio import find_label, list_images, save_text
-
-METRICS = ("dice", "aji", "pq")
-
-
-def magnifications(per_image: str | os.PathLike) -> dict[str, float]:
-    """``{tile stem: magnification}`` from a CSV with columns ``name`` and ``magnification`` (``20x``, ``40``)."""
-    with open(per_image, newline="") as fh:
-        return {row["name"]: float(row["magnification"].lower().rstrip("x")) for row in csv.DictReader(fh)}
 
 
 def _group_folder(root: Path, images: list[Path], labels: Path) -> tuple[Path, Path]:
@@ -84,14 +75,8 @@ def run(
                 for row in csv.DictReader(fh):
                     if row["method"] == method:
                         scores[told][row["image"]] = {k: float(row[k]) for k in METRICS}
-    groups = {f"{m:g}x": [s for s in scores["told"] if mags[s] == m] for m in sorted(set(mags.values()))}
-    groups["all"] = sorted(scores["told"])
-    table = {
-        told: {
-            g: {k: float(np.mean([scores[told][s][k] for s in stems])) for k in METRICS} for g, stems in groups.items()
-        }
-        for told in ("untold", "told")
-    }
+    groups = tile_groups(scores["told"], mags)
+    table = {told: group_means(scores[told], groups) for told in ("untold", "told")}
     lines = [
         f"# {method}: tiles told their resolution or not",
         "",

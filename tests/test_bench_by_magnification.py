@@ -1,6 +1,6 @@
 import pytest
 
-from bench.by_magnification import group_means, run
+from bench.by_magnification import group_means, run, tile_groups
 
 
 def _rows():
@@ -12,16 +12,18 @@ def _rows():
 
 
 def test_group_means_split_the_tiles_by_their_magnification():
-    means = group_means(_rows(), {"a": 20.0, "b": 20.0, "c": 40.0})
-    assert list(means) == ["20x", "40x", "all"]
-    assert means["20x"]["n"] == 2 and means["20x"]["aji"] == pytest.approx(0.5)
-    assert means["40x"]["n"] == 1 and means["40x"]["dice"] == pytest.approx(0.9)
+    scores = {r["image"]: {k: float(r[k]) for k in ("dice", "aji", "pq")} for r in _rows()}
+    groups = tile_groups(["c", "b", "a"], {"a": 20.0, "b": 20.0, "c": 40.0})
+    assert groups == {"20x": ["a", "b"], "40x": ["c"], "all": ["a", "b", "c"]}
+    means = group_means(scores, groups)
+    assert means["20x"]["aji"] == pytest.approx(0.5)
+    assert means["40x"]["dice"] == pytest.approx(0.9)
     assert means["all"]["pq"] == pytest.approx(0.5)
 
 
 def test_a_tile_without_a_magnification_is_named():
     with pytest.raises(ValueError, match="no magnification for c"):
-        group_means(_rows(), {"a": 20.0, "b": 20.0})
+        tile_groups(["a", "b", "c"], {"a": 20.0, "b": 20.0})
 
 
 def test_run_reads_a_harness_results_csv_and_writes_its_table(tmp_path):

@@ -112,7 +112,7 @@ def test_ssimnet_segments_a_20x_tile_at_the_model_scale():
 
 
 def test_stated_resolution_bench_reads_magnifications(tmp_path):
-    from bench.stated_resolution import magnifications
+    from bench.by_magnification import magnifications
 
     (tmp_path / "per_image.csv").write_text("name,width,magnification\nimage01,5,20x\nimage08,5,40X\nimage09,5,40\n")
     assert magnifications(tmp_path / "per_image.csv") == {"image01": 20.0, "image08": 40.0, "image09": 40.0}
