@@ -10,8 +10,9 @@ seed's worst tile by predicted / true nucleus area (issue 17's sparse-tile bound
 
 An arm may live under another root: ``NAME@ROOT2`` reads ``ROOT2/<data set>/NAME/seed<N>`` (the same checkpoints
 scored once for another experiment are not copied), and ``NAME@ROOT2`` with ``{ds}`` in ``ROOT2`` reads
-``ROOT2/seed<N>`` with the data set filled in (``seed_spread``'s layout, ``.../<data set>/seed<N>``); ``--seeds 0,1,2``
-keeps only those seeds of every arm.
+``ROOT2/seed<N>`` with the data set filled in (``seed_spread``'s layout, ``.../<data set>/seed<N>``); with ``{seed}``
+as well, ``ROOT2`` is each seed's report folder itself (checkpoints scored once as arms of their own, one per seed);
+``--seeds 0,1,2`` keeps only those seeds of every arm.
 
     python -m bench.arm_table --root bench/results/dcgn_pretraining --arms random,pretrained
     python -m bench.arm_table --root bench/results/v3/recipe_time --arms shipped,e60_lr2e-4_r20
@@ -23,6 +24,7 @@ keeps only those seeds of every arm.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import re
 from pathlib import Path
@@ -75,6 +77,24 @@ def _arm_dir(base: Path, ds: str, arm: str) -> Path:
     return (Path(other) if other else base) / ds / name
 
 
+def _arm_reports(base: Path, ds: str, arm: str) -> dict[int, Path]:
+    """Seed → report folder of one arm. ``NAME@PATTERN`` with ``{seed}`` in ``PATTERN`` (and ``{ds}`` for the data
+    set) names each seed's report folder itself, for checkpoints scored once under other names (e.g.
+    ``default@bench/results/dcgn_seed_ensemble/{ds}/single{seed}/seed0``); otherwise the ``seed<N>`` folders of
+    :func:`_arm_dir`."""
+    _, _, other = arm.partition("@")
+    if "{seed}" not in other:
+        return _seeds(_arm_dir(base, ds, arm))
+    pattern = other.replace("{ds}", ds)
+    regex = re.compile(re.escape(pattern).replace(re.escape("{seed}"), r"(\d+)"))
+    found = {}
+    for path in glob.glob(pattern.replace("{seed}", "*")):
+        m = regex.fullmatch(path)
+        if m and (Path(path) / "results.csv").is_file():
+            found[int(m.group(1))] = Path(path)
+    return dict(sorted(found.items()))
+
+
 def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = None, name: str = "table") -> dict:
     """Build the table of every data set under ``root``; returns it as a dict.
 
@@ -99,10 +119,8 @@ def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = No
         command += f" --name {name}"
     lines: list[str] = [f"`{command}`", ""]
     for ds in sorted(p.name for p in base.iterdir() if p.is_dir()):
-        tiles = {
-            arm: {s: _per_tile(f) for s, f in _seeds(_arm_dir(base, ds, arm)).items() if keep is None or s in keep}
-            for arm in names
-        }
+        reports = {arm: _arm_reports(base, ds, arm) for arm in names}
+        tiles = {arm: {s: _per_tile(f) for s, f in reports[arm].items() if keep is None or s in keep} for arm in names}
         if not all(tiles.values()):
             continue
         result[ds] = {}
@@ -119,7 +137,7 @@ def summarise(root: str, arms: str | tuple, seeds: str | int | tuple | None = No
             values = np.array([[r[k] for k in METRICS] for r in per_seed.values()])
             mean = values.mean(axis=0)
             std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(METRICS))
-            degen = [_degeneration(_arm_dir(base, ds, arm) / f"seed{s}") for s in per_seed]
+            degen = [_degeneration(reports[arm][s]) for s in per_seed]
             collapsed, empty, runs = (sum(d[i] for d in degen) for i in range(3))
             worst = {s: worst_area_ratio(v) for s, v in tiles[arm].items()}
             for s, r in per_seed.items():

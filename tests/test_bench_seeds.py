@@ -98,3 +98,24 @@ def test_arm_table_reads_an_arm_whose_root_names_the_data_set(tmp_path):
         0.4
     )
     assert result["nuclei"]["new"][f"vs_{arm}"]["aji"]["higher"] == tiles
+
+
+def test_arm_table_reads_one_report_folder_per_seed_from_a_pattern(tmp_path):
+    from bench.arm_table import summarise
+
+    tiles = 5
+    here, there = tmp_path / "here", tmp_path / "there"
+    for s in range(3):
+        _report(here / "nuclei" / "new" / f"seed{s}", [(0.7, 0.50)] * tiles)
+    # each checkpoint scored once as an arm of its own (single<N>/seed0); seed 1 has no report, single2's seed1 is
+    # another run and single_x is not a seed
+    for s, aji in ((0, 0.40), (2, 0.44)):
+        _report(there / "nuclei" / f"single{s}" / "seed0", [(0.6, aji)] * tiles, collapse=s)
+    _report(there / "nuclei" / "single2" / "seed1", [(0.1, 0.0)] * tiles)
+    _report(there / "nuclei" / "single_x" / "seed0", [(0.1, 0.0)] * tiles)
+    arm = f"old@{there}/{{ds}}/single{{seed}}/seed0"
+    result = summarise(str(here), f"{arm},new")
+    old = result["nuclei"][arm]
+    assert sorted(old["seeds"]) == [0, 2] and old["mean"]["aji"] == pytest.approx(0.42)
+    assert (old["collapsed"], old["image_runs"]) == (2, 2 * tiles)  # each seed's own summary
+    assert result["nuclei"]["new"][f"vs_{arm}"]["aji"]["higher"] == tiles
