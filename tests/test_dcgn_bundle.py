@@ -1,6 +1,7 @@
 """DCGN bundle end to end through ``python -m monai.bundle run``: tiny training, inference, evaluation, errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,29 @@ def test_inference_reads_the_mixture_features_training_fitted(trained, overrides
     parser["class_posterior"] = "network"
     parser.parse()
     assert "features" not in parser.get_parsed_content("preprocessing")({"image": str(path)})
+
+
+def test_training_reads_extra_unlabelled_folders_after_the_dataset(trained, tmp_path):
+    """``extra_dataset_dirs`` adds every readable tile of more folders after ``dataset_dir``'s; by default none."""
+    from monai.bundle import ConfigParser
+
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(2):
+        Image.fromarray(synthetic_tile(64, seed=10 + i)[0]).save(more / f"extra{i}.png")
+    (more / "notes.txt").write_text("not an image")
+
+    def datalist(**overrides):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / BUNDLE / "configs" / "train.json"))
+        parser.update(
+            {"bundle_root": str(REPO / "bundles" / BUNDLE), "dataset_dir": str(trained["images"]), **overrides}
+        )
+        return [Path(d["image"]).name for d in parser.get_parsed_content("train#datalist")]
+
+    own = datalist()
+    assert own == sorted(p.name for p in trained["images"].glob("*.png"))
+    assert datalist(extra_dataset_dirs=[str(more)]) == own + ["extra0.png", "extra1.png"]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"stain_normalisation": False}])
