@@ -109,8 +109,11 @@ def run(
         images: the tiles, for the figure; ``None``: the ``images`` folder beside ``labels``.
     """
     label_paths = sorted(p for p in Path(labels).iterdir() if p.is_file() and not p.name.startswith("."))
-    stems = sorted({p.name.split(".")[0] for p in label_paths})
+    stems = sorted({p.stem for p in label_paths})
     mags = magnifications(per_image) if per_image else {s: 40.0 for s in stems}
+    missing = [s for s in stems if s not in mags]
+    if missing:
+        raise ValueError(f"no magnification in {per_image} for {', '.join(missing)}")
     result: dict = {"blocks_um": block_um, "sparse_fraction": sparse_fraction, "methods": {}}
     for method, folders in preds.items():
         per_seed = []

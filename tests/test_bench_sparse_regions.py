@@ -60,6 +60,9 @@ def test_run_reads_magnification_and_seeds(tmp_path):
     # the figure: the first folder's sparse blocks, most excess first (none: both predicted exactly), one row each
     assert [(b["tile"], b["block"]) for b in r["figure"]["blocks"]] == [("a", 256), ("b", 128)]
     assert np.asarray(Image.open(tmp_path / "out" / "sparse_regions_sparse_blocks.png")).shape == (2 * 256 + 4, 516, 3)
+    (tmp_path / "some.csv").write_text("name,magnification\na,40x\n")
+    with pytest.raises(ValueError, match="no magnification .* for b"):
+        run(str(labels), {"m": [str(p0)]}, out=str(tmp_path / "out3"), per_image=str(tmp_path / "some.csv"))
     with pytest.raises(FileNotFoundError, match="b_inst.tif"):
         (p1 / "b_inst.tif").unlink()
         run(str(labels), {"m": [str(p1)]}, out=str(tmp_path / "out2"))
