@@ -80,7 +80,13 @@ def _write_arm(folder: Path, rows: list[dict]) -> None:
 
 
 def run(
-    images: str, labels: str, ckpts: str | Sequence[str], out: str, bundle: str = "dcgn", num_threads: int = 2
+    images: str,
+    labels: str,
+    ckpts: str | Sequence[str],
+    out: str,
+    bundle: str = "dcgn",
+    num_threads: int = 2,
+    member_overrides: Sequence[dict] | None = None,
 ) -> None:
     """Score each checkpoint alone (arms ``single<i>``) and their ensemble (arm ``ensemble``) on ``images``; the means
     are printed and written to ``<out>/means.json``.
@@ -94,6 +100,9 @@ def run(
         out: output folder.
         bundle: ``dcgn`` or ``ssimnet``.
         num_threads: torch CPU threads.
+        member_overrides: one dict of inference-config overrides per checkpoint (default none), so that one
+            checkpoint named twice can be averaged over two ways of seeing the tile, e.g. ``[{}, {"stain_normalisation":
+            False}]`` for DCGN's normalised and raw colours.
     """
     from tqdm import tqdm
 
@@ -107,7 +116,10 @@ def run(
     torch.set_num_threads(num_threads)
     root = BUNDLES / bundle
     paths = [str(Path(c or root / "models" / "model.pt").resolve()) for c in checkpoint_list(ckpts)]
-    segmenters = [BundleTileSegmenter(root, overrides={"ckpt_path": c}) for c in paths]
+    extra = list(member_overrides) if member_overrides else [{} for _ in paths]
+    if len(extra) != len(paths):
+        raise ValueError(f"{len(extra)} member_overrides for {len(paths)} checkpoints: give one dict per checkpoint")
+    segmenters = [BundleTileSegmenter(root, overrides={"ckpt_path": c, **o}) for c, o in zip(paths, extra)]
     # one float32 network pass, as issue 15 counts a bundle's cost (no ONNX Runtime, no bfloat16)
     float32 = BundleTileSegmenter(root, overrides={"ckpt_path": paths[0], "cpu_onnxruntime": False})
     arms = {f"single{i}": [s] for i, s in enumerate(segmenters)} | {"ensemble": segmenters}
@@ -134,6 +146,7 @@ def run(
     per_tile = {k: v / len(tiles) for k, v in seconds.items()}
     timing = {
         "checkpoints": paths,
+        "member_overrides": extra,
         "seconds_per_tile": per_tile,
         "ensemble_over_float32_network": per_tile["ensemble"] / per_tile["float32_network"],
         "single0_over_float32_network": per_tile["single0"] / per_tile["float32_network"],

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from bench.seed_ensemble import named_softmax, posterior
@@ -66,3 +67,10 @@ def test_ssimnet_ensemble_thresholds_the_mean_posterior():
     stubs = [_Stub(torch.log(torch.stack([1 - q, q]))) for q in p]
     assert ensemble_instances(stubs[:1], rgb, "t", "ssimnet").tolist() == [[1, 0, 1]]  # one checkpoint: its own
     assert ensemble_instances(stubs, rgb, "t", "ssimnet").tolist() == [[1, 0, 0]]
+
+
+def test_member_overrides_must_name_every_member(tmp_path):
+    from bench.seed_ensemble import run
+
+    with pytest.raises(ValueError, match="1 member_overrides for 2 checkpoints"):
+        run(str(tmp_path), str(tmp_path), "a.pt,b.pt", str(tmp_path / "out"), member_overrides=[{}])
