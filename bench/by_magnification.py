@@ -30,6 +30,25 @@ def magnifications(per_image: str | os.PathLike) -> dict[str, float]:
         return {row["name"]: float(row["magnification"].lower().rstrip("x")) for row in csv.DictReader(fh)}
 
 
+def tile_magnifications(per_image: str | os.PathLike, tiles: Iterable[str | os.PathLike]) -> dict[str, float]:
+    """``{tile stem: magnification}`` of ``tiles`` (file names or stems) from ``per_image`` (:func:`magnifications`).
+
+    Raises:
+        ValueError: naming the tiles the CSV gives no magnification for.
+    """
+    mags = magnifications(per_image)
+    missing = [Path(t).name for t in tiles if Path(t).stem not in mags]
+    if missing:
+        raise ValueError(f"no magnification in {per_image} for {', '.join(missing)}")
+    return {Path(t).stem: mags[Path(t).stem] for t in tiles}
+
+
+def um_per_pixel(magnification: float) -> float:
+    """Microns per pixel of a scan at ``magnification`` (0.25 at 40×, 0.5 at 20×: the network's training scale and
+    what ``input_mpp`` states)."""
+    return 10.0 / magnification
+
+
 def tile_groups(stems: Iterable[str], mags: Mapping[str, float]) -> dict[str, list[str]]:
     """``stems`` by magnification, lowest first (keys ``"20x"``, ``"40x"``, ...), then all of them (``"all"``);
     each group's stems sorted.

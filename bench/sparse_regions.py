@@ -22,13 +22,11 @@ from pathlib import Path
 import fire
 import numpy as np
 
-from bench.by_magnification import magnifications
+from bench.by_magnification import tile_magnifications, um_per_pixel
 from bench.report_files import save_report
 from labelfree.core.imageio import find_label, load_instance_map, load_rgb, save_png
 from labelfree.core.overlay import error_overlay
 
-#: µm a pixel at 40× (MoNuSeg's and CPM-15's 40× tiles); 20× is twice that
-UM_PER_PIXEL_40X = 0.25
 #: issue 17's bound on predicted / true nucleus area
 AREA_BOUND = 1.5
 CLASSES = ("empty", "sparse", "dense")
@@ -108,25 +106,24 @@ def run(
         figure_blocks: how many sparse blocks the figure shows (the first method's first folder; 0: no figure).
         images: the tiles, for the figure; ``None``: the ``images`` folder beside ``labels``.
     """
-    label_paths = sorted(p for p in Path(labels).iterdir() if p.is_file() and not p.name.startswith("."))
-    stems = sorted({p.stem for p in label_paths})
-    mags = magnifications(per_image) if per_image else {s: 40.0 for s in stems}
-    missing = [s for s in stems if s not in mags]
-    if missing:
-        raise ValueError(f"no magnification in {per_image} for {', '.join(missing)}")
-    result: dict = {"blocks_um": block_um, "sparse_fraction": sparse_fraction, "methods": {}}
-    for method, folders in preds.items():
+    folders = {m: [Path(f) for f in ([f] if isinstance(f, str) else f)] for m, f in preds.items()}
+    label_files = sorted(p for p in Path(labels).iterdir() if p.is_file() and not p.name.startswith("."))
+    stems = sorted({p.stem for p in label_files})
+    mags = tile_magnifications(per_image, label_files) if per_image else {s: 40.0 for s in stems}
+    blocks = {s: int(round(block_um / um_per_pixel(mags[s]))) for s in stems}
+    # the labels once: every prediction folder is measured against the same masks
+    truths = {s: load_instance_map(find_label(labels, Path(s + ".png"))) != 0 for s in stems}
+    result: dict = {"blocks_um": block_um, "sparse_fraction": sparse_fraction, "methods": {}, "block_pixels": blocks}
+    first_areas: dict[str, np.ndarray] = {}
+    for method, dirs in folders.items():
         per_seed = []
-        for folder in [Path(f) for f in ([folders] if isinstance(folders, str) else folders)]:
-            areas = []
-            for stem in stems:
-                block = int(round(block_um / (UM_PER_PIXEL_40X * 40.0 / mags[stem])))
-                truth = load_instance_map(find_label(labels, Path(stem + ".png")))
-                a = block_areas(truth, load_instance_map(_pred_path(folder, stem)), block)
-                areas.append(np.column_stack([a, np.full(len(a), block * block, np.int64)]))
-                result.setdefault("block_pixels", {})[stem] = block
-            areas_all = np.concatenate(areas)
-            per_seed.append(summarise_blocks(areas_all, classify(areas_all, sparse_fraction)))
+        for folder in dirs:
+            areas = {
+                s: _sized_block_areas(truths[s], load_instance_map(_pred_path(folder, s)), blocks[s]) for s in stems
+            }
+            first_areas = first_areas or areas
+            pooled = np.concatenate(list(areas.values()))
+            per_seed.append(summarise_blocks(pooled, classify(pooled, sparse_fraction)))
         result["methods"][method] = _mean_std(per_seed)
     lines = [
         f"Blocks of {block_um:g} µm; sparse: labelled nuclei on less than {100 * sparse_fraction:g} % of a block; "
@@ -158,13 +155,11 @@ def run(
             f"{cell('dense', 'area_ratio')} | {cell('empty', 'predicted_share', True)} |"
         )
     if figure_blocks:
-        first = next(iter(preds))
-        folder = Path(preds[first] if isinstance(preds[first], str) else preds[first][0])
+        first = next(iter(folders))
+        folder = folders[first][0]
         png = Path(out) / f"{name}_sparse_blocks.png"
         image_dir = Path(images) if images else Path(labels).parent / "images"
-        shown = sparse_block_figure(
-            labels, image_dir, folder, result["block_pixels"], sparse_fraction, figure_blocks, png
-        )
+        shown = sparse_block_figure(image_dir, folder, truths, first_areas, blocks, sparse_fraction, figure_blocks, png)
         result["figure"] = {"method": first, "folder": str(folder), "blocks": shown}
         lines += [
             "",
@@ -172,34 +167,53 @@ def run(
             "pixels beyond the labelled ones; each the tile's block beside its errors (green: both, yellow: predicted "
             "only, red: labelled only).",
         ]
-    result["preds"] = {k: [str(v) for v in ([f] if isinstance(f, str) else f)] for k, f in preds.items()}
+    result["preds"] = {m: [str(f) for f in dirs] for m, dirs in folders.items()}
     save_report(out, name, result, "\n".join(lines) + "\n")
     return result
 
 
+def _sized_block_areas(truth: np.ndarray, pred: np.ndarray, block: int) -> np.ndarray:
+    """:func:`block_areas` with a third column, each block's pixel count (``block``²), as :func:`classify` and
+    :func:`summarise_blocks` read them."""
+    a = block_areas(truth, pred, block)
+    return np.column_stack([a, np.full(len(a), block * block, np.int64)])
+
+
 def sparse_block_figure(
-    labels: str, images: Path, folder: Path, block_pixels: Mapping[str, int], sparse_fraction: float, n: int, png: Path
+    images: Path,
+    folder: Path,
+    truths: Mapping[str, np.ndarray],
+    areas: Mapping[str, np.ndarray],
+    blocks: Mapping[str, int],
+    sparse_fraction: float,
+    n: int,
+    png: Path,
 ) -> list[dict]:
     """Write ``png``: the ``n`` sparse blocks with the most predicted pixels beyond the labelled ones, one row each
-    (the block, and its :func:`~labelfree.core.overlay.error_overlay`), every block shown at 256 px; returns them."""
+    (the block, and its :func:`~labelfree.core.overlay.error_overlay`), every block shown at 256 px; returns them.
+
+    Args:
+        images: the tiles' folder.
+        folder: the prediction folder ``areas`` were measured on.
+        truths, areas, blocks: per tile stem, its labelled mask, its :func:`_sized_block_areas` and its block side.
+    """
     from PIL import Image
 
     candidates = []
-    for stem, block in block_pixels.items():
-        truth = load_instance_map(find_label(labels, Path(stem + ".png")))
-        pred = load_instance_map(_pred_path(folder, stem))
-        a = block_areas(truth, pred, block)
-        sized = np.column_stack([a, np.full(len(a), block * block, np.int64)])
-        cols = truth.shape[1] // block
-        for i in np.flatnonzero(classify(sized, sparse_fraction) == 1):
+    for stem, a in areas.items():
+        block = blocks[stem]
+        cols = truths[stem].shape[1] // block
+        for i in np.flatnonzero(classify(a, sparse_fraction) == 1):
             excess = int(a[i, 1] - a[i, 0])
             candidates.append((excess, stem, int(i // cols) * block, int(i % cols) * block, block))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2], c[3]))
     rows, shown = [], []
     for excess, stem, y, x, block in candidates[:n]:
-        image_path = next(p for p in images.glob(stem + ".*") if p.is_file())
-        rgb = load_rgb(image_path)[y : y + block, x : x + block]
-        truth = load_instance_map(find_label(labels, Path(stem + ".png")))[y : y + block, x : x + block]
+        tile = sorted(p for p in images.glob(stem + ".*") if p.is_file())
+        if not tile:
+            raise FileNotFoundError(f"no image {stem}.* in {images} for the figure")
+        rgb = load_rgb(tile[0])[y : y + block, x : x + block]
+        truth = truths[stem][y : y + block, x : x + block]
         pred = load_instance_map(_pred_path(folder, stem))[y : y + block, x : x + block]
         pair = np.concatenate([rgb, np.full((block, 4, 3), 255, np.uint8), error_overlay(rgb, pred, truth)], axis=1)
         rows.append(np.asarray(Image.fromarray(pair).resize((2 * 256 + 4, 256), Image.NEAREST)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import fire
 
-from bench.by_magnification import METRICS, group_means, magnifications, tile_groups
+from bench.by_magnification import METRICS, group_means, tile_groups, tile_magnifications, um_per_pixel
 from bench.harness.compare import compare
 from labelfree.core.imageio import find_label, list_images, save_text
 
@@ -47,11 +47,8 @@ def run(
     runs: str | None = None,
 ) -> None:
     """Run ``method`` on every magnification group, told and not told its resolution; print and write the table."""
-    mags = magnifications(per_image)
     tiles = list_images(images)
-    missing = [p.name for p in tiles if p.stem not in mags]
-    if missing:
-        raise ValueError(f"no magnification in {per_image} for {', '.join(missing)}")
+    mags = tile_magnifications(per_image, tiles)
     out_dir = Path(out)
     runs_dir = Path(runs) if runs else out_dir / "runs"
     scores: dict[str, dict[str, dict[str, float]]] = {"told": {}, "untold": {}}
@@ -60,7 +57,7 @@ def run(
         img_dir, lab_dir = _group_folder(runs_dir / "groups" / f"{mag:g}x", group, Path(labels))
         for told in ("untold", "told"):
             # runs are kept by method and options, not by tiles: one runs folder per group
-            options = {method: {"input_mpp": 10.0 / mag}} if told == "told" else {}
+            options = {method: {"input_mpp": um_per_pixel(mag)}} if told == "told" else {}
             sub = out_dir / f"{mag:g}x_{told}"
             compare(
                 str(img_dir),

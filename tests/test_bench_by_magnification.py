@@ -1,6 +1,6 @@
 import pytest
 
-from bench.by_magnification import group_means, run, tile_groups
+from bench.by_magnification import group_means, run, tile_groups, tile_magnifications, um_per_pixel
 
 
 def _rows():
@@ -24,6 +24,15 @@ def test_group_means_split_the_tiles_by_their_magnification():
 def test_a_tile_without_a_magnification_is_named():
     with pytest.raises(ValueError, match="no magnification for c"):
         tile_groups(["a", "b", "c"], {"a": 20.0, "b": 20.0})
+
+
+def test_tile_magnifications_key_the_tiles_by_stem_and_name_the_missing_files(tmp_path):
+    csv_path = tmp_path / "per_image.csv"
+    csv_path.write_text("name,magnification\na,20x\nb,40x\n")
+    assert tile_magnifications(csv_path, ["a.png", tmp_path / "b.tif"]) == {"a": 20.0, "b": 40.0}
+    with pytest.raises(ValueError, match=r"no magnification in .*per_image.csv for c.png, d.tif$"):
+        tile_magnifications(csv_path, ["a.png", "c.png", "d.tif"])
+    assert um_per_pixel(40.0) == 0.25 and um_per_pixel(20.0) == 0.5
 
 
 def test_run_reads_a_harness_results_csv_and_writes_its_table(tmp_path):
