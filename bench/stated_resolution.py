@@ -45,8 +45,21 @@ def run(
     out: str = "bench/results/v3/stated_resolution",
     method: str = "ssimnet_shipped",
     runs: str | None = None,
+    options: str | dict | None = None,
 ) -> None:
-    """Run ``method`` on every magnification group, told and not told its resolution; print and write the table."""
+    """Run ``method`` on every magnification group, told and not told its resolution; print and write the table.
+
+    Args:
+        images: folder of tiles.
+        labels: folder of instance maps named like the tiles; read only to score.
+        per_image: CSV with ``name`` and ``magnification`` (e.g. ``20x``) for every tile.
+        out: output folder (one harness report per group and arm, and the merged table).
+        method: a comparison-harness method.
+        runs: where the harness keeps its runs (default ``out/runs``).
+        options: the method's own overrides for both arms, JSON or a dict (e.g. ``{"ckpt_path": "CKPT"}`` to score
+            another checkpoint); the told arm adds ``input_mpp`` to them.
+    """
+    base = json.loads(options) if isinstance(options, str) else dict(options or {})
     tiles = list_images(images)
     mags = tile_magnifications(per_image, tiles)
     out_dir = Path(out)
@@ -57,7 +70,8 @@ def run(
         img_dir, lab_dir = _group_folder(runs_dir / "groups" / f"{mag:g}x", group, Path(labels))
         for told in ("untold", "told"):
             # runs are kept by method and options, not by tiles: one runs folder per group
-            options = {method: {"input_mpp": um_per_pixel(mag)}} if told == "told" else {}
+            told_mpp = {"input_mpp": um_per_pixel(mag)} if told == "told" else {}
+            arm = {method: {**base, **told_mpp}} if base or told_mpp else {}
             sub = out_dir / f"{mag:g}x_{told}"
             compare(
                 str(img_dir),
@@ -65,7 +79,7 @@ def run(
                 methods=method,
                 seeds=1,
                 out=str(sub),
-                options=options,
+                options=arm,
                 runs=str(runs_dir / f"{mag:g}x"),
             )
             with open(sub / "results.csv", newline="") as fh:
@@ -77,7 +91,9 @@ def run(
     lines = [
         f"# {method}: tiles told their resolution or not",
         "",
-        f"`python -m bench.stated_resolution --images {images} --labels {labels} --per_image {per_image} --out {out}`",
+        f"`python -m bench.stated_resolution --images {images} --labels {labels} --per_image {per_image} --out {out}"
+        + (f" --options '{json.dumps(base)}'" if base else "")
+        + "`",
         "",
         "Mean per tile, Dice / AJI / PQ; told = `input_mpp` = 10 / magnification µm per pixel.",
         "",
