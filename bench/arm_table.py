@@ -61,8 +61,10 @@ def worst_area_ratio(per_tile: dict[str, dict[str, float]]) -> tuple[float, str]
 
 
 def _degeneration(report: Path) -> tuple[int, int, int]:
-    """(collapsed, empty, image-runs) from the harness summary (its Table IV counts)."""
-    deg = json.loads((report / "summary.json").read_text()).get("degeneration", {})
+    """(collapsed, empty, image-runs) from the harness summary (its Table IV counts); none for a report folder that
+    holds only ``results.csv`` (written by a post-processing benchmark, not by the harness)."""
+    summary = report / "summary.json"
+    deg = json.loads(summary.read_text()).get("degeneration", {}) if summary.is_file() else {}
     for counts in deg.values():
         return int(counts["collapse"]), int(counts["empty_class"]), int(counts["image_runs"])
     return 0, 0, 0

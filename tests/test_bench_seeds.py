@@ -119,3 +119,14 @@ def test_arm_table_reads_one_report_folder_per_seed_from_a_pattern(tmp_path):
     assert sorted(old["seeds"]) == [0, 2] and old["mean"]["aji"] == pytest.approx(0.42)
     assert (old["collapsed"], old["image_runs"]) == (2, 2 * tiles)  # each seed's own summary
     assert result["nuclei"]["new"][f"vs_{arm}"]["aji"]["higher"] == tiles
+
+
+def test_arm_table_reads_report_folders_without_a_harness_summary(tmp_path):
+    """A post-processing benchmark writes only results.csv: no degeneration counts, the rest as usual."""
+    from bench.arm_table import summarise
+
+    _report(tmp_path / "nuclei" / "default" / "seed0", [(0.7, 0.40)] * 4)
+    _report(tmp_path / "nuclei" / "fused" / "seed0", [(0.7, 0.45)] * 4)
+    (tmp_path / "nuclei" / "fused" / "seed0" / "summary.json").unlink()
+    fused = summarise(str(tmp_path), "default,fused")["nuclei"]["fused"]
+    assert fused["mean"]["aji"] == pytest.approx(0.45) and (fused["collapsed"], fused["image_runs"]) == (0, 0)
