@@ -159,6 +159,33 @@ def test_training_reads_extra_unlabelled_folders_after_the_dataset(trained, tmp_
     assert datalist(extra_dataset_dirs=[str(more)]) == own + ["extra0.png", "extra1.png"]
 
 
+def test_half_scale_share_shows_tiles_and_their_features_at_half_size_and_is_off_by_default(trained):
+    """``half_scale_share`` resizes that share of the tiles, image and mixture features alike, to half their size before
+    the crops (area averaging); at 0, the default, the step is an identity and the tile keeps its size."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    def before_crops(**overrides):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / BUNDLE / "configs" / "train.json"))
+        parser.update({"bundle_root": str(REPO / "bundles" / BUNDLE), **overrides})
+        steps = parser.get_parsed_content("train#preprocessing").transforms
+        names = [type(t).__name__ for t in steps]
+        head = Compose(steps[: names.index("RandSpatialCropSamplesd")])
+        head.set_random_state(seed=0)
+        return head({"image": str(trained["images"] / "tile0.png")})
+
+    full = before_crops()
+    assert full["image"].shape[1:] == full["features"].shape[1:] and full["image"].shape[1] >= 64
+    halved = before_crops(half_scale_share=1.0)
+    h, w = full["image"].shape[1:]
+    assert tuple(halved["image"].shape) == (3, h // 2, w // 2)
+    assert tuple(halved["features"].shape) == (full["features"].shape[0], h // 2, w // 2)
+    # area averaging: each pixel is the mean of its 2 x 2 block
+    block = np.asarray(full["image"])[:, :2, :2].mean(axis=(1, 2))
+    np.testing.assert_allclose(np.asarray(halved["image"])[:, 0, 0], block, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("overrides", [{}, {"stain_normalisation": False}])
 def test_training_takes_the_stain_concentrations_once(trained, overrides, monkeypatch):
     """Training fits the mixture to the tile's stain concentrations; with stain normalisation on they are the ones the
