@@ -73,27 +73,31 @@ def group_means(
 
 def run(runs: str | Sequence[str], per_image: str, method: str, out: str | None = None, seed: int = 0) -> dict:
     """Group each run folder's ``results.csv`` (rows of ``method``, ``seed``) by magnification; print the table and,
-    with ``out``, write ``by_magnification.{md,json}`` there."""
-    folders = [Path(r) for r in (runs.split(",") if isinstance(runs, str) else runs) if r]
+    with ``out``, write ``by_magnification.{md,json}`` there. A run written ``FOLDER@NAME`` reads the rows of method
+    ``NAME`` there instead (reports whose method is named after its arm)."""
+    entries = [r for r in (runs.split(",") if isinstance(runs, str) else runs) if r]
+    folders = [Path(r.partition("@")[0]) for r in entries]
     mags = magnifications(per_image)
     result = {}
-    for folder in folders:
+    for entry, folder in zip(entries, folders):
+        name = entry.partition("@")[2] or method
         with open(folder / "results.csv") as fh:
             scores = {
                 r["image"]: {k: float(r[k]) for k in METRICS}
                 for r in csv.DictReader(fh)
-                if r["method"] == method and int(r["seed"]) == seed
+                if r["method"] == name and int(r["seed"]) == seed
             }
         if not scores:
-            raise ValueError(f"{folder / 'results.csv'} has no rows of {method}, seed {seed}")
+            raise ValueError(f"{folder / 'results.csv'} has no rows of {name}, seed {seed}")
         groups = tile_groups(scores, mags)
         means = group_means(scores, groups)
-        result[str(folder)] = {g: {"n": len(stems), **means[g]} for g, stems in groups.items()}
+        key = entry if "@" in entry else str(folder)
+        result[key] = {g: {"n": len(stems), **means[g]} for g, stems in groups.items()}
     groups = list(next(iter(result.values())))
     lines = [
         f"`{method}`, mean per tile, Dice / AJI / PQ, tiles grouped by `{per_image}` (labels only to score):",
         "",
-        "| run | " + " | ".join(f"{g} ({result[str(folders[0])][g]['n']} tiles)" for g in groups) + " |",
+        "| run | " + " | ".join(f"{g} ({next(iter(result.values()))[g]['n']} tiles)" for g in groups) + " |",
         "|---" * (len(groups) + 1) + "|",
     ]
     for name, means in result.items():

@@ -48,3 +48,6 @@ def test_run_reads_a_harness_results_csv_and_writes_its_table(tmp_path):
     result = run(str(folder), str(tmp_path / "per_image.csv"), "m", out=str(tmp_path / "out"))
     assert result[str(folder)]["20x"]["aji"] == pytest.approx(0.5)  # the other method's row is not counted
     assert "| 20x (2 tiles) | 40x (1 tiles) | all (3 tiles) |" in (tmp_path / "out" / "by_magnification.md").read_text()
+    # FOLDER@NAME reads another method's rows from the same folder, as its own run
+    both = run(f"{folder},{folder}@other", str(tmp_path / "per_image.csv"), "m")
+    assert both[f"{folder}@other"]["20x"]["aji"] == pytest.approx(0.0) and both[str(folder)]["20x"]["aji"] == 0.5
