@@ -20,7 +20,8 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from labelfree.core.imageio import find_label, list_images, load_instance_map, save_text
+from bench.harness.compare import write_results_csv
+from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import instance_scores
 from labelfree.core.shape import solidities
 
@@ -90,11 +91,9 @@ def run(images: str, labels: str, full: str, half: str, out: str, seed: int = 0)
         tifffile.imwrite(pred_dir / f"{tile.stem}_inst.tif", fused.astype(np.uint16), compression="zlib")
         for arm, inst in (("default", f), ("half_scale_wholes", fused)):
             s = instance_scores(gt, inst)
-            rows[arm].append({"method": arm, "seed": seed, "image": tile.stem, **{k: s[k] for k in METRICS}})
+            rows[arm].append({"method": arm, "seed": seed, "image": tile.stem, **s})
     for arm, arm_rows in rows.items():
-        lines = [",".join(["method", "seed", "image", *METRICS])]
-        lines += [",".join(str(r[k]) for k in ["method", "seed", "image", *METRICS]) for r in arm_rows]
-        save_text(Path(out) / arm / f"seed{seed}" / "results.csv", "\n".join(lines) + "\n")
+        write_results_csv(arm_rows, Path(out) / arm / f"seed{seed}" / "results.csv")
     means = {arm: {k: float(np.mean([r[k] for r in rs])) for k in METRICS} for arm, rs in rows.items()}
     print(f"{total} objects replaced over {len(rows['default'])} tiles")
     for arm, m in means.items():

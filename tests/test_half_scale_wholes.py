@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bench.half_scale_wholes import join_half_scale_wholes
+from labelfree.core.imageio import load_instance_map
 
 
 def _disc(shape, cy, cx, r):
@@ -68,3 +69,30 @@ def test_two_touching_nuclei_small_objects_and_single_pieces_are_left_alone():
 def test_maps_of_different_sizes_are_refused():
     with pytest.raises(ValueError, match="differ"):
         join_half_scale_wholes(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_run_scores_both_arms_in_the_harness_layout_and_writes_the_fused_maps(tmp_path):
+    import csv
+
+    from bench.half_scale_wholes import run
+    from labelfree.core.imageio import save_png, save_tiff
+
+    shape = (64, 64)
+    whole = np.zeros(shape, dtype=np.uint16)
+    whole[_disc(shape, 32, 32, 12)] = 1
+    cut = whole.copy()
+    cut[:, 32:][whole[:, 32:] > 0] = 2
+    save_png(tmp_path / "images" / "t.png", np.full((*shape, 3), 200, dtype=np.uint8))
+    save_tiff(tmp_path / "labels" / "t.tif", whole)
+    save_tiff(tmp_path / "full" / "t_inst.tif", cut)
+    save_tiff(tmp_path / "half" / "t_inst.tif", whole)
+    out = tmp_path / "out"
+    run(str(tmp_path / "images"), str(tmp_path / "labels"), str(tmp_path / "full"), str(tmp_path / "half"), str(out))
+    rows = {}
+    for arm in ("default", "half_scale_wholes"):
+        with open(out / arm / "seed0" / "results.csv", newline="") as fh:
+            (rows[arm],) = list(csv.DictReader(fh))
+    assert rows["half_scale_wholes"]["method"] == "half_scale_wholes" and rows["default"]["image"] == "t"
+    assert float(rows["half_scale_wholes"]["aji"]) == pytest.approx(1.0) and float(rows["default"]["aji"]) < 0.6
+    fused = load_instance_map(out / "half_scale_wholes" / "seed0" / "pred" / "t_inst.tif")
+    assert len(np.unique(fused)) == 2
