@@ -76,11 +76,11 @@ def run(runs: str | Sequence[str], per_image: str, method: str, out: str | None 
     with ``out``, write ``by_magnification.{md,json}`` there. A run written ``FOLDER@NAME`` reads the rows of method
     ``NAME`` there instead (reports whose method is named after its arm)."""
     entries = [r for r in (runs.split(",") if isinstance(runs, str) else runs) if r]
-    folders = [Path(r.partition("@")[0]) for r in entries]
     mags = magnifications(per_image)
     result = {}
-    for entry, folder in zip(entries, folders):
-        name = entry.partition("@")[2] or method
+    for entry in entries:
+        folder_name, _, arm_method = entry.partition("@")
+        folder, name = Path(folder_name), arm_method or method
         with open(folder / "results.csv") as fh:
             scores = {
                 r["image"]: {k: float(r[k]) for k in METRICS}

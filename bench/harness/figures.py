@@ -24,6 +24,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a PNG atomically and close it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def boxplot(per_seed: dict[str, dict[str, dict[int, float]]], methods: Sequence[str], path: Path) -> Path:
     """Box plot of per-run mean Dice and AJI for every method.
 
@@ -41,11 +50,7 @@ def boxplot(per_seed: dict[str, dict[str, dict[int, float]]], methods: Sequence[
         ax.set_xticks(range(1, len(shown) + 1), shown, rotation=30, ha="right")
         ax.set_title(f"per-run mean {metric.upper() if metric == 'aji' else metric.capitalize()}")
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def overlay_grid(images: Sequence[Path], labels: Path, preds: dict[str, Path], path: Path, max_side: int = 400) -> Path:
@@ -81,11 +86,7 @@ def overlay_grid(images: Sequence[Path], labels: Path, preds: dict[str, Path], p
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("green: true positive, yellow: false positive, red: false negative", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def contour_grid(
@@ -113,14 +114,10 @@ def contour_grid(
         y1, x1 = (y0 + crop, x0 + crop) if crop else (h, w)
         for j, (name, inst) in enumerate(zip(names, maps)):
             axes[i][j].imshow(contour_overlay(rgb[y0:y1, x0:x1], inst[y0:y1, x0:x1]))
-            n_obj = len(np.unique(inst[y0:y1, x0:x1])) - 1
+            n_obj = int(np.count_nonzero(np.unique(inst[y0:y1, x0:x1])))
             axes[i][j].set_title(f"{name}: {n_obj} objects" if i == 0 else f"{n_obj} objects", fontsize=8)
         axes[i][0].set_ylabel(img_path.stem[:20], fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
