@@ -137,6 +137,11 @@ def test_compare_end_to_end_on_the_sample_is_resumable(tmp_path):
     stamp = done.stat().st_mtime_ns
     compare(str(s / "images"), str(s / "labels"), "otsu_ws,kmeans", seeds=2, out=str(out))
     assert done.stat().st_mtime_ns == stamp  # a finished run is not recomputed
+    bare = tmp_path / "no_overlays"
+    compare(
+        str(s / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(bare), n_overlays=0, runs=str(out / "runs")
+    )
+    assert (bare / "summary.json").is_file() and not (bare / "overlays.png").exists()
 
 
 def test_a_crashed_method_is_reported_and_the_others_still_run(tmp_path):

@@ -155,7 +155,7 @@ def compare(
         seeds: number of seeds (``0..n-1``) or a comma-separated list; deterministic methods run once.
         out: output folder; runs are kept under ``out/runs`` and reused when the command is repeated.
         options: per-method overrides, JSON ``{"dcgn": {"max_epochs": 30}}`` (passed to the bundles' configs).
-        n_overlays: number of tiles in ``overlays.png``.
+        n_overlays: number of tiles in ``overlays.png`` (0: no overlay figure).
         markdown: also write the report with its figures to this file (``BENCHMARKS.md``).
         runs: where the method runs are kept (default ``out/runs``); several reports can share one folder. A run made
             with other ``options`` lives in another sub-folder, so it is never reused by mistake.
@@ -230,7 +230,8 @@ def compare(
         boxplot(per_seed, names, out_dir / "boxplot.png")
         first_seed = {m: min(s for mm, s in plan if mm == m and (mm, s) not in failures) for m in timings}
         preds = {m: _run_dir(runs_dir, m, first_seed[m], opts.get(m, {})) / "pred" for m in names if m in timings}
-        overlay_grid(tiles[:n_overlays], lab_dir, preds, out_dir / "overlays.png")
+        if n_overlays > 0:  # 0 asks for no figure (matplotlib refuses a grid of no rows)
+            overlay_grid(tiles[:n_overlays], lab_dir, preds, out_dir / "overlays.png")
     if markdown:
         md_path = Path(markdown).resolve()
         figures = "".join(
