@@ -137,11 +137,14 @@ def test_compare_end_to_end_on_the_sample_is_resumable(tmp_path):
     stamp = done.stat().st_mtime_ns
     compare(str(s / "images"), str(s / "labels"), "otsu_ws,kmeans", seeds=2, out=str(out))
     assert done.stat().st_mtime_ns == stamp  # a finished run is not recomputed
-    bare = tmp_path / "no_overlays"
-    compare(
-        str(s / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(bare), n_overlays=0, runs=str(out / "runs")
-    )
-    assert (bare / "summary.json").is_file() and not (bare / "overlays.png").exists()
+
+
+def test_no_overlays_asked_gives_a_report_without_the_figure(tmp_path):
+    s = sample_dir()
+    out = tmp_path / "no_overlays"
+    compare(str(s / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(out), n_overlays=0)
+    assert (out / "summary.json").is_file() and (out / "boxplot.png").is_file()
+    assert not (out / "overlays.png").exists()
 
 
 def test_a_crashed_method_is_reported_and_the_others_still_run(tmp_path):
