@@ -11,6 +11,11 @@ each against the set's own labels (read only to score); ``table`` puts the condi
         --labels ../shared/data/monuseg/train/labels --methods ssimnet_shipped,dcgn_shipped,otsu_ws --seeds 1 \\
         --out bench/results/perturbations/monuseg/jpeg_q70
     python -m bench.perturbations table --root bench/results/perturbations
+    python -m bench.perturbations examples --images ../shared/data/monuseg/train/images --perturbed /tmp/perturbed/monuseg \
+        --runs RUNS --tile TCGA-18-5592-01Z-00-DX1 --out bench/results/perturbations/monuseg_examples.png
+
+``RUNS`` holds each condition's harness runs as ``RUNS/<condition>/ssimnet_shipped/seed0*/pred`` (``--runs
+RUNS/<condition>`` when the harness ran it).
 """
 
 from __future__ import annotations
@@ -142,10 +147,11 @@ def table(
     sets: str | tuple = "monuseg,cpm15",
     lead: str = "ssimnet_shipped",
     baseline: str = "otsu_ws",
-) -> dict:
+) -> str:
     """Per data set, every method's mean Dice / AJI / PQ under each condition found in ``root/<set>/<condition>``
     (harness reports; ``clean`` first), its AJI change from ``clean``, and ``lead``'s AJI against ``baseline``'s on
-    the same tiles (mean difference and Wilcoxon signed-rank p). Written to ``root/table.md`` and ``table.json``."""
+    the same tiles (mean difference and Wilcoxon signed-rank p). Written to ``root/table.md`` and ``table.json``;
+    returns the path of the first."""
     set_names = [s.strip() for s in sets.split(",")] if isinstance(sets, str) else list(sets)
     lines, result = ["# The shipped checkpoints on changed tiles", ""], {}
     for ds in set_names:
@@ -184,8 +190,52 @@ def table(
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         lines.append("")
     save_report(root, "table", result, "\n".join(lines))
-    return result
+    return str(Path(root) / "table.md")
+
+
+def examples(
+    images: str,
+    perturbed: str,
+    runs: str,
+    tile: str,
+    out: str,
+    method: str = "ssimnet_shipped",
+    crop: int = 256,
+) -> str:
+    """One tile's central ``crop`` pixels, clean and under every condition found in ``perturbed``, each with the
+    outlines ``method`` drew on it (green; its harness runs under ``runs``: ``runs/clean`` and ``runs/<condition>``),
+    written as one figure to ``out``; returns ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.harness.figures import _save
+    from labelfree.core.imageio import find_label, load_instance_map
+    from labelfree.core.overlay import contour_overlay
+
+    conds = [CLEAN] + [c for c in CONDITIONS if (Path(perturbed) / c).is_dir()]
+    panels = []
+    for c in conds:
+        folder = Path(images) if c == CLEAN else Path(perturbed) / c
+        preds = sorted(Path(runs).glob(f"{c}/{method}/seed0*/pred"))
+        if not preds:
+            raise SystemExit(f"no {method} run for {c} under {runs}")
+        rgb = load_rgb(find_label(folder, tile))
+        inst = load_instance_map(preds[0] / f"{tile}_inst.tif")
+        y, x = max(0, (rgb.shape[0] - crop) // 2), max(0, (rgb.shape[1] - crop) // 2)
+        panels.append((c, contour_overlay(rgb, inst)[y : y + crop, x : x + crop]))
+    cols = 3
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (c, img) in zip(axes.ravel(), panels):
+        ax.imshow(img)
+        ax.set_title(c, fontsize=10)
+    fig.suptitle(f"{tile}: {method} outlines on the tile as each condition changes it", fontsize=10)
+    return str(_save(plt, fig, Path(out)))
 
 
 if __name__ == "__main__":
-    fire.Fire({"make": make, "table": table})
+    fire.Fire({"make": make, "table": table, "examples": examples})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.perturbations import CONDITIONS, blur, jpeg, make, noise, scale_stains, table
-from labelfree.core.imageio import load_rgb, save_png
+from bench.perturbations import CONDITIONS, blur, examples, jpeg, make, noise, scale_stains, table
+from labelfree.core.imageio import load_rgb, save_png, save_tiff
 from labelfree.transforms.stain import optical_density
 from labelfree.transforms.stain_augment import HED_FROM_RGB_STAINS
 
@@ -88,7 +89,8 @@ def test_table_gives_each_conditions_change_and_the_lead_over_the_baseline(tmp_p
     tiles = [f"t{i}" for i in range(6)]
     _report(root / "set" / "clean", {"lead": {t: 0.6 for t in tiles}, "base": {t: 0.5 for t in tiles}})
     _report(root / "set" / "blur_2px", {"lead": {t: 0.4 for t in tiles}, "base": {t: 0.45 for t in tiles}})
-    out = table(str(root), "set", lead="lead", baseline="base")
+    assert table(str(root), "set", lead="lead", baseline="base") == str(root / "table.md")
+    out = json.loads((root / "table.json").read_text())
     assert out["set"]["clean"]["lead"]["aji_change"] == pytest.approx(0.0)
     assert out["set"]["blur_2px"]["lead"]["aji_change"] == pytest.approx(-0.2)
     assert out["set"]["blur_2px"]["base"]["dice"] == pytest.approx(0.75)
@@ -99,3 +101,22 @@ def test_table_gives_each_conditions_change_and_the_lead_over_the_baseline(tmp_p
     assert "| blur_2px | " in md and "(-0.200)" in md
     with pytest.raises(SystemExit, match="no clean report"):
         table(str(root), "other")
+
+
+def test_examples_draws_each_conditions_outlines_and_names_a_missing_run(tmp_path):
+    rng = np.random.default_rng(1)
+    save_png(tmp_path / "images" / "t.png", rng.integers(60, 250, (48, 40, 3), dtype=np.uint8))
+    make(str(tmp_path / "images"), str(tmp_path / "perturbed"), "blur_1px")
+    inst = np.zeros((48, 40), np.uint16)
+    inst[10:20, 10:20] = 1
+    for cond in ("clean", "blur_1px"):
+        save_tiff(tmp_path / "runs" / cond / "ssimnet_shipped" / "seed0-abc" / "pred" / "t_inst.tif", inst)
+    out = examples(
+        str(tmp_path / "images"), str(tmp_path / "perturbed"), str(tmp_path / "runs"), "t", str(tmp_path / "ex.png")
+    )
+    assert Path(out).is_file() and Path(out).stat().st_size > 0
+    make(str(tmp_path / "images"), str(tmp_path / "perturbed"), "noise_5")  # a condition with no run
+    with pytest.raises(SystemExit, match="no ssimnet_shipped run for noise_5"):
+        examples(
+            str(tmp_path / "images"), str(tmp_path / "perturbed"), str(tmp_path / "runs"), "t", str(tmp_path / "x.png")
+        )
