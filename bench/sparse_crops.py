@@ -16,6 +16,9 @@ area and object count, alone and in context. Plan: ``bench/results/sparse_crops/
     python -m bench.sparse_crops table --labels /tmp/sparse_crops/monuseg/labels \\
         --preds '{"ssimnet_shipped alone": "RUNS/.../pred", "ssimnet_shipped in context": "/tmp/.../ssimnet_shipped"}' \\
         --out bench/results/sparse_crops --name monuseg
+    python -m bench.sparse_crops figure --images /tmp/sparse_crops/monuseg/images --labels /tmp/sparse_crops/monuseg/labels \
+        --preds '{"alone": "RUNS/.../pred", "in context": "/tmp/.../ssimnet_shipped"}' \
+        --out bench/results/sparse_crops/monuseg_ssimnet_outlines.png
 """
 
 from __future__ import annotations
@@ -146,5 +149,27 @@ def table(
     return str(Path(out) / f"{name}.md")
 
 
+def figure(images: str, labels: str, preds: str | Mapping[str, str], out: str, n: int = 5) -> str:
+    """The labels' outlines and each prediction's on the ``n`` crops where the first prediction of ``preds`` (``{name:
+    folder}``, JSON on the command line) calls the most nucleus area per labelled area (crops without labelled nuclei
+    first); written to ``out``, which is returned."""
+    import json
+
+    from bench.harness.figures import contour_grid
+
+    folders = {k: Path(v) for k, v in (json.loads(preds) if isinstance(preds, str) else dict(preds)).items()}
+    first = next(iter(folders.values()))
+    ratio = {}
+    for path in list_images(images):
+        s = crop_scores(
+            load_instance_map(find_label(labels, path.name)), load_instance_map(first / f"{path.stem}_inst.tif")
+        )
+        ratio[path] = s["pred_area"] / s["true_area"] if s["true_area"] else float("inf")
+    worst = sorted(ratio, key=lambda p: (-ratio[p], p.name))[:n]
+    if not worst:
+        raise SystemExit(f"no crops in {images}")
+    return str(contour_grid(worst, Path(labels), folders, Path(out)))
+
+
 if __name__ == "__main__":
-    fire.Fire({"make": make, "context": context, "table": table})
+    fire.Fire({"make": make, "context": context, "table": table, "figure": figure})
