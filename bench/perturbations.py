@@ -211,7 +211,7 @@ def examples(
     import matplotlib.pyplot as plt
 
     from bench.harness.figures import _save
-    from labelfree.core.imageio import find_label, load_instance_map
+    from labelfree.core.imageio import load_instance_map
     from labelfree.core.overlay import contour_overlay
 
     conds = [CLEAN] + [c for c in CONDITIONS if (Path(perturbed) / c).is_dir()]
@@ -221,7 +221,10 @@ def examples(
         preds = sorted(Path(runs).glob(f"{c}/{method}/seed0*/pred"))
         if not preds:
             raise SystemExit(f"no {method} run for {c} under {runs}")
-        rgb = load_rgb(find_label(folder, tile))
+        found = [p for p in list_images(folder) if p.stem == tile]
+        if not found:
+            raise SystemExit(f"no tile {tile} in {folder}")
+        rgb = load_rgb(found[0])
         inst = load_instance_map(preds[0] / f"{tile}_inst.tif")
         y, x = max(0, (rgb.shape[0] - crop) // 2), max(0, (rgb.shape[1] - crop) // 2)
         panels.append((c, contour_overlay(rgb, inst)[y : y + crop, x : x + crop]))
