@@ -47,17 +47,22 @@ def crop_name(stem: str, y: int, x: int) -> str:
 def make(images: str, labels: str, out: str, crop: int = 256, max_fraction: float = 0.10) -> Path:
     """Write ``out/images/<crop>.png``, ``out/labels/<crop>.tif`` and ``out/crops.csv`` (crop, tile, y, x, size,
     labelled fraction) for every ``crop``-pixel grid square, from each tile's top-left corner, that labelled nuclei cover
-    under ``max_fraction`` of.
+    under ``max_fraction`` of. A tile that cannot be read, or whose labels differ from it in size, is skipped with one
+    line.
 
     Returns:
         ``out``.
     """
     rows = [["crop", "tile", "y", "x", "size", "labelled_fraction"]]
     for path in list_images(images):
-        rgb = load_rgb(path)
-        inst = load_instance_map(find_label(labels, path.name))
-        if inst.shape != rgb.shape[:2]:
-            raise SystemExit(f"{path.name}: labels {inst.shape} and image {rgb.shape[:2]} differ in size")
+        try:
+            rgb = load_rgb(path)
+            inst = load_instance_map(find_label(labels, path.name))
+            if inst.shape != rgb.shape[:2]:
+                raise ValueError(f"{path.name}: labels {inst.shape} and image {rgb.shape[:2]} differ in size")
+        except (OSError, ValueError) as err:  # one line for a tile that cannot be cut; the others still are
+            print(f"skipped: {err}")
+            continue
         for y in range(0, rgb.shape[0] - crop + 1, crop):
             for x in range(0, rgb.shape[1] - crop + 1, crop):
                 part = inst[y : y + crop, x : x + crop]

@@ -24,9 +24,12 @@ def _tile(tmp_path: Path) -> np.ndarray:
     return inst
 
 
-def test_make_keeps_only_the_sparse_crops_with_their_labels(tmp_path):
+def test_make_keeps_only_the_sparse_crops_with_their_labels(tmp_path, capsys):
     inst = _tile(tmp_path)
+    save_png(tmp_path / "images" / "odd.png", np.full((64, 64, 3), 200, np.uint8))
+    save_tiff(tmp_path / "labels" / "odd.tif", np.zeros((32, 64), np.uint16))  # not the tile's size: one line
     make(str(tmp_path / "images"), str(tmp_path / "labels"), str(tmp_path / "crops"), crop=64, max_fraction=0.10)
+    assert "skipped: odd.png: labels (32, 64) and image (64, 64) differ in size" in capsys.readouterr().out
     with open(tmp_path / "crops" / "crops.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["crop"] for r in rows] == ["t_y0_x64"]
