@@ -36,14 +36,22 @@ def test_grade_table_averages_each_grade_on_its_own_tiles():
         keys += tuple(
             f"{m}_{s}" for m in ("dcgn_rings", "kmeans_od_rings", "whole_tile", "tissue") for s in ("dice", "iou")
         )
+        keys += ("stain_composition_dice", "stain_composition_iou", "stain_composition_miou")
         return {"image": image, **{k: v for k in keys}}
 
     rows = [row("a", 0.2), row("b", 0.4), row("c", 0.9), row("d", 0.5)]
     lines = grade_table(rows, {"a": "benign", "b": "benign", "c": "malignant"})
     four = lambda v: " | ".join([f"{v} / {v}"] * 4)  # noqa: E731
-    assert lines[2] == f"| benign | 2 | 0.300 / 0.300 | 0.300 / 0.300 | 0.300 | {four('0.300')} |"
-    assert lines[3] == f"| malignant | 1 | 0.900 / 0.900 | 0.900 / 0.900 | 0.900 | {four('0.900')} |"
-    assert lines[4] == f"| unknown | 1 | 0.500 / 0.500 | 0.500 / 0.500 | 0.500 | {four('0.500')} |"
+    assert (
+        lines[2] == f"| benign | 2 | 0.300 / 0.300 | 0.300 / 0.300 | 0.300 | {four('0.300')} | 0.300 / 0.300 (0.300) |"
+    )
+    assert (
+        lines[3]
+        == f"| malignant | 1 | 0.900 / 0.900 | 0.900 / 0.900 | 0.900 | {four('0.900')} | 0.900 / 0.900 (0.900) |"
+    )
+    assert (
+        lines[4] == f"| unknown | 1 | 0.500 / 0.500 | 0.500 / 0.500 | 0.500 | {four('0.500')} | 0.500 / 0.500 (0.500) |"
+    )
 
 
 def _lymphocytes(classes: np.ndarray, rows: slice, cols: slice, step: int = 12) -> None:
@@ -106,3 +114,26 @@ def test_composition_rule_takes_the_epithelium_and_lumen_and_leaves_the_eosin_ri
     assert mask[:, 190:].mean() > 0.95  # the epithelium and its lumen (holes filled)
     assert mask[:, :140].mean() < 0.05  # the stroma, its nuclei included
     assert not composition_gland_mask(np.ones_like(classes), 3, np.ones(classes.shape, bool)).any()
+
+
+def test_stain_composition_takes_the_haematoxylin_rich_gland_and_its_lumen_and_leaves_the_eosin_rich_stroma():
+    from skimage.color import rgb_from_hed
+
+    from bench.glas_tissue import stain_composition_gland_mask
+    from labelfree.transforms.stain import tissue_mask
+
+    h = np.zeros((240, 320))
+    e = np.full((240, 320), 0.35)  # eosin-rich stroma on the left ...
+    for r in range(10, 240, 20):  # ... with scattered small nuclei
+        for c in range(10, 150, 20):
+            h[draw_disk((r, c), 3, shape=h.shape)] = 0.6
+    h[:, 170:], e[:, 170:] = 0.45, 0.12  # a gland on the right: haematoxylin-rich epithelium ...
+    lumen = draw_disk((120, 245), 40)
+    h[lumen], e[lumen] = 0.0, 0.0  # ... around a white lumen
+    od = np.stack([h, e, np.zeros_like(h)], -1) @ rgb_from_hed
+    rng = np.random.default_rng(0)
+    rgb = np.clip(np.rint(255 * np.exp(-od) + rng.normal(0, 2, od.shape)), 0, 255).astype(np.uint8)
+    mask = stain_composition_gland_mask(rgb, tissue_mask(rgb))
+    assert mask[:, 190:].mean() > 0.95  # the epithelium and its lumen (holes filled)
+    assert mask[:, :140].mean() < 0.05  # the stroma, its nuclei included
+    assert not stain_composition_gland_mask(rgb, np.zeros(h.shape, bool)).any()  # no tissue: no gland
