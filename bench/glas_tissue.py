@@ -45,7 +45,7 @@ def gland_mask(classes: np.ndarray, n_classes: int, closing_um: float = 3.0, min
         min_area_um2: smallest gland kept, µm².
     """
     rich = classes == n_classes - 1
-    closed = closing(rich, _disc(closing_um))  # on a bool mask: binary_closing, which skimage 0.28 removes
+    closed = closing(rich, _disc(closing_um))  # on a bool mask as binary_closing was (removed in scikit-image 0.28)
     filled = ndi.binary_fill_holes(closed)
     return remove_small_objects(filled, _area_px(min_area_um2))
 
