@@ -130,6 +130,19 @@ def _kmeans(x: np.ndarray, k: int, seed: int, n_fit: int) -> tuple[np.ndarray, n
     return model.predict(x), model.cluster_centers_
 
 
+def _less_eosin_cluster(features: np.ndarray, tissue: np.ndarray, seed: int, n_fit: int) -> np.ndarray:
+    """The composition rules' split: the tissue pixels of ``features`` ``(H, W, C)`` in two k-means clusters (fitted on
+    up to ``n_fit`` of them, drawn with ``seed``); the pixels of the cluster whose mean channel 1 (eosin) is lower, as an
+    ``(H, W)`` bool mask, empty when the tissue holds nothing to split."""
+    x = features[tissue]
+    if len(np.unique(x.round(4), axis=0)) < 2:  # nothing to split: no gland can be told from stroma
+        return np.zeros(tissue.shape, bool)
+    labels, centres = _kmeans(x, 2, seed, n_fit)
+    mask = np.zeros(tissue.shape, bool)
+    mask[tissue] = labels == int(np.argmin(centres[:, 1]))
+    return mask
+
+
 def composition_gland_mask(
     classes: np.ndarray,
     n_classes: int,
@@ -154,12 +167,7 @@ def composition_gland_mask(
     """
     sigma = sigma_um / UM_PER_PIXEL
     shares = np.stack([ndi.gaussian_filter((classes == c).astype(np.float32), sigma) for c in range(n_classes)], -1)
-    x = shares[tissue]
-    if len(np.unique(x.round(4), axis=0)) < 2:  # nothing to split: no gland can be told from stroma
-        return np.zeros(classes.shape, bool)
-    labels, centres = _kmeans(x, 2, seed, n_fit)
-    mask = np.zeros(classes.shape, bool)
-    mask[tissue] = labels == int(np.argmin(centres[:, 1]))
+    mask = _less_eosin_cluster(shares, tissue, seed, n_fit)
     return remove_small_objects(ndi.binary_fill_holes(mask), _area_px(min_area_um2))
 
 
@@ -187,13 +195,7 @@ def stain_composition_gland_mask(
     """
     conc, _ = tile_stain_concentrations(rgb, seed)
     smooth = np.stack([ndi.gaussian_filter(c, sigma_um / UM_PER_PIXEL) for c in conc], -1)
-    x = smooth[tissue].astype(np.float64)
-    if len(np.unique(x.round(4), axis=0)) < 2:  # nothing to split: no gland can be told from stroma
-        return np.zeros(tissue.shape, bool)
-    labels, centres = _kmeans(x, 2, seed, n_fit)
-    mask = np.zeros(tissue.shape, bool)
-    mask[tissue] = labels == int(np.argmin(centres[:, 1]))
-    closed = closing(mask, _disc(closing_um))
+    closed = closing(_less_eosin_cluster(smooth.astype(np.float64), tissue, seed, n_fit), _disc(closing_um))
     return remove_small_objects(ndi.binary_fill_holes(closed), _area_px(min_area_um2))
 
 
