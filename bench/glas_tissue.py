@@ -44,10 +44,13 @@ def gland_mask(classes: np.ndarray, n_classes: int, closing_um: float = 3.0, min
         closing_um: radius of the closing, µm.
         min_area_um2: smallest gland kept, µm².
     """
-    rich = classes == n_classes - 1
-    closed = closing(rich, _disc(closing_um))  # on a bool mask as binary_closing was (removed in scikit-image 0.28)
-    filled = ndi.binary_fill_holes(closed)
-    return remove_small_objects(filled, _area_px(min_area_um2))
+    return _closed_filled(classes == n_classes - 1, closing_um, min_area_um2)
+
+
+def _closed_filled(mask: np.ndarray, closing_um: float, min_area_um2: float) -> np.ndarray:
+    """``mask`` closed with a ``closing_um`` disc, its holes filled and components under ``min_area_um2`` dropped."""
+    closed = closing(mask, _disc(closing_um))  # on a bool mask as binary_closing was (removed in scikit-image 0.28)
+    return remove_small_objects(ndi.binary_fill_holes(closed), _area_px(min_area_um2))
 
 
 def _disc(um: float) -> np.ndarray:
@@ -195,8 +198,7 @@ def stain_composition_gland_mask(
     """
     conc, _ = tile_stain_concentrations(rgb, seed)
     smooth = np.stack([ndi.gaussian_filter(c, sigma_um / UM_PER_PIXEL) for c in conc], -1)
-    closed = closing(_less_eosin_cluster(smooth.astype(np.float64), tissue, seed, n_fit), _disc(closing_um))
-    return remove_small_objects(ndi.binary_fill_holes(closed), _area_px(min_area_um2))
+    return _closed_filled(_less_eosin_cluster(smooth.astype(np.float64), tissue, seed, n_fit), closing_um, min_area_um2)
 
 
 def kmeans_od_classes(rgb: np.ndarray, k: int = 3, seed: int = 0, n_fit: int = 50_000) -> np.ndarray:

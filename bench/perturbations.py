@@ -161,6 +161,7 @@ def table(
             raise SystemExit(f"no clean report in {base / CLEAN}")
         reports = {c: _scores(base / c) for c in conds}
         methods = list(reports[CLEAN])
+        clean_aji = {m: float(np.mean([t["aji"] for t in reports[CLEAN][m].values()])) for m in methods}
         lines += [f"## {ds}", "", "| condition | " + " | ".join(f"{m} Dice / AJI / PQ (ΔAJI)" for m in methods)]
         lines[-1] += f" | {lead} − {baseline} AJI (p) |"
         lines.append("|---" * (len(methods) + 2) + "|")
@@ -173,9 +174,8 @@ def table(
                     cells.append("–")
                     continue
                 mean = {k: float(np.mean([t[k] for t in tiles.values()])) for k in ("dice", "aji", "pq")}
-                clean_aji = float(np.mean([t["aji"] for t in reports[CLEAN][m].values()]))
-                entry[m] = mean | {"aji_change": mean["aji"] - clean_aji, "tiles": len(tiles)}
-                delta = "" if c == CLEAN else f" ({mean['aji'] - clean_aji:+.3f})"
+                entry[m] = mean | {"aji_change": mean["aji"] - clean_aji[m], "tiles": len(tiles)}
+                delta = "" if c == CLEAN else f" ({mean['aji'] - clean_aji[m]:+.3f})"
                 cells.append(f"{mean['dice']:.3f} / {mean['aji']:.3f} / {mean['pq']:.3f}{delta}")
             a, b = reports[c].get(lead, {}), reports[c].get(baseline, {})
             common = sorted(set(a) & set(b))

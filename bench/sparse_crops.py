@@ -32,11 +32,9 @@ import fire
 import numpy as np
 
 from bench.report_files import save_report
+from bench.sparse_regions import AREA_BOUND
 from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb, save_png, save_text, save_tiff
 from labelfree.core.metrics import aji
-
-#: issue 17's bound on a tile's predicted / true nucleus area
-AREA_BOUND = 1.5
 
 
 def crop_name(stem: str, y: int, x: int) -> str:
@@ -128,12 +126,12 @@ def table(
         "objects | mean AJI |",
         "|---|---|---|---|---|---|",
     ]
+    truth = {crop: load_instance_map(Path(labels) / f"{crop}.tif") for crop in crops}
     result: dict[str, dict] = {}
     for label, folder in folders.items():
-        per = {}
-        for crop in crops:
-            gt = load_instance_map(Path(labels) / f"{crop}.tif")
-            per[crop] = crop_scores(gt, load_instance_map(Path(folder) / f"{crop}_inst.tif"))
+        per = {
+            crop: crop_scores(gt, load_instance_map(Path(folder) / f"{crop}_inst.tif")) for crop, gt in truth.items()
+        }
         with_nuclei = [s for s in per.values() if s["true_area"] > 0]
         ratios = [s["pred_area"] / s["true_area"] for s in with_nuclei]
         total = {k: sum(s[k] for s in per.values()) for k in ("true_area", "pred_area", "true_objects", "pred_objects")}
