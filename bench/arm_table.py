@@ -23,7 +23,6 @@ as well, ``ROOT2`` is each seed's report folder itself (checkpoints scored once 
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 import fire
 import numpy as np
 
+from bench.harness.results_csv import read_one_method
 from bench.report_files import save_report
 from bench.signed_rank import signed_rank_p
 
@@ -48,8 +48,7 @@ def _seeds(folder: Path) -> dict[int, Path]:
 
 
 def _per_tile(report: Path) -> dict[str, dict[str, float]]:
-    with open(report / "results.csv") as fh:
-        return {row["image"]: {k: float(row[k]) for k in METRICS} for row in csv.DictReader(fh)}
+    return read_one_method(report / "results.csv", METRICS)
 
 
 def worst_area_ratio(per_tile: dict[str, dict[str, float]]) -> tuple[float, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import fire
 import numpy as np
 
+from bench.harness.results_csv import read_results_csv
 from bench.report_files import save_report
 
 METRICS = ("dice", "aji", "pq")
@@ -81,12 +82,7 @@ def run(runs: str | Sequence[str], per_image: str, method: str, out: str | None 
     for entry in entries:
         folder_name, _, arm_method = entry.partition("@")
         folder, name = Path(folder_name), arm_method or method
-        with open(folder / "results.csv") as fh:
-            scores = {
-                r["image"]: {k: float(r[k]) for k in METRICS}
-                for r in csv.DictReader(fh)
-                if r["method"] == name and int(r["seed"]) == seed
-            }
+        scores = read_results_csv(folder / "results.csv", METRICS, seed=seed).get(name, {})
         if not scores:
             raise ValueError(f"{folder / 'results.csv'} has no rows of {name}, seed {seed}")
         groups = tile_groups(scores, mags)

@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from bench.harness.compare import write_results_csv
+from bench.harness.results_csv import write_results_csv
 from labelfree.core.imageio import find_label, list_images, load_instance_map
 from labelfree.core.metrics import instance_scores
 from labelfree.core.shape import solidities

@@ -18,13 +18,13 @@ trained on every tile):
 
 from __future__ import annotations
 
-import csv
 from datetime import date
 from pathlib import Path
 
 import fire
 import numpy as np
 
+from bench.harness.results_csv import read_one_method
 from bench.report_files import save_report
 from bench.signed_rank import signed_rank_p
 from labelfree.core.imageio import list_images
@@ -53,8 +53,7 @@ def _members(fold_dirs: dict[str, str]) -> dict[str, str]:
 
 def _scores(path: str | Path) -> dict[str, dict[str, float]]:
     """Per-tile metrics of one harness ``results.csv`` (one method, one seed)."""
-    with open(path, newline="") as f:
-        return {row["image"]: {m: float(row[m]) for m in METRICS} for row in csv.DictReader(f)}
+    return read_one_method(path, METRICS)
 
 
 def run(folds: str | tuple, results: str | tuple, out: str) -> dict:

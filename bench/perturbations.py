@@ -20,7 +20,6 @@ RUNS/<condition>`` when the harness ran it).
 
 from __future__ import annotations
 
-import csv
 import io
 import zlib
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
+from bench.harness.results_csv import read_results_csv
 from bench.report_files import save_report
 from bench.signed_rank import signed_rank_p
 from labelfree.core.imageio import InvalidImageError, list_images, load_rgb, save_png
@@ -133,13 +133,7 @@ def make(images: str, out: str, conditions: str | tuple | None = None) -> Path:
 
 def _scores(report: Path) -> dict[str, dict[str, dict[str, float]]]:
     """method → tile → {dice, aji, pq} from a harness report's ``results.csv`` (first seed of each method)."""
-    found: dict[str, dict[str, dict[str, float]]] = {}
-    with open(report / "results.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            tiles = found.setdefault(row["method"], {})
-            if row["image"] not in tiles:
-                tiles[row["image"]] = {m: float(row[m]) for m in ("dice", "aji", "pq")}
-    return found
+    return read_results_csv(report / "results.csv", ("dice", "aji", "pq"))
 
 
 def table(

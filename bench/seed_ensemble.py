@@ -72,7 +72,7 @@ def ensemble_instances(segmenters: Sequence, rgb: np.ndarray, name: str, bundle:
 
 
 def _write_arm(folder: Path, rows: list[dict]) -> None:
-    from bench.harness.compare import write_results_csv
+    from bench.harness.results_csv import write_results_csv
     from labelfree.core.imageio import save_text
 
     write_results_csv(rows, folder / "results.csv")

@@ -14,7 +14,6 @@ Labels are read only to score.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import fire
 
 from bench.by_magnification import METRICS, group_means, tile_groups, tile_magnifications, um_per_pixel
 from bench.harness.compare import compare
+from bench.harness.results_csv import read_results_csv
 from labelfree.core.imageio import find_label, list_images, save_text
 
 
@@ -82,10 +82,7 @@ def run(
                 options=arm,
                 runs=str(runs_dir / f"{mag:g}x"),
             )
-            with open(sub / "results.csv", newline="") as fh:
-                for row in csv.DictReader(fh):
-                    if row["method"] == method:
-                        scores[told][row["image"]] = {k: float(row[k]) for k in METRICS}
+            scores[told].update(read_results_csv(sub / "results.csv", METRICS).get(method, {}))
     groups = tile_groups(scores["told"], mags)
     table = {told: group_means(scores[told], groups) for told in ("untold", "told")}
     lines = [

@@ -10,9 +10,7 @@ Outputs in ``out``: ``results.csv``, ``summary.json``, ``table.md``, ``degenerat
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import platform
@@ -28,10 +26,9 @@ from tqdm import tqdm
 
 from bench.harness.figures import boxplot, overlay_grid
 from bench.harness.methods import METHODS, REPO
+from bench.harness.results_csv import write_results_csv
 from bench.harness.scoring import score_run
 from bench.harness.tables import (
-    METRICS,
-    ORACLE_METRICS,
     degeneration,
     degeneration_table,
     per_seed_means,
@@ -42,9 +39,7 @@ from bench.harness.tables import (
 )
 from labelfree.core.imageio import list_images, save_text
 
-__all__ = ["compare", "run_one", "parse_methods", "parse_seeds", "write_results_csv"]
-
-CSV_COLUMNS = ("method", "seed", "image", *METRICS, "seconds", *ORACLE_METRICS, "oracle_class")
+__all__ = ["compare", "run_one", "parse_methods", "parse_seeds"]
 
 
 def parse_methods(methods: str | tuple | list) -> list[str]:
@@ -123,15 +118,6 @@ def _launch(method: str, images: Path, run_dir: Path, seed: int, options: dict) 
 def _rows(method: str, seed: int, scores: dict, timings: dict) -> list[dict]:
     secs = timings.get("inference_seconds_per_image")
     return [{"method": method, "seed": seed, "image": image, "seconds": secs, **s} for image, s in scores.items()]
-
-
-def write_results_csv(rows: list[dict], path: Path) -> None:
-    """Atomically write per-tile rows as the harness's ``results.csv`` (:data:`CSV_COLUMNS`; missing fields empty)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(path, buf.getvalue())
 
 
 def compare(
