@@ -1,0 +1,190 @@
+"""Benchmark: large objects carved down to their dark cores, after a bundle's own inference (rule:
+``bench/results/carve_large/rule.txt``, written before any score).
+
+On frozen sections the nuclei class of either bundle can take whole patches of purple cytoplasm with the nuclei inside
+them; such a patch comes out as one object several times the tile's typical nucleus. Inside it, the nuclei are darker
+than the cytoplasm around them, so the object's own Otsu threshold on haematoxylin finds them. A large pale nucleus
+whose chromatin lines its rim stays whole, because each dark part has its holes filled; an object with no dark part of
+nucleus size is left as it was.
+
+``score`` carves every instance map of one or more prediction folders (the harness's ``<run>/pred``) and writes, per
+folder, the per-tile scores of the predictions as they were (``default``) and carved (``carved``) in the layout
+:mod:`bench.arm_table` reads (``<out>/<arm>/seed<N>/results.csv``). Labels are read only to score.
+
+    python -m bench.carve_large score --images ../shared/data/$DS/train/images \\
+        --labels ../shared/data/$DS/train/labels --preds PRED0,PRED1,... --out bench/results/carve_large/ssimnet/$DS
+    python -m bench.arm_table --root bench/results/carve_large/ssimnet --arms default,carved
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import fire
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+from skimage.segmentation import watershed
+from tqdm import tqdm
+
+from bench.harness.results_csv import write_results_csv
+from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
+from labelfree.core.metrics import instance_scores
+from labelfree.transforms.instances import MIN_REL_AREA
+from labelfree.transforms.stain import tile_stain_concentrations
+
+#: an object is large when its area exceeds this many times the tile's median object area
+LARGE = 3.0
+
+
+def _dark_parts(obj: np.ndarray, haematoxylin: np.ndarray, min_area: float) -> list[np.ndarray]:
+    """The parts of ``obj`` above its own Otsu threshold on ``haematoxylin``, holes filled, of at least ``min_area``
+    pixels (none when the object's haematoxylin is constant)."""
+    values = haematoxylin[obj]
+    if values.max() - values.min() < 1e-6:
+        return []
+    parts, _ = ndi.label(obj & (haematoxylin > threshold_otsu(values)))
+    kept = []
+    for i, sl in enumerate(ndi.find_objects(parts), start=1):
+        part = np.zeros_like(obj)
+        part[sl] = ndi.binary_fill_holes(parts[sl] == i)
+        part &= obj
+        if part.sum() >= min_area:
+            kept.append(part)
+    return kept
+
+
+def _large_objects_and_parts(
+    inst: np.ndarray, haematoxylin: np.ndarray, large: float, min_rel_area: float
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]:
+    """For every object above ``large`` × the median object area: its bounding box of ``inst`` (a view, to be
+    rewritten in place), its mask and haematoxylin there, and its dark parts (:func:`_dark_parts`)."""
+    ids, areas = np.unique(inst[inst > 0], return_counts=True)
+    if ids.size == 0:
+        return
+    median = float(np.median(areas))
+    boxes = ndi.find_objects(inst)
+    for label in ids[areas > large * median]:
+        box = boxes[label - 1]
+        region = inst[box]
+        obj = region == label
+        yield region, obj, haematoxylin[box], _dark_parts(obj, haematoxylin[box], min_rel_area * median)
+
+
+def carve_large_objects(
+    inst: np.ndarray, haematoxylin: np.ndarray, large: float = LARGE, min_rel_area: float = MIN_REL_AREA
+) -> np.ndarray:
+    """Replace each large object by the dark parts its own Otsu threshold on haematoxylin finds.
+
+    Args:
+        inst: ``(H, W)`` instance map (0 background).
+        haematoxylin: ``(H, W)`` haematoxylin concentration of the same tile.
+        large: an object is carved when its area is above ``large`` × the median object area.
+        min_rel_area: a dark part replaces the object only if its area is at least this × the median object area.
+
+    Returns:
+        ``(H, W)`` int32 instance map, objects numbered 1..n in the order of their first pixel.
+    """
+    out = np.asarray(inst).astype(np.int32, copy=True)
+    next_id = int(out.max()) + 1
+    for region, obj, _, kept in _large_objects_and_parts(out, haematoxylin, large, min_rel_area):
+        if not kept:
+            continue
+        region[obj] = 0
+        for part in kept:
+            region[part & (region == 0)] = next_id
+            next_id += 1
+    return _renumbered(out)
+
+
+def split_large_objects(
+    inst: np.ndarray, haematoxylin: np.ndarray, large: float = LARGE, min_rel_area: float = MIN_REL_AREA
+) -> np.ndarray:
+    """Divide each large object with two or more dark parts among them; no pixel changes from foreground to background.
+
+    The dark parts are :func:`carve_large_objects`' own; they seed a watershed on the inverted haematoxylin inside the
+    object, so the lines fall where the object is palest between its dark parts.
+
+    Args:
+        inst: ``(H, W)`` instance map (0 background).
+        haematoxylin: ``(H, W)`` haematoxylin concentration of the same tile.
+        large: see :func:`carve_large_objects`.
+        min_rel_area: see :func:`carve_large_objects`.
+
+    Returns:
+        ``(H, W)`` int32 instance map with the same foreground, objects numbered 1..n in the order of their first pixel.
+    """
+    out = np.asarray(inst).astype(np.int32, copy=True)
+    next_id = int(out.max()) + 1
+    for region, obj, haem, kept in _large_objects_and_parts(out, haematoxylin, large, min_rel_area):
+        if len(kept) < 2:
+            continue
+        markers = np.zeros(obj.shape, dtype=np.int32)
+        for i, part in enumerate(kept, start=1):
+            markers[part & (markers == 0)] = i
+        pieces = watershed(-haem, markers, mask=obj)
+        region[obj] = pieces[obj] + next_id - 1
+        next_id += len(kept)
+    return _renumbered(out)
+
+
+def _renumbered(inst: np.ndarray) -> np.ndarray:
+    """Objects numbered 1..n by their first pixel in raster order."""
+    flat = inst.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    keep = ids > 0
+    order = ids[keep][np.argsort(first[keep])]
+    lut = np.zeros(int(inst.max()) + 1, dtype=np.int32)
+    lut[order] = np.arange(1, order.size + 1, dtype=np.int32)
+    return lut[inst]
+
+
+def score(
+    images: str,
+    labels: str,
+    preds: str | Sequence[str],
+    out: str,
+    seeds: str | Sequence[int] | None = None,
+) -> Path:
+    """Score each prediction folder as it is and carved; see the module docstring.
+
+    Args:
+        images: the tiles the predictions were made from.
+        labels: instance labels named like the tiles (read only to score).
+        preds: comma-separated prediction folders holding ``<stem>_inst.tif``, one per checkpoint.
+        out: folder of ``default/seed<N>`` and ``carved/seed<N>`` report folders.
+        seeds: the seed number of each folder (default: 0, 1, ... in the order given).
+    """
+    folders = [Path(p) for p in (preds.split(",") if isinstance(preds, str) else preds) if str(p)]
+    numbers = [int(s) for s in (str(seeds).split(",") if isinstance(seeds, str) else seeds)] if seeds else None
+    numbers = numbers or list(range(len(folders)))
+    if len(numbers) != len(folders):
+        raise ValueError(f"{len(folders)} prediction folders but {len(numbers)} seeds")
+    tiles = list_images(images)
+    haem = {}
+    for path in tqdm(tiles, desc="haematoxylin", unit="tile"):
+        haem[path.stem] = tile_stain_concentrations(load_rgb(path), seed=0)[0][0]
+    truth = {path.stem: load_instance_map(find_label(Path(labels), path)) for path in tiles}
+    for seed, folder in zip(numbers, folders):
+        rows = {"default": [], "carved": [], "split": []}
+        for path in tqdm(tiles, desc=f"seed {seed}", unit="tile"):
+            inst = tifffile.imread(folder / f"{path.stem}_inst.tif")
+            h = haem[path.stem]
+            arms = (
+                ("default", inst),
+                ("carved", carve_large_objects(inst, h)),
+                ("split", split_large_objects(inst, h)),
+            )
+            for arm, pred in arms:
+                rows[arm].append(
+                    {"method": arm, "seed": seed, "image": path.stem, **instance_scores(truth[path.stem], pred)}
+                )
+        for arm, arm_rows in rows.items():
+            write_results_csv(arm_rows, Path(out) / arm / f"seed{seed}" / "results.csv")
+    return Path(out)
+
+
+if __name__ == "__main__":
+    fire.Fire({"score": score})

@@ -1,0 +1,54 @@
+"""bench.carve_large: large objects carved to, or divided among, their dark parts; a pale ring nucleus stays whole."""
+
+import numpy as np
+from skimage.draw import disk
+
+from bench.carve_large import carve_large_objects, split_large_objects
+
+
+def _tile():
+    """Eight ordinary nuclei, a large pale patch holding two dark nuclei, a large nucleus with a dark rim only."""
+    inst, haem = np.zeros((200, 200), np.int32), np.zeros((200, 200), np.float32)
+    for i in range(8):
+        rr, cc = disk((15, 15 + 22 * i), 8)
+        inst[rr, cc], haem[rr, cc] = i + 1, 1.0
+    inst[60:140, 20:100], haem[60:140, 20:100] = 20, 0.4
+    for centre in [(85, 45), (115, 75)]:
+        rr, cc = disk(centre, 9)
+        haem[rr, cc] = 1.2
+    rr, cc = disk((100, 160), 30)
+    inst[rr, cc], haem[rr, cc] = 30, 1.1
+    rr, cc = disk((100, 160), 24)
+    haem[rr, cc] = 0.3
+    return inst, haem
+
+
+def test_carving_keeps_the_two_dark_nuclei_of_the_patch_and_the_ring_nucleus_whole():
+    inst, haem = _tile()
+    out = carve_large_objects(inst, haem)
+    assert out.max() == 11 and np.array_equal(np.unique(out), np.arange(12))
+    ring = out[100, 160]
+    assert ring > 0 and np.array_equal(out == ring, inst == 30)
+    disc = (out == out[85, 45]).sum()
+    assert out[85, 45] != out[115, 75] and disc == (out == out[115, 75]).sum() == disk((0, 0), 9)[0].size
+    assert out[62, 22] == 0  # the pale patch around them is gone
+    for i in range(1, 9):
+        assert np.array_equal(out == out[15, 15 + 22 * (i - 1)], inst == i)
+
+
+def test_splitting_divides_the_patch_between_its_nuclei_and_keeps_every_foreground_pixel():
+    inst, haem = _tile()
+    out = split_large_objects(inst, haem)
+    assert np.array_equal(out > 0, inst > 0)
+    assert out.max() == 11
+    assert out[85, 45] != out[115, 75] and out[62, 22] in (out[85, 45], out[115, 75])
+    assert np.array_equal(out == out[100, 160], inst == 30)
+
+
+def test_nothing_large_nothing_changes():
+    inst, haem = _tile()
+    inst[inst >= 20] = 0
+    assert np.array_equal(carve_large_objects(inst, haem), inst)
+    assert np.array_equal(split_large_objects(inst, haem), inst)
+    empty = np.zeros((10, 10), np.int32)
+    assert np.array_equal(carve_large_objects(empty, haem[:10, :10]), empty)
