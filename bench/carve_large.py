@@ -146,7 +146,7 @@ def score(
     labels: str,
     preds: str | Sequence[str],
     out: str,
-    seeds: str | Sequence[int] | None = None,
+    seeds: int | str | Sequence[int] | None = None,
 ) -> Path:
     """Score each prediction folder as it is and carved; see the module docstring.
 
@@ -154,15 +154,26 @@ def score(
         images: the tiles the predictions were made from.
         labels: instance labels named like the tiles (read only to score).
         preds: comma-separated prediction folders holding ``<stem>_inst.tif``, one per checkpoint.
-        out: folder of ``default/seed<N>`` and ``carved/seed<N>`` report folders.
-        seeds: the seed number of each folder (default: 0, 1, ... in the order given).
+        out: folder of ``default/seed<N>``, ``carved/seed<N>`` and ``split/seed<N>`` report folders.
+        seeds: the seed number of each folder, comma-separated (default: 0, 1, ... in the order given).
+
+    Raises:
+        ValueError: the seeds do not pair with the folders.
+        FileNotFoundError: a folder lacks a tile's instance map (checked before any tile is scored).
     """
     folders = [Path(p) for p in (preds.split(",") if isinstance(preds, str) else preds) if str(p)]
-    numbers = [int(s) for s in (str(seeds).split(",") if isinstance(seeds, str) else seeds)] if seeds else None
-    numbers = numbers or list(range(len(folders)))
+    if seeds is None:
+        numbers = list(range(len(folders)))
+    elif isinstance(seeds, int):
+        numbers = [seeds]
+    else:
+        numbers = [int(s) for s in (seeds.split(",") if isinstance(seeds, str) else seeds)]
     if len(numbers) != len(folders):
         raise ValueError(f"{len(folders)} prediction folders but {len(numbers)} seeds")
     tiles = list_images(images)
+    missing = [f / f"{t.stem}_inst.tif" for f in folders for t in tiles if not (f / f"{t.stem}_inst.tif").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} instance maps missing, the first {missing[0]}")
     haem = {}
     for path in tqdm(tiles, desc="haematoxylin", unit="tile"):
         haem[path.stem] = tile_stain_concentrations(load_rgb(path), seed=0)[0][0]

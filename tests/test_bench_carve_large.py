@@ -1,6 +1,7 @@
 """bench.carve_large: large objects carved to, or divided among, their dark parts; a pale ring nucleus stays whole."""
 
 import numpy as np
+import pytest
 from skimage.draw import disk
 
 from bench.carve_large import carve_large_objects, split_large_objects
@@ -52,3 +53,30 @@ def test_nothing_large_nothing_changes():
     assert np.array_equal(split_large_objects(inst, haem), inst)
     empty = np.zeros((10, 10), np.int32)
     assert np.array_equal(carve_large_objects(empty, haem[:10, :10]), empty)
+
+
+def test_score_writes_each_arms_results_and_names_a_missing_map(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    from bench.carve_large import score
+    from bench.harness.results_csv import read_one_method
+
+    inst, haem = _tile()
+    rgb = np.full(inst.shape + (3,), 235, np.uint8)
+    rgb[inst > 0] = (150, 90, 170)
+    rgb[haem > 1.0] = (70, 30, 110)
+    for sub in ("images", "labels", "pred"):
+        (tmp_path / sub).mkdir()
+    Image.fromarray(rgb).save(tmp_path / "images" / "t.png")
+    Image.fromarray(inst.astype(np.uint16)).save(tmp_path / "labels" / "t.png")
+    tifffile.imwrite(tmp_path / "pred" / "t_inst.tif", inst)
+    out = tmp_path / "out"
+    score(str(tmp_path / "images"), str(tmp_path / "labels"), str(tmp_path / "pred"), str(out), seeds=3)
+    default = read_one_method(out / "default" / "seed3" / "results.csv", ("aji", "dice"))
+    assert default == {"t": {"aji": 1.0, "dice": 1.0}}  # the labels are the prediction itself
+    for arm in ("carved", "split"):
+        assert (out / arm / "seed3" / "results.csv").is_file()
+    (tmp_path / "pred" / "t_inst.tif").unlink()
+    with pytest.raises(FileNotFoundError, match="1 instance maps missing"):
+        score(str(tmp_path / "images"), str(tmp_path / "labels"), str(tmp_path / "pred"), str(out))
