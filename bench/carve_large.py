@@ -32,7 +32,8 @@ from tqdm import tqdm
 from bench.harness.results_csv import write_results_csv
 from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
-from labelfree.transforms.instances import MIN_REL_AREA
+from labelfree.core.shape import solidities
+from labelfree.transforms.instances import MIN_REL_AREA, ONE_NUCLEUS_SOLIDITY, SEVERAL_NUCLEI_AREA
 from labelfree.transforms.stain import tile_stain_concentrations
 
 #: an object is large when its area exceeds this many times the tile's median object area
@@ -57,16 +58,21 @@ def _dark_parts(obj: np.ndarray, haematoxylin: np.ndarray, min_area: float) -> l
 
 
 def _large_objects_and_parts(
-    inst: np.ndarray, haematoxylin: np.ndarray, large: float, min_rel_area: float
+    inst: np.ndarray, haematoxylin: np.ndarray, large: float, min_rel_area: float, max_solidity: float | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]:
-    """For every object above ``large`` × the median object area: its bounding box of ``inst`` (a view, to be
-    rewritten in place), its mask and haematoxylin there, and its dark parts (:func:`_dark_parts`)."""
+    """For every object above ``large`` × the median object area (and, with ``max_solidity``, less convex than that):
+    its bounding box of ``inst`` (a view, to be rewritten in place), its mask and haematoxylin there, and its dark
+    parts (:func:`_dark_parts`)."""
     ids, areas = np.unique(inst[inst > 0], return_counts=True)
     if ids.size == 0:
         return
     median = float(np.median(areas))
+    chosen = areas > large * median
+    if max_solidity is not None:
+        _, solid = solidities(inst)  # one value per object, in the order of ``ids``
+        chosen &= solid < max_solidity
     boxes = ndi.find_objects(inst)
-    for label in ids[areas > large * median]:
+    for label in ids[chosen]:
         box = boxes[label - 1]
         region = inst[box]
         obj = region == label
@@ -100,7 +106,11 @@ def carve_large_objects(
 
 
 def split_large_objects(
-    inst: np.ndarray, haematoxylin: np.ndarray, large: float = LARGE, min_rel_area: float = MIN_REL_AREA
+    inst: np.ndarray,
+    haematoxylin: np.ndarray,
+    large: float = LARGE,
+    min_rel_area: float = MIN_REL_AREA,
+    max_solidity: float | None = None,
 ) -> np.ndarray:
     """Divide each large object with two or more dark parts among them; no pixel changes from foreground to background.
 
@@ -112,13 +122,16 @@ def split_large_objects(
         haematoxylin: ``(H, W)`` haematoxylin concentration of the same tile.
         large: see :func:`carve_large_objects`.
         min_rel_area: see :func:`carve_large_objects`.
+        max_solidity: only objects whose solidity is below this are divided (``None``: every large one). With
+            ``large=SEVERAL_NUCLEI_AREA, max_solidity=ONE_NUCLEUS_SOLIDITY`` these are the objects the bundles' own
+            re-split calls merged nuclei (:func:`split_irregular_objects`).
 
     Returns:
         ``(H, W)`` int32 instance map with the same foreground, objects numbered 1..n in the order of their first pixel.
     """
     out = np.asarray(inst).astype(np.int32, copy=True)
     next_id = int(out.max()) + 1
-    for region, obj, haem, kept in _large_objects_and_parts(out, haematoxylin, large, min_rel_area):
+    for region, obj, haem, kept in _large_objects_and_parts(out, haematoxylin, large, min_rel_area, max_solidity):
         if len(kept) < 2:
             continue
         markers = np.zeros(obj.shape, dtype=np.int32)
@@ -128,6 +141,13 @@ def split_large_objects(
         region[obj] = pieces[obj] + next_id - 1
         next_id += len(kept)
     return _renumbered(out)
+
+
+def split_irregular_objects(inst: np.ndarray, haematoxylin: np.ndarray) -> np.ndarray:
+    """:func:`split_large_objects` on the objects :func:`labelfree.transforms.instances.resplit_irregular_objects`
+    calls merged nuclei (over ``SEVERAL_NUCLEI_AREA`` × the median, solidity under ``ONE_NUCLEUS_SOLIDITY``), with the
+    same constants; a convex large object is left alone."""
+    return split_large_objects(inst, haematoxylin, large=SEVERAL_NUCLEI_AREA, max_solidity=ONE_NUCLEUS_SOLIDITY)
 
 
 def _renumbered(inst: np.ndarray) -> np.ndarray:
@@ -154,7 +174,7 @@ def score(
         images: the tiles the predictions were made from.
         labels: instance labels named like the tiles (read only to score).
         preds: comma-separated prediction folders holding ``<stem>_inst.tif``, one per checkpoint.
-        out: folder of ``default/seed<N>``, ``carved/seed<N>`` and ``split/seed<N>`` report folders.
+        out: folder of ``<arm>/seed<N>`` report folders, one per arm (default, carved, split, split_irregular).
         seeds: the seed number of each folder, comma-separated (default: 0, 1, ... in the order given).
 
     Raises:
@@ -179,7 +199,7 @@ def score(
         haem[path.stem] = tile_stain_concentrations(load_rgb(path), seed=0)[0][0]
     truth = {path.stem: load_instance_map(find_label(Path(labels), path)) for path in tiles}
     for seed, folder in zip(numbers, folders):
-        rows = {"default": [], "carved": [], "split": []}
+        rows = {"default": [], "carved": [], "split": [], "split_irregular": []}
         for path in tqdm(tiles, desc=f"seed {seed}", unit="tile"):
             inst = tifffile.imread(folder / f"{path.stem}_inst.tif")
             h = haem[path.stem]
@@ -187,6 +207,7 @@ def score(
                 ("default", inst),
                 ("carved", carve_large_objects(inst, h)),
                 ("split", split_large_objects(inst, h)),
+                ("split_irregular", split_irregular_objects(inst, h)),
             )
             for arm, pred in arms:
                 rows[arm].append(

@@ -80,3 +80,15 @@ def test_score_writes_each_arms_results_and_names_a_missing_map(tmp_path):
     (tmp_path / "pred" / "t_inst.tif").unlink()
     with pytest.raises(FileNotFoundError, match="1 instance maps missing"):
         score(str(tmp_path / "images"), str(tmp_path / "labels"), str(tmp_path / "pred"), str(out))
+
+
+def test_split_irregular_divides_only_a_large_object_that_is_not_convex():
+    from bench.carve_large import split_irregular_objects
+
+    inst, haem = _tile()
+    out = split_irregular_objects(inst, haem)
+    assert out[85, 45] == out[115, 75]  # the square patch is convex: left whole
+    notched = inst.copy()
+    notched[60:100, 60:100] = 0  # an L-shaped patch, still holding both dark nuclei
+    out = split_irregular_objects(notched, haem)
+    assert out[85, 45] != out[115, 75] and np.array_equal(out > 0, notched > 0)
