@@ -1,19 +1,21 @@
-"""Benchmark: large objects carved down to their dark cores, after a bundle's own inference (rule:
-``bench/results/carve_large/rule.txt``, written before any score).
+"""Benchmark: large objects carved down to their dark cores, or divided among them, after a bundle's own inference
+(rule: ``bench/results/carve_large/rule.txt``, written before any score; two arms added in its addenda, each before
+its own scores). Measured on both bundles and adopted by neither (the folder's README).
 
 On frozen sections the nuclei class of either bundle can take whole patches of purple cytoplasm with the nuclei inside
 them; such a patch comes out as one object several times the tile's typical nucleus. Inside it, the nuclei are darker
 than the cytoplasm around them, so the object's own Otsu threshold on haematoxylin finds them. A large pale nucleus
 whose chromatin lines its rim stays whole, because each dark part has its holes filled; an object with no dark part of
-nucleus size is left as it was.
+nucleus size is left as it was. Arms: ``carved`` (only the dark parts kept), ``split`` (the object divided among them,
+every pixel kept) and ``split_irregular`` (the same, only for the large objects that are not convex).
 
-``score`` carves every instance map of one or more prediction folders (the harness's ``<run>/pred``) and writes, per
-folder, the per-tile scores of the predictions as they were (``default``) and carved (``carved``) in the layout
+``score`` applies every arm to each instance map of one or more prediction folders (the harness's ``<run>/pred``) and
+writes, per folder, the per-tile scores of the predictions as they were (``default``) and of each arm, in the layout
 :mod:`bench.arm_table` reads (``<out>/<arm>/seed<N>/results.csv``). Labels are read only to score.
 
     python -m bench.carve_large score --images ../shared/data/$DS/train/images \\
         --labels ../shared/data/$DS/train/labels --preds PRED0,PRED1,... --out bench/results/carve_large/ssimnet/$DS
-    python -m bench.arm_table --root bench/results/carve_large/ssimnet --arms default,carved
+    python -m bench.arm_table --root bench/results/carve_large/ssimnet --arms default,carved,split,split_irregular
 """
 
 from __future__ import annotations
