@@ -199,12 +199,7 @@ def examples(
     """One tile's central ``crop`` pixels, clean and under every condition found in ``perturbed``, each with the
     outlines ``method`` drew on it (green; its harness runs under ``runs``: ``runs/clean`` and ``runs/<condition>``),
     written as one figure to ``out``; returns ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.harness.figures import _save
+    from bench.harness.figures import _pyplot, _save
     from labelfree.core.imageio import load_instance_map
     from labelfree.core.overlay import contour_overlay
 
@@ -224,6 +219,7 @@ def examples(
         panels.append((c, contour_overlay(rgb, inst)[y : y + crop, x : x + crop]))
     cols = 3
     rows = -(-len(panels) // cols)
+    plt = _pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")

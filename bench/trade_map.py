@@ -112,13 +112,9 @@ def _quadrants(rows: list[dict], metric: str, tol: float) -> dict[str, int]:
 def figure(rows: list[dict], path: Path, zoom: float = ZOOM) -> None:
     """Each arm's change on MoNuSeg (x) against its change on CPM-15 (y), Dice and AJI; the second row zooms to
     ±``zoom``, where most arms lie, with the arms beyond drawn as triangles on its border."""
-    import matplotlib
+    from bench.harness.figures import _pyplot, _save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from labelfree.core.imageio import atomic_path
-
+    plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 10.4))
     for col, metric in enumerate(("dice", "aji")):
         name = "AJI" if metric == "aji" else "Dice"
@@ -151,10 +147,7 @@ def figure(rows: list[dict], path: Path, zoom: float = ZOOM) -> None:
             scope = "every arm" if window is None else f"within ±{window} (triangles: beyond, on the border)"
             ax.set_title(f"{name}: {scope}", fontsize=10)
             ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def run(root: str = "bench/results", out: str = "bench/results/trade_map", tol: float = 0.002) -> dict:
