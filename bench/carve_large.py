@@ -31,6 +31,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 from tqdm import tqdm
 
+from bench.harness.compare import parse_seeds
 from bench.harness.results_csv import write_results_csv
 from labelfree.core.imageio import find_label, list_images, load_instance_map, load_rgb
 from labelfree.core.metrics import instance_scores
@@ -186,10 +187,8 @@ def score(
     folders = [Path(p) for p in (preds.split(",") if isinstance(preds, str) else preds) if str(p)]
     if seeds is None:
         numbers = list(range(len(folders)))
-    elif isinstance(seeds, int):
-        numbers = [seeds]
-    else:
-        numbers = [int(s) for s in (seeds.split(",") if isinstance(seeds, str) else seeds)]
+    else:  # one int is one folder's seed here, not the harness's count of seeds
+        numbers = [seeds] if isinstance(seeds, int) else parse_seeds(seeds)
     if len(numbers) != len(folders):
         raise ValueError(f"{len(folders)} prediction folders but {len(numbers)} seeds")
     tiles = list_images(images)
