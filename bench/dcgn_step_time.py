@@ -5,9 +5,12 @@ itself (with ``configs/paper.json`` laid over it for the paper's row), so the st
 (cached, with the stain features of the default recipe) → crop or resize → hue/saturation/flip augmentation → min–max
 → forward → GMM loss → backward → Adam. The default step sees four 256² crops of one tile, the paper's one tile
 squashed to 512²: the same number of pixels. The first ``warmup`` steps are not counted; the median and mean of the
-next ``steps`` are reported.
+next ``steps`` are reported. Other rows are train.json with ``--key value`` overrides, named by ``recipes`` and given
+in ``overrides``, so an arm's step is timed beside the default's in the same run (speeds compared as ratios):
 
     python -m bench.dcgn_step_time --images ../shared/data/monuseg/train/images --out bench/results
+    python -m bench.dcgn_step_time --images IMAGES --out OUT --recipes "['default','context512']" \
+        --overrides '{"context512": {"patch_size": 512, "patches_per_tile": 1}}'
 """
 
 from __future__ import annotations
@@ -31,8 +34,20 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "dcgn"
 
 
-def time_steps(images: str, recipe: str, steps: int, warmup: int, threads: int) -> dict:
-    """Time ``steps`` training steps of one recipe (``"default"`` or ``"paper"``)."""
+def time_steps(images: str, recipe: str, steps: int, warmup: int, threads: int, overrides: dict | None = None) -> dict:
+    """Time ``steps`` training steps of one recipe (``"default"``, ``"paper"`` or a name for ``overrides``).
+
+    Args:
+        images: folder of training tiles.
+        recipe: the row's name; ``"paper"`` lays ``configs/paper.json`` over train.json.
+        steps: steps timed after ``warmup`` untimed ones.
+        warmup: steps run first and not timed.
+        threads: torch threads.
+        overrides: train.json keys set for this row (``{"patch_size": 512}``), as ``--key value`` would.
+
+    Returns:
+        the row: recipe, input shape per step, median / mean / max seconds per step and the machine.
+    """
     if str(BUNDLE) not in sys.path:
         sys.path.insert(0, str(BUNDLE))
     torch.set_num_threads(threads)
@@ -45,6 +60,8 @@ def time_steps(images: str, recipe: str, steps: int, warmup: int, threads: int) 
     parser["dataset_dir"] = images
     parser["device"] = "$torch.device('cpu')"
     parser["amp"] = False
+    for key, value in (overrides or {}).items():
+        parser[key] = value
     torch.manual_seed(0)
     net = parser.get_parsed_content("network")
     loss_fn = parser.get_parsed_content("loss")
@@ -85,9 +102,18 @@ def time_steps(images: str, recipe: str, steps: int, warmup: int, threads: int) 
     }
 
 
-def run(images: str, out: str = "bench/results", steps: int = 30, warmup: int = 3, threads: int = 2) -> list[dict]:
-    """Time both recipes on ``images`` one after the other and write ``dcgn_step_time.{json,md}``."""
-    results = [time_steps(images, recipe, steps, warmup, threads) for recipe in ("default", "paper")]
+def run(
+    images: str,
+    out: str = "bench/results",
+    steps: int = 30,
+    warmup: int = 3,
+    threads: int = 2,
+    recipes: tuple[str, ...] | list[str] = ("default", "paper"),
+    overrides: dict | None = None,
+) -> list[dict]:
+    """Time each recipe on ``images`` one after the other and write ``dcgn_step_time.{json,md}`` under ``out``."""
+    overrides = overrides or {}
+    results = [time_steps(images, recipe, steps, warmup, threads, overrides.get(recipe)) for recipe in recipes]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_text(out_dir / "dcgn_step_time.json", json.dumps(results, indent=2))
