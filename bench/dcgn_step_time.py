@@ -113,6 +113,9 @@ def run(
 ) -> list[dict]:
     """Time each recipe on ``images`` one after the other and write ``dcgn_step_time.{json,md}`` under ``out``."""
     overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(recipes))
+    if unknown:  # an override under a misspelt name would otherwise time the default silently
+        raise ValueError(f"overrides name recipes not in --recipes: {unknown}")
     results = [time_steps(images, recipe, steps, warmup, threads, overrides.get(recipe)) for recipe in recipes]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
