@@ -16,10 +16,13 @@ Each checkpoint's network runs once per tile (the bundle's preprocessing, networ
   by the tile's haematoxylin (``bench.haem_relief.haematoxylin_weight``) instead of by the posterior, so that
   the paler line where two nuclei touch deepens the saddle between them;
 * ``haem_resplit``: the default's first split, and only the irregular objects' re-split
-  (``resplit_irregular_objects``) on the default's relief times the same haematoxylin weight.
+  (``resplit_irregular_objects``) on the default's relief times the same haematoxylin weight;
+* ``snap_tile`` / ``snap_objects``: the default's instances with their outlines moved to the steepest haematoxylin,
+  one offset per tile or per object (``bench.boundary_snap``).
 
 The rules and their adoption criterion were written before any score (``bench/results/dcgn_local_contrast/``,
-``bench/results/dcgn_softmax_and/rule.txt``, ``bench/results/dcgn_haem_relief/rule.txt``); labels are read only to score. ``--variants`` scores a subset (the
+``bench/results/dcgn_softmax_and/rule.txt``, ``bench/results/dcgn_haem_relief/rule.txt``,
+``bench/results/dcgn_boundary_snap/rule.txt``); labels are read only to score. ``--variants`` scores a subset (the
 default is always scored).
 
     python -m bench.dcgn_posterior_variants --images ../shared/data/monuseg/train/images \\
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from bench.boundary_snap import snap_objects, snap_tile
 from bench.haem_relief import haematoxylin_weight
 from bench.report_files import save_report
 from bench.variant_stats import checkpoint_list, checkpoint_tiles, summarise_variants, variants_markdown
@@ -53,7 +57,16 @@ from labelfree.transforms.instances import (
 from labelfree.transforms.io import tensor_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "local_excess", "softmax_relief", "softmax_and", "haem_relief", "haem_resplit")
+VARIANTS = (
+    "default",
+    "local_excess",
+    "softmax_relief",
+    "softmax_and",
+    "haem_relief",
+    "haem_resplit",
+    "snap_tile",
+    "snap_objects",
+)
 METRICS = ("dice", "aji", "pq", "precision", "recall")
 #: blur scale of ``local_excess`` in units of the tile's median nucleus radius (set with the rule, not fitted)
 EXCESS_SIGMA_RADII = 2.0
@@ -159,9 +172,14 @@ def run(
         post = tile_mixture_posterior(prob, feats)
         nuclei = haematoxylin_order(post.argmax(0), tensor_to_rgb(item["tile"]), len(post))[-1]
         mask = post[nuclei] > 0.5
+        default = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
         for variant in chosen:
             if variant == "default":
-                inst = naming({"pred": prob, "tile": item["tile"], "features": feats})["inst"][0]
+                inst = default
+            elif variant == "snap_tile":
+                inst = snap_tile(default, feats[0])[0]
+            elif variant == "snap_objects":
+                inst = snap_objects(default, feats[0])[0]
             elif variant == "local_excess":
                 extra = local_excess(feats, mask, kwargs["min_size"])
                 inst = naming({"pred": prob, "tile": item["tile"], "features": extra})["inst"][0]
