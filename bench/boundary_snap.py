@@ -40,6 +40,8 @@ VARIANTS = ("default", "snap_tile", "snap_objects")
 OFFSETS = (-3, -2, -1, 0, 1, 2, 3)
 #: Gaussian scale (pixels) of the haematoxylin gradient (set with the rule, not fitted)
 GRAD_SIGMA = 1.0
+#: the offsets in the order that settles ties: the smallest move first
+_BY_MOVE = tuple(sorted(OFFSETS, key=abs))
 
 
 def moved_outline(inst: np.ndarray, offset: int, inside: np.ndarray | None = None) -> np.ndarray:
@@ -77,10 +79,11 @@ def _border_gradient(inst: np.ndarray, grad: np.ndarray, n_labels: int) -> tuple
 
 
 def _candidates(inst: np.ndarray, haematoxylin: np.ndarray):
+    """Yield, smallest move first, each offset, its moved map and its per-label border gradient sum and count."""
     grad = ndi.gaussian_gradient_magnitude(np.asarray(haematoxylin, np.float64), GRAD_SIGMA)
     inside = ndi.distance_transform_edt(inst > 0)
     n = int(inst.max())
-    for offset in OFFSETS:
+    for offset in _BY_MOVE:
         moved = moved_outline(inst, offset, inside)
         yield offset, moved, *_border_gradient(moved, grad, n)
 
@@ -99,7 +102,7 @@ def snap_tile(inst: np.ndarray, haematoxylin: np.ndarray) -> tuple[np.ndarray, i
     if inst.max() == 0:
         return inst.astype(np.int32), 0
     best, best_score, best_map = 0, -np.inf, inst
-    for offset, moved, total, count in sorted(_candidates(inst, haematoxylin), key=lambda c: abs(c[0])):
+    for offset, moved, total, count in _candidates(inst, haematoxylin):
         score = total.sum() / count.sum() if count.sum() else -np.inf
         if score > best_score:
             best, best_score, best_map = offset, score, moved
@@ -121,19 +124,15 @@ def snap_objects(inst: np.ndarray, haematoxylin: np.ndarray) -> tuple[np.ndarray
     n = int(inst.max())
     if n == 0:
         return inst.astype(np.int32), np.zeros(1, np.int64)
-    maps, scores = {}, []
-    order = sorted(OFFSETS, key=abs)
-    for offset, moved, total, count in _candidates(inst, haematoxylin):
-        maps[offset] = moved
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scores.append((offset, np.where(count > 0, total / np.maximum(count, 1), -np.inf)))
-    table = np.stack([s for _, s in sorted(scores, key=lambda c: order.index(c[0]))])
-    # argmax takes the first best: the offsets are ordered by the size of the move
-    chosen = np.asarray(order)[table.argmax(0)]
+    maps, scores = [], []
+    for _, moved, total, count in _candidates(inst, haematoxylin):
+        maps.append(moved)
+        scores.append(np.where(count > 0, total / np.maximum(count, 1), -np.inf))
+    # argmax takes the first best: the rows are ordered by the size of the move
+    chosen = np.asarray(_BY_MOVE)[np.stack(scores).argmax(0)]
     chosen[0] = 0
     out = np.zeros_like(inst)
-    for offset in order:
-        moved = maps[offset]
+    for offset, moved in zip(_BY_MOVE, maps):
         keep = (moved > 0) & (chosen[moved] == offset)
         out[keep] = moved[keep]
     return out.astype(np.int32), chosen
