@@ -28,9 +28,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
 
-from bench.ssimnet_variants import REPO, score_ssimnet_variants
-from labelfree.engines.slides import bundle_parser
-from labelfree.transforms.instances import drop_small_objects, instances_from_map
+from bench.ssimnet_variants import score_ssimnet_variants
+from labelfree.transforms.instances import instances_from_map
 from labelfree.transforms.io import tensor_to_rgb
 from labelfree.transforms.stain import tile_stain_concentrations
 
@@ -138,30 +137,31 @@ def snap_objects(inst: np.ndarray, haematoxylin: np.ndarray) -> tuple[np.ndarray
     return out.astype(np.int32), chosen
 
 
-def _ssimnet_variants(prob: np.ndarray, views: list, item: dict, kwargs: dict, min_rel_area: float) -> dict:
-    """``default`` (the bundle's instances, small objects dropped) and both snaps of it, for one SSimNet tile."""
-    rgb = tensor_to_rgb(item["tile"])
-    if rgb.shape[:2] != prob.shape:
+def _ssimnet_raw(prob: np.ndarray, views: list, item: dict, kwargs: dict) -> dict:
+    """The bundle's instances before its small-object rule, once per variant: the shared loop drops small objects
+    once, then :func:`_ssimnet_snap` moves the outlines of the finished output."""
+    if tensor_to_rgb(item["tile"]).shape[:2] != prob.shape:
         raise ValueError("the network saw the tile at another scale; score it at its own")
-    default = drop_small_objects(instances_from_map(prob, **kwargs), min_rel_area)
-    haematoxylin = tile_stain_concentrations(rgb)[0][0]
-    return {
-        "default": default,
-        "snap_tile": snap_tile(default, haematoxylin)[0],
-        "snap_objects": snap_objects(default, haematoxylin)[0],
-    }
+    objects = instances_from_map(prob, **kwargs)
+    return dict.fromkeys(VARIANTS, objects)
+
+
+def _ssimnet_snap(variant: str, objects: np.ndarray, item: dict) -> np.ndarray:
+    """``default``: the bundle's output as it is; ``snap_tile`` / ``snap_objects``: its outlines moved."""
+    if variant == "default":
+        return objects
+    haematoxylin = tile_stain_concentrations(tensor_to_rgb(item["tile"]))[0][0]
+    snap = snap_tile if variant == "snap_tile" else snap_objects
+    return snap(objects, haematoxylin)[0]
 
 
 def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:
     """Score SSimNet's ``default``, ``snap_tile`` and ``snap_objects`` for every checkpoint (empty: the shipped
     one); write ``boundary_snap.{json,md}`` under ``out``."""
-    min_rel_area = bundle_parser(REPO / "bundles" / "ssimnet", {"dataset_dir": str(images)})["min_rel_area"]
     title = "SSimNet: outlines moved to the steepest haematoxylin"
-
-    def make(prob, views, item, kwargs):
-        return _ssimnet_variants(prob, views, item, kwargs, min_rel_area)
-
-    return score_ssimnet_variants(images, labels, out, ckpts, threads, VARIANTS, make, "boundary_snap", title)
+    return score_ssimnet_variants(
+        images, labels, out, ckpts, threads, VARIANTS, _ssimnet_raw, "boundary_snap", title, after_drop=_ssimnet_snap
+    )
 
 
 if __name__ == "__main__":

@@ -61,13 +61,16 @@ def score_ssimnet_variants(
     make_variants: Callable[[np.ndarray, list, dict, dict], dict[str, np.ndarray]],
     stem: str,
     title: str,
+    after_drop: Callable[[str, np.ndarray, dict], np.ndarray] | None = None,
 ) -> dict:
     """Score instance-step variants of SSimNet's inference for every checkpoint and tile, as the bundle runs it.
 
     Each checkpoint's network runs once per view and tile (:func:`view_probabilities`); ``make_variants(prob, views,
     item, kwargs)`` returns each variant's instances from the averaged probability, the views' own, the preprocessed
-    item and the bundle's instance-step keyword arguments; the small-object rule runs on each, as in the bundle, and
-    the instances are brought back to the tile's size before scoring. Writes ``<stem>.{json,md}`` under ``out``.
+    item and the bundle's instance-step keyword arguments; the small-object rule runs on each, as in the bundle, once.
+    ``after_drop(variant, instances, item)``, when given, then changes a variant's instances (a step that works on
+    the bundle's finished output, so it must not see the rule twice); last, the instances are brought back to the
+    tile's size before scoring. Writes ``<stem>.{json,md}`` under ``out``.
 
     Returns:
         the per-variant summary (:func:`bench.variant_stats.summarise_variants`).
@@ -87,6 +90,8 @@ def score_ssimnet_variants(
         to_tile = MatchSpatialSize(tuple(item["tile"].shape[-2:]), True)
         for variant, objects in make_variants(prob, views, item, kwargs).items():
             objects = drop_small_objects(objects, parser["min_rel_area"])
+            if after_drop is not None:
+                objects = after_drop(variant, objects, item)
             objects = np.asarray(to_tile(torch.as_tensor(objects[None])))[0]
             s = instance_scores(gt, objects)
             rows.append({"checkpoint": i, "image": path.stem, "variant": variant, **{m: s[m] for m in METRICS}})

@@ -58,3 +58,21 @@ def test_empty_map_is_returned_unchanged():
     empty = np.zeros((16, 16), np.int32)
     assert snap_tile(empty, np.random.default_rng(0).random((16, 16)))[1] == 0
     assert not snap_objects(empty, np.zeros((16, 16)))[0].any()
+
+
+def test_ssimnet_screen_leaves_the_small_object_rule_to_the_shared_loop_and_keeps_the_default_as_it_is():
+    import torch
+
+    from bench.boundary_snap import VARIANTS, _ssimnet_raw, _ssimnet_snap
+    from labelfree.transforms.instances import drop_small_objects
+
+    prob = np.zeros((96, 96), np.float32)
+    prob[_disc((96, 96), (40, 40), 14)] = 0.9
+    prob[_disc((96, 96), (80, 80), 4)] = 0.9  # far under a quarter of the median: the rule drops it, once
+    item = {"tile": torch.zeros(3, 96, 96)}
+    raw = _ssimnet_raw(prob, [], item, {"min_size": 10})
+    assert tuple(raw) == VARIANTS
+    assert all(len(np.unique(m)) == 3 for m in raw.values())  # both objects, before the rule
+    dropped = drop_small_objects(raw["default"], 0.25)
+    assert len(np.unique(dropped)) == 2
+    assert _ssimnet_snap("default", dropped, item) is dropped
