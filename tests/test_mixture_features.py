@@ -9,6 +9,7 @@ from labelfree.transforms.mixture_features import (
     MixtureFeaturesd,
     feature_channels,
     mixture_features,
+    with_blob_excess,
 )
 
 
@@ -23,7 +24,7 @@ def test_shapes_types_and_ranges(tile, kind):
     if kind == "rgb":
         assert float(out.min()) == 0.0 and float(out.max()) == 1.0
     else:
-        assert float(out.min()) >= 0.0
+        assert float(out[:2].min()) >= 0.0  # amounts; stains_blob's third channel is a signed excess
 
 
 def test_haematoxylin_axis_separates_nuclei_from_stroma(tile):
@@ -54,3 +55,18 @@ def test_dict_twin_writes_the_named_key_and_keeps_the_image(tile):
         MixtureFeatures("lab")
     with pytest.raises(ValueError, match="one output key per key"):
         MixtureFeaturesd(["a", "b"], output_keys="x")
+
+
+def test_blob_excess_is_high_on_a_compact_stained_blob_and_zero_on_flat_stain(tile):
+    """A disc of haematoxylin stands out from its blur; a wide, even purple field (diffuse cytoplasm) does not."""
+    yy, xx = np.mgrid[:128, :128]
+    h = np.full((128, 128), 0.5, np.float32)
+    h[(yy - 64) ** 2 + (xx - 64) ** 2 <= 8**2] = 1.5
+    out = with_blob_excess(np.stack([h, np.zeros_like(h)]))
+    assert out.shape == (3, 128, 128) and out.dtype == np.float32
+    assert np.array_equal(out[:2], np.stack([h, np.zeros_like(h)]))
+    assert out[2, 64, 64] > 0.5 and abs(out[2, 5, 5]) < 0.01
+    flat = with_blob_excess(np.full((2, 64, 64), 0.8, np.float32))
+    assert np.abs(flat[2]).max() < 1e-5
+    # the tile's own features: the first two channels are exactly the "stains" kind
+    assert np.array_equal(mixture_features(tile.image, "stains_blob")[:2], mixture_features(tile.image, "stains"))

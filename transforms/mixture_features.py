@@ -11,6 +11,8 @@ Kinds (all ``(C, H, W)`` float32):
 - ``"od"``: optical density ``-ln(I / 255)`` per channel (``C = 3``).
 - ``"stains"``: haematoxylin and eosin concentrations of the tile's own Vahadane stain matrix (``C = 2``; a tile without
   stained tissue falls back to the Ruifrok–Johnston matrix, so it still gets features).
+- ``"stains_blob"``: those two and the haematoxylin's excess over its own Gaussian blur (``BLOB_SIGMA`` pixels;
+  ``C = 3``): a nucleus is richer in haematoxylin than what surrounds it, diffuse purple cytoplasm is not.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
@@ -26,10 +29,21 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from labelfree.core.imageio import as_rgb_uint8
 from labelfree.transforms.stain import optical_density, tile_stain_concentrations
 
-__all__ = ["FEATURE_KINDS", "feature_channels", "mixture_features", "MixtureFeatures", "MixtureFeaturesd"]
+__all__ = [
+    "BLOB_SIGMA",
+    "FEATURE_KINDS",
+    "feature_channels",
+    "mixture_features",
+    "with_blob_excess",
+    "MixtureFeatures",
+    "MixtureFeaturesd",
+]
 
 #: feature kind → number of channels
-FEATURE_KINDS = {"rgb": 3, "od": 3, "stains": 2}
+FEATURE_KINDS = {"rgb": 3, "od": 3, "stains": 2, "stains_blob": 3}
+#: Gaussian scale (pixels) of the blur that ``"stains_blob"``'s excess is taken over: about twice a 40x nucleus's radius
+#: (set with its rule, ``bench/results/dcgn_blob_feature/rule.txt``, not fitted)
+BLOB_SIGMA = 16.0
 
 
 def feature_channels(kind: str) -> int:
@@ -44,8 +58,8 @@ def mixture_features(rgb: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
 
     Args:
         rgb: ``(H, W, 3)`` uint8 RGB.
-        kind: ``"rgb"``, ``"od"`` or ``"stains"`` (see the module docstring).
-        seed: pixel subsampling seed of the stain estimate (``"stains"`` only).
+        kind: ``"rgb"``, ``"od"``, ``"stains"`` or ``"stains_blob"`` (see the module docstring).
+        seed: pixel subsampling seed of the stain estimate (the stain kinds only).
 
     Returns:
         ``(C, H, W)`` float32 with ``C = feature_channels(kind)``.
@@ -58,14 +72,23 @@ def mixture_features(rgb: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(2, 0, 1))
     if kind == "od":
         return np.ascontiguousarray(optical_density(rgb).transpose(2, 0, 1))
-    return tile_stain_concentrations(rgb, seed)[0]
+    stains = tile_stain_concentrations(rgb, seed)[0]
+    return stains if kind == "stains" else with_blob_excess(stains)
+
+
+def with_blob_excess(stains: np.ndarray, sigma: float = BLOB_SIGMA) -> np.ndarray:
+    """``(2, H, W)`` haematoxylin and eosin → ``(3, H, W)`` float32: the two and the haematoxylin's excess over its
+    Gaussian blur of ``sigma`` pixels (reflected at the tile's edge)."""
+    h = np.asarray(stains[0], dtype=np.float32)
+    excess = h - ndi.gaussian_filter(h, sigma, mode="reflect")
+    return np.ascontiguousarray(np.concatenate([np.asarray(stains, np.float32), excess[None]], axis=0))
 
 
 class MixtureFeatures(Transform):
     """Array transform: ``(3, H, W)`` RGB (uint8 values, any dtype) → ``(C, H, W)`` float32 mixture features.
 
     Args:
-        kind: ``"rgb"``, ``"od"`` or ``"stains"``.
+        kind: one of ``FEATURE_KINDS`` (see the module docstring).
         seed: pixel subsampling seed of the stain estimate.
     """
 
