@@ -186,3 +186,36 @@ def test_json_booleans_in_options_reach_the_bundle_as_booleans():
         opts = _as_dict(given)
         assert opts == {"ssimnet": {"finetune": False, "max_epochs": 3}}
         assert _overrides(opts["ssimnet"]) == ["--finetune", "False", "--max_epochs", "3"]
+
+
+def test_a_runs_folder_shared_by_two_image_folders_never_hands_one_the_others_run(tmp_path):
+    import shutil
+
+    s = sample_dir()
+    tiles = sorted(p for p in (s / "images").iterdir() if p.is_file())
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, chosen in ((first, tiles[:2]), (second, tiles[2:])):
+        (folder / "images").mkdir(parents=True)
+        for p in chosen:
+            shutil.copy(p, folder / "images" / p.name)
+    runs = tmp_path / "runs"
+    compare(str(first / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(first / "out"), runs=str(runs))
+    summary = compare(
+        str(second / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(second / "out"), runs=str(runs)
+    )
+    assert (
+        "give" in summary["failures"]["otsu_ws/seed0"] and str(first / "images") in summary["failures"]["otsu_ws/seed0"]
+    )
+    assert not list(csv.DictReader(open(second / "out" / "results.csv")))  # no row of the other folder's run
+    # a run written before the inputs were recorded is checked by the tiles it scored
+    done = runs / "otsu_ws" / "seed0" / "done.json"
+    record = json.loads(done.read_text())
+    done.write_text(json.dumps({"timings": record["timings"], "scores": record["scores"]}))
+    summary = compare(
+        str(second / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(second / "out"), runs=str(runs)
+    )
+    assert "other tiles" in summary["failures"]["otsu_ws/seed0"]
+    again = compare(
+        str(first / "images"), str(s / "labels"), "otsu_ws", seeds=1, out=str(first / "out"), runs=str(runs)
+    )
+    assert not again["failures"] and len(list(csv.DictReader(open(first / "out" / "results.csv")))) == 2

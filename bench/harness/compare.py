@@ -115,6 +115,21 @@ def _launch(method: str, images: Path, run_dir: Path, seed: int, options: dict) 
     return f"exit {rc}: {lines[-1][:160] if lines else 'no output'} (log: {log})"
 
 
+def _other_inputs(record: dict, run_dir: Path, tiles: list[Path], images: Path, labels: Path) -> str | None:
+    """Why a finished run cannot be reused for these images and labels, or ``None`` if it can.
+
+    A run's folder is named by its method, seed and options, not by its inputs, so a ``runs`` folder shared by two
+    data sets would otherwise hand the first one's predictions and scores to the second. Runs written before the
+    inputs were recorded are checked by the tiles they scored.
+    """
+    made_on = record.get("images")
+    if made_on is not None and (made_on != str(images) or record.get("labels", str(labels)) != str(labels)):
+        return f"{run_dir} holds a run on {made_on}; give {images} its own --runs folder"
+    if made_on is None and set(record.get("scores", {})) != {p.stem for p in tiles}:
+        return f"{run_dir} holds a run on other tiles; give {images} its own --runs folder"
+    return None
+
+
 def _rows(method: str, seed: int, scores: dict, timings: dict) -> list[dict]:
     secs = timings.get("inference_seconds_per_image")
     return [{"method": method, "seed": seed, "image": image, "seconds": secs, **s} for image, s in scores.items()]
@@ -144,7 +159,8 @@ def compare(
         n_overlays: number of tiles in ``overlays.png`` (0: no overlay figure).
         markdown: also write the report with its figures to this file (``BENCHMARKS.md``).
         runs: where the method runs are kept (default ``out/runs``); several reports can share one folder. A run made
-            with other ``options`` lives in another sub-folder, so it is never reused by mistake.
+            with other ``options`` lives in another sub-folder, so it is never reused by mistake; a finished run made on
+            other images or labels is not reused either: that method and seed fail with a one-line reason.
         notes: a markdown file appended to the ``markdown`` report (how the runs were made, caveats).
 
     Returns:
@@ -175,12 +191,14 @@ def compare(
                 except (FileNotFoundError, ValueError) as exc:
                     error = f"scoring failed: {exc}"
                 else:
-                    record = {"timings": run_timings, "scores": scores}
+                    record = {"timings": run_timings, "scores": scores, "images": str(img_dir), "labels": str(lab_dir)}
                     save_text(done, json.dumps(record))
-            if error is not None:
-                failures[(method, seed)] = error
-                tqdm.write(f"{method} seed {seed} failed: {error}")
-                continue
+        else:
+            error = _other_inputs(json.loads(done.read_text()), run_dir, tiles, img_dir, lab_dir)
+        if error is not None:
+            failures[(method, seed)] = error
+            tqdm.write(f"{method} seed {seed} failed: {error}")
+            continue
         record = json.loads(done.read_text())
         timings.setdefault(method, []).append(record["timings"])
         rows.extend(_rows(method, seed, record["scores"], record["timings"]))
