@@ -139,20 +139,21 @@ def snap_objects(inst: np.ndarray, haematoxylin: np.ndarray) -> tuple[np.ndarray
 
 def _ssimnet_raw(prob: np.ndarray, views: list, item: dict, kwargs: dict) -> dict:
     """The bundle's instances before its small-object rule, once per variant: the shared loop drops small objects
-    once, then :func:`_ssimnet_snap` moves the outlines of the finished output."""
-    if tensor_to_rgb(item["tile"]).shape[:2] != prob.shape:
+    once, then :func:`_ssimnet_snap` moves the outlines of the finished output. The tile's haematoxylin, which both
+    snaps read, is computed here once per tile and kept in ``item``."""
+    rgb = tensor_to_rgb(item["tile"])
+    if rgb.shape[:2] != prob.shape:
         raise ValueError("the network saw the tile at another scale; score it at its own")
-    objects = instances_from_map(prob, **kwargs)
-    return dict.fromkeys(VARIANTS, objects)
+    item["haematoxylin"] = tile_stain_concentrations(rgb)[0][0]
+    return dict.fromkeys(VARIANTS, instances_from_map(prob, **kwargs))
 
 
 def _ssimnet_snap(variant: str, objects: np.ndarray, item: dict) -> np.ndarray:
     """``default``: the bundle's output as it is; ``snap_tile`` / ``snap_objects``: its outlines moved."""
     if variant == "default":
         return objects
-    haematoxylin = tile_stain_concentrations(tensor_to_rgb(item["tile"]))[0][0]
     snap = snap_tile if variant == "snap_tile" else snap_objects
-    return snap(objects, haematoxylin)[0]
+    return snap(objects, item["haematoxylin"])[0]
 
 
 def run(images: str, labels: str, out: str, ckpts: str | tuple = "", threads: int = 2) -> dict:

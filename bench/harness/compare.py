@@ -193,13 +193,14 @@ def compare(
                 else:
                     record = {"timings": run_timings, "scores": scores, "images": str(img_dir), "labels": str(lab_dir)}
                     save_text(done, json.dumps(record))
+                    record = json.loads(done.read_text())  # the rows read what a later reuse reads
         else:
-            error = _other_inputs(json.loads(done.read_text()), run_dir, tiles, img_dir, lab_dir)
+            record = json.loads(done.read_text())
+            error = _other_inputs(record, run_dir, tiles, img_dir, lab_dir)
         if error is not None:
             failures[(method, seed)] = error
             tqdm.write(f"{method} seed {seed} failed: {error}")
             continue
-        record = json.loads(done.read_text())
         timings.setdefault(method, []).append(record["timings"])
         rows.extend(_rows(method, seed, record["scores"], record["timings"]))
 
